@@ -1,0 +1,30 @@
+"""Fastformer (Wu et al., 2021) for Hugging Face Transformers.
+
+Importing the package registers the config and models with the Auto classes, and marks them for
+`register_for_auto_class` so that `save_pretrained` writes `auto_map` and the code files: a checkpoint then loads
+with `AutoModel...from_pretrained(path, trust_remote_code=True)` where this package is not installed.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_fastformer import FastformerConfig
+from .modeling_fastformer import FastformerForSequenceClassification, FastformerModel, FastformerPreTrainedModel
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register(FastformerConfig.model_type, FastformerConfig, exist_ok=True)
+FastformerConfig.register_for_auto_class()
+for _auto, _model in (
+    (AutoModel, FastformerModel),
+    (AutoModelForSequenceClassification, FastformerForSequenceClassification),
+):
+    _auto.register(FastformerConfig, _model, exist_ok=True)
+    _model.register_for_auto_class(_auto.__name__)
+
+__all__ = [
+    "FastformerConfig",
+    "FastformerForSequenceClassification",
+    "FastformerModel",
+    "FastformerPreTrainedModel",
+]

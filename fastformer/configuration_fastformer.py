@@ -1,0 +1,118 @@
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""Fastformer model configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+ATTENTION_LOGIT_LAYOUTS = ("dense", "per_head")
+POSITION_EMBEDDING_TYPES = ("absolute", "none")
+POOLER_TYPES = ("attention", "first", "mean")
+
+
+@strict
+class FastformerConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Fastformer model (Wu et al., 2021, "Fastformer: Additive Attention Can Be All You Need",
+    arXiv:2108.09084). The defaults reproduce the authors' official PyTorch code (`wuch15/Fastformer`,
+    `fastformer.json`): hidden 256, 16 heads of size 16, 2 layers, FFN 256, GELU, dropout 0.2, 256 learned
+    absolute positions, LayerNorm eps 1e-12, value = query, `query_att`/`key_att` as `Linear(hidden -> heads)`
+    with bias, no layer-wise sharing, additive-attention pooler.
+
+    Args:
+        vocab_size (`int`, defaults to 30522): number of token ids.
+        hidden_size (`int`, defaults to 256): width `d_model`; must be divisible by `num_attention_heads`.
+        num_hidden_layers (`int`, defaults to 2): number of Fastformer layers.
+        num_attention_heads (`int`, defaults to 16): heads of the additive attention.
+        intermediate_size (`int`, defaults to 256): width of the feed-forward block (the official code does
+            not expand it 4x).
+        hidden_act (`str`, defaults to `"gelu"`): activation of the feed-forward block (a key of `ACT2FN`).
+        hidden_dropout_prob (`float`, defaults to 0.2): dropout on embeddings and after every sub-block.
+        classifier_dropout (`float`, *optional*): dropout before the classifier; `hidden_dropout_prob` if unset.
+        max_position_embeddings (`int`, defaults to 256): longest sequence the learned position table covers.
+            With `position_embedding_type="none"` it is not a limit.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation of weights.
+        layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
+        pad_token_id (`int`, defaults to 0): padding id; its embedding row is initialised to zero.
+        share_query_value (`bool`, defaults to `True`): query-value sharing. `True` is the official code: there
+            is no value projection and the (biased) query projection is the value, `u_i = k * q_i`. `False` adds
+            a separate value projection `W_V` (the paper's "w/o sharing" ablation).
+        attention_logit_layout (`str`, defaults to `"dense"`): how the additive-attention logits are computed.
+            `"dense"` is the official code: `Linear(hidden -> heads)` with bias, each head's logit reading all
+            heads' features. `"per_head"` is the paper's equation: one vector `w in R^{head_dim}` per head,
+            `a_i^h = w^h . q_i^h / sqrt(head_dim)`, no bias.
+        share_layer_parameters (`bool`, defaults to `False`): layer-wise parameter sharing (the paper's final
+            model, ALBERT-style: one set of layer weights applied `num_hidden_layers` times). The official code
+            does not share.
+        position_embedding_type (`str`, defaults to `"absolute"`): `"absolute"` (learned, official) or `"none"`.
+        pooler_type (`str`, defaults to `"attention"`): sequence pooling for classification. `"attention"` is
+            the paper's additive-attention pooler (`softmax_i(w_2 . tanh(W_1 x_i + b_1) + b_2)`, masked),
+            `"first"` takes the first token, `"mean"` averages the real tokens.
+
+    Example:
+
+    ```python
+    >>> from fastformer import FastformerConfig, FastformerModel
+    >>> config = FastformerConfig(share_layer_parameters=True, attention_logit_layout="per_head")
+    >>> model = FastformerModel(config)
+    ```
+    """
+
+    model_type = "fastformer"
+
+    vocab_size: int = 30522
+    hidden_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 16
+    intermediate_size: int = 256
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.2
+    classifier_dropout: float | int | None = None
+    max_position_embeddings: int = 256
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    share_query_value: bool = True
+    attention_logit_layout: str = "dense"
+    share_layer_parameters: bool = False
+    position_embedding_type: str = "absolute"
+    pooler_type: str = "attention"
+
+    def __post_init__(self, **kwargs):
+        # Checked here rather than in a `validate_*` hook so that a bad value raises a plain `ValueError` at
+        # construction (and on `from_pretrained` of a bad config.json).
+        self._check_values()
+        super().__post_init__(**kwargs)
+
+    def _check_values(self):
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        for name in positive + ("max_position_embeddings",):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads})."
+            )
+        for name, allowed in (
+            ("attention_logit_layout", ATTENTION_LOGIT_LAYOUTS),
+            ("position_embedding_type", POSITION_EMBEDDING_TYPES),
+            ("pooler_type", POOLER_TYPES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("hidden_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must lie in [0, 1), got {value}.")
+        if self.layer_norm_eps <= 0:
+            raise ValueError(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps}.")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` ({self.pad_token_id}) must lie in [0, vocab_size={self.vocab_size}).")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+__all__ = ["FastformerConfig"]

@@ -1,0 +1,172 @@
+"""Save/load, Hub custom code (trust_remote_code) and Trainer integration."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_modeling_fastformer import random_batch, tiny_config
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    config = tiny_config(num_labels=3, attention_logit_layout="per_head", share_layer_parameters=True)
+    model = FastformerForSequenceClassification(config).eval()
+    input_ids, attention_mask = random_batch(config)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    state = load_file(tmp_path / "model.safetensors")
+    assert set(state) == set(model.state_dict())
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(loaded) is FastformerForSequenceClassification
+    assert torch.equal(
+        loaded(input_ids, attention_mask=attention_mask).logits, model(input_ids, attention_mask=attention_mask).logits
+    )
+
+
+def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
+    FastformerForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_fastformer.FastformerConfig",
+        "AutoModel": "modeling_fastformer.FastformerModel",
+        "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
+    }
+    assert (tmp_path / "modeling_fastformer.py").exists() and (tmp_path / "configuration_fastformer.py").exists()
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    assert importlib.util.find_spec("fastformer") is None, "the package must not be importable here"
+    checkpoint, data = sys.argv[1], json.load(open(sys.argv[2]))
+    config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    encoder = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    ids, mask = torch.tensor(data["input_ids"]), torch.tensor(data["attention_mask"])
+    with torch.no_grad():
+        print(json.dumps({
+            "config_class": type(config).__name__,
+            "model_class": type(model).__name__,
+            "encoder_class": type(encoder).__name__,
+            "module": type(model).__module__,
+            "logits": model(ids, attention_mask=mask).logits.tolist(),
+            "hidden": encoder(ids, attention_mask=mask).last_hidden_state.tolist(),
+        }))
+    """
+)
+
+
+def test_trust_remote_code_loads_without_the_package(tmp_path):
+    config = tiny_config(num_labels=3)
+    model = FastformerForSequenceClassification(config).eval()
+    input_ids, attention_mask = random_batch(config)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    data = tmp_path / "inputs.json"
+    data.write_text(json.dumps({"input_ids": input_ids.tolist(), "attention_mask": attention_mask.tolist()}))
+    script = tmp_path / "load.py"
+    script.write_text(REMOTE_CODE_SCRIPT)
+    # A working directory and PYTHONPATH without the repository: only the checkpoint's own code can be used.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-P", str(script), str(checkpoint), str(data)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["config_class"] == "FastformerConfig"
+    assert loaded["model_class"] == "FastformerForSequenceClassification"
+    assert loaded["encoder_class"] == "FastformerModel"
+    assert loaded["module"].startswith("transformers_modules.")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(loaded["logits"]), model(input_ids, attention_mask=attention_mask).logits)
+        torch.testing.assert_close(
+            torch.tensor(loaded["hidden"]), model.fastformer(input_ids, attention_mask=attention_mask).last_hidden_state
+        )
+
+
+def test_modeling_files_import_only_libraries_and_each_other():
+    """Hub custom code: the two files must work when copied alone into a checkpoint directory."""
+    import ast
+
+    import fastformer.configuration_fastformer as configuration
+    import fastformer.modeling_fastformer as modeling
+
+    allowed = {"math", "dataclasses", "typing", "torch", "transformers", "huggingface_hub"}
+    for module in (configuration, modeling):
+        for node in ast.walk(ast.parse(open(module.__file__).read())):
+            if isinstance(node, ast.Import):
+                assert all(alias.name.split(".")[0] in allowed for alias in node.names), ast.dump(node)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    assert node.level == 1 and node.module == "configuration_fastformer", ast.dump(node)
+                else:
+                    assert node.module.split(".")[0] in allowed, ast.dump(node)
+
+
+def test_trainer_loss_falls(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    config = tiny_config(num_labels=2, max_position_embeddings=32)
+    torch.manual_seed(0)
+    # Label 1 iff token 7 occurs: learnable through the global query.
+    rows = []
+    for i in range(64):
+        length = int(torch.randint(6, 24, ()))
+        ids = torch.randint(10, config.vocab_size, (length,))
+        label = i % 2
+        if label:
+            ids[int(torch.randint(0, length, ()))] = 7
+        rows.append({"input_ids": ids.tolist(), "attention_mask": [1] * length, "labels": label})
+    dataset = datasets.Dataset.from_list(rows)
+
+    def collate(batch):
+        width = max(len(row["input_ids"]) for row in batch)
+        pad = lambda seq: seq + [0] * (width - len(seq))  # noqa: E731
+        return {
+            "input_ids": torch.tensor([pad(r["input_ids"]) for r in batch]),
+            "attention_mask": torch.tensor([pad(r["attention_mask"]) for r in batch]),
+            "labels": torch.tensor([r["labels"] for r in batch]),
+        }
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=16,
+        num_train_epochs=8,
+        learning_rate=3e-3,
+        logging_steps=4,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=FastformerForSequenceClassification(config), args=args, train_dataset=dataset,
+                      data_collator=collate)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) >= 4
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_encoder_and_head_share_the_base_model_prefix(tmp_path):
+    """A classifier checkpoint loads into the bare encoder with identical encoder weights (and vice versa)."""
+    classifier = FastformerForSequenceClassification(tiny_config())
+    classifier.save_pretrained(tmp_path)
+    encoder = FastformerModel.from_pretrained(tmp_path)
+    for name, param in encoder.state_dict().items():
+        assert torch.equal(param, classifier.fastformer.state_dict()[name]), name
+    assert isinstance(encoder.config, FastformerConfig)
