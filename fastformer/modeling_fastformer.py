@@ -117,12 +117,15 @@ class FastformerAdditiveAttention(nn.Module):
         """Softmax-pool `values` `(batch, seq, hidden)` per head with `logits` `(batch, seq, heads)`.
 
         Returns the pooled vector `(batch, 1, hidden)` (heads concatenated) and the weights `(batch, seq, heads)`.
+        The pooling is one `bmm` of every head's weights against all features, `(batch, heads, hidden)`, of which
+        the head-diagonal blocks are kept: `heads` times the minimal flops of this (small) product, but no
+        permuted copy of `values` in the forward or the backward pass.
         """
-        batch, seq, _ = values.shape
+        batch = values.shape[0]
         weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
-        values = values.view(batch, seq, self.num_heads, self.head_dim)
-        pooled = torch.einsum("bnh,bnhd->bhd", weights, values)  # (batch, heads, head_dim)
-        return pooled.reshape(batch, 1, -1), weights
+        pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
+        pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
+        return pooled.transpose(1, 2).reshape(batch, 1, -1), weights  # (batch, 1, hidden)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
         query = self.query(hidden_states)  # (batch, seq, hidden)
