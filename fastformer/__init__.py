@@ -5,10 +5,16 @@ Importing the package registers the config and models with the Auto classes, and
 with `AutoModel...from_pretrained(path, trust_remote_code=True)` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from .configuration_fastformer import FastformerConfig
-from .modeling_fastformer import FastformerForSequenceClassification, FastformerModel, FastformerPreTrainedModel
+from .modeling_fastformer import (
+    FastformerCache,
+    FastformerForCausalLM,
+    FastformerForSequenceClassification,
+    FastformerModel,
+    FastformerPreTrainedModel,
+)
 
 
 __version__ = "0.1.0"
@@ -18,12 +24,15 @@ FastformerConfig.register_for_auto_class()
 for _auto, _model in (
     (AutoModel, FastformerModel),
     (AutoModelForSequenceClassification, FastformerForSequenceClassification),
+    (AutoModelForCausalLM, FastformerForCausalLM),
 ):
     _auto.register(FastformerConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)
 
 __all__ = [
+    "FastformerCache",
     "FastformerConfig",
+    "FastformerForCausalLM",
     "FastformerForSequenceClassification",
     "FastformerModel",
     "FastformerPreTrainedModel",

@@ -48,6 +48,11 @@ class FastformerConfig(PreTrainedConfig):
         pooler_type (`str`, defaults to `"attention"`): sequence pooling for classification. `"attention"` is
             the paper's additive-attention pooler (`softmax_i(w_2 . tanh(W_1 x_i + b_1) + b_2)`, masked),
             `"first"` takes the first token, `"mean"` averages the real tokens.
+        is_decoder (`bool`, defaults to `False`): causal layers (each position pools only itself and earlier
+            positions), as used by `FastformerForCausalLM`, with a constant-size decoding state.
+        use_cache (`bool`, defaults to `True`): causal models return their decoding state (`FastformerCache`).
+        tie_word_embeddings (`bool`, defaults to `True`): language-model heads share the input embedding matrix.
+        bos_token_id / eos_token_id (`int`, *optional*): special tokens for generation.
 
     Example:
 
@@ -77,6 +82,11 @@ class FastformerConfig(PreTrainedConfig):
     share_layer_parameters: bool = False
     position_embedding_type: str = "absolute"
     pooler_type: str = "attention"
+    is_decoder: bool = False
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
 
     def __post_init__(self, **kwargs):
         # Checked here rather than in a `validate_*` hook so that a bad value raises a plain `ValueError` at

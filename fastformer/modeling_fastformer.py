@@ -10,14 +10,25 @@ import math
 import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from transformers import PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, LinearAttentionLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
-from transformers.utils import can_return_tuple
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutput,
+)
+from transformers.utils import can_return_tuple, logging
 
 from .configuration_fastformer import FastformerConfig
 
+
+logger = logging.get_logger(__name__)
+
+# Chunk length of the parallel causal scan: work is O(seq * CAUSAL_CHUNK_SIZE * hidden), memory the same.
+CAUSAL_CHUNK_SIZE = 64
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
     """Softmax of `logits` along `dim` in float32, ignoring positions where `mask` is False.
@@ -30,6 +41,125 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) ->
     if mask is not None:
         logits = logits.masked_fill(~mask, torch.finfo(torch.float32).min)
     return torch.softmax(logits, dim=dim)
+
+
+def causal_softmax_pool(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    chunk_size: int = CAUSAL_CHUNK_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
+
+    Args:
+        logits: `a`, `(batch, seq, heads)`.
+        values: `x`, `(batch, seq, heads, head_dim)`.
+        keep: `(batch, seq)` bool, False for padding (weight 0). A prefix without any real token pools to 0.
+        state: `(batch, heads, head_dim + 2)` float32, the carried `[S, m, Z]` of the tokens before this call, with
+            `m` the running max of the logits, `Z = sum_j e^{a_j - m}` and `S = sum_j e^{a_j - m} x_j`.
+
+    Returns the pooled vectors `(batch, seq, heads, head_dim)` (float32) and the state after the last token.
+
+    Computed in float32 as a chunked scan that never forms a `seq x seq` matrix: inside a chunk of `L` tokens,
+    `W[t, j] = e^{a_j - cummax_t(a)}` for `j <= t` (every entry <= 1, the arg-max one exactly 1, so nothing over- or
+    underflows into a `0 / 0`) gives the chunk-local sums with one batched matmul, `O(seq * L * head_dim)`; chunk
+    summaries are then carried across chunks by the online-softmax recurrence
+    `m' = max(m, m_c)`, `Z' = e^{m - m'} Z + e^{m_c - m'} Z_c`, `S' = e^{m - m'} S + e^{m_c - m'} S_c`,
+    which is also the one-token decoding step.
+    """
+    with torch.autocast(device_type=values.device.type, enabled=False):
+        batch, seq, heads = logits.shape
+        head_dim = values.shape[-1]
+        lowest = torch.finfo(torch.float32).min
+        logits, values = logits.float(), values.float()
+        if keep is None:
+            keep = torch.ones(batch, seq, dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(~keep.unsqueeze(-1), lowest)  # padding never sets the running max
+        length = min(chunk_size, seq)
+        pad = -seq % length
+        if pad:
+            logits = nn.functional.pad(logits, (0, 0, 0, pad), value=lowest)
+            values = nn.functional.pad(values, (0, 0, 0, 0, 0, pad))
+            keep = nn.functional.pad(keep, (0, pad), value=False)
+        chunks = logits.shape[1] // length
+        a = logits.view(batch, chunks, length, heads).permute(0, 3, 1, 2)  # (batch, heads, chunks, L)
+        x = values.view(batch, chunks, length, heads, head_dim).permute(0, 3, 1, 2, 4)  # (batch, heads, chunks, L, d)
+        keep = keep.view(batch, 1, chunks, 1, length)
+
+        # Chunk-local prefix sums, relative to the chunk-local running max.
+        local_max = a.cummax(dim=-1).values  # (batch, heads, chunks, L)
+        causal = torch.ones(length, length, dtype=torch.bool, device=a.device).tril()  # [t, j]: j <= t
+        exponent = (a.unsqueeze(-2) - local_max.unsqueeze(-1)).masked_fill(~causal, -math.inf)
+        weights = torch.exp(exponent) * keep  # (batch, heads, chunks, L, L)
+        local_sum = weights @ x  # (batch, heads, chunks, L, d)
+        local_norm = weights.sum(dim=-1)  # (batch, heads, chunks, L)
+
+        # Carry (m, Z, S) across chunks; `carried[c]` is the state before chunk c.
+        if state is None:
+            m = torch.full((batch, heads), lowest, device=a.device)
+            z = torch.zeros(batch, heads, device=a.device)
+            s = torch.zeros(batch, heads, head_dim, device=a.device)
+        else:
+            s, m, z = state[..., :head_dim], state[..., head_dim], state[..., head_dim + 1]
+        carried_m, carried_z, carried_s = [], [], []
+        for c in range(chunks):
+            carried_m.append(m), carried_z.append(z), carried_s.append(s)
+            m_c = local_max[:, :, c, -1]
+            m_new = torch.maximum(m, m_c)
+            old, new = torch.exp(m - m_new), torch.exp(m_c - m_new)
+            z = old * z + new * local_norm[:, :, c, -1]
+            s = old.unsqueeze(-1) * s + new.unsqueeze(-1) * local_sum[:, :, c, -1]
+            m = m_new
+        carried_m = torch.stack(carried_m, dim=2).unsqueeze(-1)  # (batch, heads, chunks, 1)
+        carried_z = torch.stack(carried_z, dim=2).unsqueeze(-1)  # (batch, heads, chunks, 1)
+        carried_s = torch.stack(carried_s, dim=2).unsqueeze(-2)  # (batch, heads, chunks, 1, d)
+
+        # Every position: its chunk-local sums merged with the state carried into its chunk.
+        running_max = torch.maximum(carried_m, local_max)
+        old, new = torch.exp(carried_m - running_max), torch.exp(local_max - running_max)
+        norm = old * carried_z + new * local_norm  # (batch, heads, chunks, L); >= 1 once a real token is seen
+        total = old.unsqueeze(-1) * carried_s + new.unsqueeze(-1) * local_sum  # (batch, heads, chunks, L, d)
+        pooled = total / norm.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)
+        pooled = pooled.permute(0, 2, 3, 1, 4).reshape(batch, chunks * length, heads, head_dim)[:, :seq]
+        new_state = torch.cat([s, m.unsqueeze(-1), z.unsqueeze(-1)], dim=-1)  # (batch, heads, d + 2)
+    return pooled, new_state
+
+
+class FastformerCacheLayer(LinearAttentionLayer):
+    """One layer's decoding state: `recurrent_states[0]` for the global query's prefix pool, `[1]` for the global
+    key's, each `(batch, heads, head_dim + 2)` = `[S, m, Z]` (see `causal_softmax_pool`): constant in the length."""
+
+    def __init__(self):
+        super().__init__(number_of_states=2)
+
+    def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
+        # The parent only marks a state as present on conv-state updates; Fastformer has recurrent states only.
+        updated = super().update_recurrent_state(recurrent_states, state_idx, **kwargs)
+        self.has_previous_state[state_idx] = True
+        return updated
+
+
+class FastformerCache(Cache):
+    """Generation state of a causal Fastformer: a `FastformerCacheLayer` per layer (depth), built on transformers'
+    `LinearAttentionLayer` (beam reordering, reset, offloading come from there), plus the count of tokens seen so
+    far, which `generate()` reads through `get_seq_length()`. Its memory does not depend on the text's length."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__(layers=[FastformerCacheLayer() for _ in range(config.num_hidden_layers)])
+        self._seen_tokens = 0
+
+    @property
+    def is_compileable(self) -> bool:
+        # There are no key/value tensors for `generate()` to build static 4D masks for.
+        return False
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._seen_tokens
+
+    def reset(self):
+        super().reset()
+        self._seen_tokens = 0
 
 
 class FastformerEmbeddings(nn.Module):
@@ -45,14 +175,19 @@ class FastformerEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None):
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)  # (batch, seq, hidden)
         embeddings = inputs_embeds
         if self.position_embeddings is not None:
-            seq_length = inputs_embeds.shape[1]
-            position_ids = torch.arange(seq_length, device=inputs_embeds.device)
-            embeddings = embeddings + self.position_embeddings(position_ids)  # broadcast over batch
+            if position_ids is None:
+                position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+            embeddings = embeddings + self.position_embeddings(position_ids)  # (batch or 1, seq, hidden)
         return self.dropout(self.LayerNorm(embeddings))
 
 
@@ -127,7 +262,7 @@ class FastformerAdditiveAttention(nn.Module):
         pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
         return pooled.transpose(1, 2).reshape(batch, 1, -1), weights  # (batch, 1, hidden)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **kwargs):
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
         global_query, alpha = self.pool(self.query_att(query), query, mask)  # (batch, 1, hidden)
@@ -136,6 +271,45 @@ class FastformerAdditiveAttention(nn.Module):
         value = query if self.value is None else self.value(hidden_states)
         output = self.transform(global_key * value) + query  # (batch, seq, hidden)
         return output, alpha.transpose(1, 2), beta.transpose(1, 2)
+
+
+class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
+    r"""Causal additive attention: position `t` pools only positions `<= t` (`is_decoder=True`).
+
+    Same weights and equations as `FastformerAdditiveAttention`, with the two global vectors replaced by prefix
+    softmax pools (`causal_softmax_pool`), computed in parallel for training and carried as an `O(1)` state in a
+    `FastformerCache` for decoding:
+
+        G^q_t = sum_{j<=t} e^{a_j} q_j / sum_{j<=t} e^{a_j},   a_j = w_q . q_j / sqrt(d)
+        p_t   = G^q_t * k_t
+        G^k_t = sum_{j<=t} e^{b_j} p_j / sum_{j<=t} e^{b_j},   b_j = w_k . p_j / sqrt(d)
+        out_t = W_T (G^k_t * v_t) + b_T + q_t
+
+    Note `p_j` uses `G^q_j` (the pool up to `j`), not `G^q_t`: this is what makes a constant-size state possible.
+    Returns `out` `(batch, seq, hidden)` and no attention weights (each position has its own distributions).
+    """
+
+    def prefix_pool(self, logits, values, keep, cache, layer_idx, state_idx):
+        """`causal_softmax_pool` per head on `(batch, seq, hidden)` values, reading and updating the cache."""
+        batch, seq, _ = values.shape
+        state = None if cache is None else cache.get_recurrent_state(layer_idx, state_idx)
+        pooled, state = causal_softmax_pool(
+            logits * self.scale, values.view(batch, seq, self.num_heads, self.head_dim), keep, state
+        )
+        if cache is not None:
+            cache.update_recurrent_state(state, layer_idx, state_idx)
+        return pooled.reshape(batch, seq, -1).to(values.dtype)  # (batch, seq, hidden)
+
+    def forward(self, hidden_states, mask=None, past_key_values: FastformerCache | None = None, layer_idx: int = 0):
+        cache = past_key_values
+        keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
+        query = self.query(hidden_states)  # (batch, seq, hidden)
+        key = self.key(hidden_states)  # (batch, seq, hidden)
+        global_query = self.prefix_pool(self.query_att(query), query, keep, cache, layer_idx, 0)  # (batch, seq, hidden)
+        mixed = key * global_query  # p_t
+        global_key = self.prefix_pool(self.key_att(mixed), mixed, keep, cache, layer_idx, 1)  # (batch, seq, hidden)
+        value = query if self.value is None else self.value(hidden_states)
+        return self.transform(global_key * value) + query, None, None
 
 
 class FastformerSelfOutput(nn.Module):
@@ -156,11 +330,12 @@ class FastformerAttention(nn.Module):
 
     def __init__(self, config: FastformerConfig):
         super().__init__()
-        self.self = FastformerAdditiveAttention(config)
+        attention_class = FastformerCausalAdditiveAttention if config.is_decoder else FastformerAdditiveAttention
+        self.self = attention_class(config)
         self.output = FastformerSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
-        attended, alpha, beta = self.self(hidden_states, mask)
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **cache_kwargs):
+        attended, alpha, beta = self.self(hidden_states, mask, **cache_kwargs)
         return self.output(attended, hidden_states), alpha, beta
 
 
@@ -194,8 +369,8 @@ class FastformerLayer(GradientCheckpointingLayer):
         self.intermediate = FastformerIntermediate(config)
         self.output = FastformerOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None):
-        attention_output, alpha, beta = self.attention(hidden_states, mask)
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **cache_kwargs):
+        attention_output, alpha, beta = self.attention(hidden_states, mask, **cache_kwargs)
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, alpha, beta
 
@@ -215,12 +390,15 @@ class FastformerEncoder(nn.Module):
         mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        cache: FastformerCache | None = None,
     ) -> BaseModelOutput:
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for depth in range(self.num_hidden_layers):
             layer = self.layer[depth % len(self.layer)]
-            hidden_states, alpha, beta = layer(hidden_states, mask)
+            # Each depth keeps its own decoding state, also when the weights are shared.
+            cache_kwargs = {} if cache is None else {"past_key_values": cache, "layer_idx": depth}
+            hidden_states, alpha, beta = layer(hidden_states, mask, **cache_kwargs)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
@@ -274,6 +452,7 @@ class FastformerPreTrainedModel(PreTrainedModel):
         "AutoConfig": "configuration_fastformer.FastformerConfig",
         "AutoModel": "modeling_fastformer.FastformerModel",
         "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
+        "AutoModelForCausalLM": "modeling_fastformer.FastformerForCausalLM",
     }
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -289,7 +468,7 @@ class FastformerPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
-def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> tuple[int, int]:
+def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_length: int = 0) -> tuple[int, int]:
     """Raise a `ValueError` naming the problem for inputs the model cannot process; return (batch, seq)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
@@ -305,14 +484,11 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> tuple[
         shape = tuple(inputs_embeds.shape[:2])
     if shape[1] == 0:
         raise ValueError("The input sequence is empty (seq length 0).")
-    if config.position_embedding_type == "absolute" and shape[1] > config.max_position_embeddings:
+    if attention_mask is not None and tuple(attention_mask.shape) != (shape[0], past_length + shape[1]):
+        expected = "(batch, seq)" if not past_length else f"(batch, {past_length} cached + {shape[1]} new tokens)"
         raise ValueError(
-            f"Sequence length {shape[1]} exceeds `max_position_embeddings` ({config.max_position_embeddings}); "
-            "truncate the input or use a config with a larger position table."
-        )
-    if attention_mask is not None and tuple(attention_mask.shape) != shape:
-        raise ValueError(
-            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input has shape {shape} (batch, seq)."
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs {expected} = "
+            f"{(shape[0], past_length + shape[1])}."
         )
     if input_ids is not None and not torch.compiler.is_compiling():
         low, high = int(input_ids.min()), int(input_ids.max())
@@ -323,11 +499,47 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds) -> tuple[
     return shape
 
 
-class FastformerModel(FastformerPreTrainedModel):
-    """The bare Fastformer encoder: embeddings -> `num_hidden_layers` Fastformer layers -> `BaseModelOutput`.
+def _position_ids(config, shape, attention_mask, position_ids, past_length):
+    """Positions of the new tokens, `(batch or 1, seq)`, checked against the position table (None without one).
 
-    `attentions`, when requested, holds one `(alpha, beta)` pair per layer, each `(batch, heads, seq)`: the
-    additive-attention weights of the global query and the global key.
+    Without explicit `position_ids`: `past_length + arange(seq)`, or, for a causal model given a mask, the number
+    of real tokens before each one (so left padding does not shift positions, as in `generate()`).
+    """
+    if config.position_embedding_type == "none":
+        return None
+    batch, seq = shape
+    if position_ids is None:
+        if config.is_decoder and attention_mask is not None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
+        else:
+            position_ids = torch.arange(past_length, past_length + seq, device=attention_mask.device
+                                        if attention_mask is not None else None).unsqueeze(0)
+    elif position_ids.dim() != 2 or position_ids.shape[-1] != seq or position_ids.shape[0] not in (1, batch):
+        raise ValueError(f"`position_ids` must have shape (batch, {seq}), got {tuple(position_ids.shape)}.")
+    limit = config.max_position_embeddings
+    if past_length + seq > limit or (not torch.compiler.is_compiling() and int(position_ids.max()) >= limit):
+        raise ValueError(
+            f"The input reaches position {max(past_length + seq, int(position_ids.max()) + 1) - 1} but the position "
+            f"table holds {limit} positions (`max_position_embeddings`): "
+            + (
+                f"prompt and generated text together may be at most {limit} tokens"
+                if config.is_decoder
+                else "truncate the input or use a config with a larger position table"
+            )
+            + "."
+        )
+    return position_ids
+
+
+class FastformerModel(FastformerPreTrainedModel):
+    """The bare Fastformer: embeddings -> `num_hidden_layers` Fastformer layers.
+
+    As an encoder (default) it returns a `BaseModelOutput`; `attentions`, when requested, holds one `(alpha, beta)`
+    pair per layer, each `(batch, heads, seq)`: the additive-attention weights of the global query and key.
+
+    With `config.is_decoder=True` the layers are causal (`FastformerCausalAdditiveAttention`) and it returns a
+    `BaseModelOutputWithPast` whose `past_key_values` is a `FastformerCache` (when `use_cache`), the constant-size
+    state from which the next tokens continue.
     """
 
     def __init__(self, config: FastformerConfig):
@@ -347,24 +559,62 @@ class FastformerModel(FastformerPreTrainedModel):
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        past_key_values: FastformerCache | None = None,
+        use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> BaseModelOutput:
+    ) -> BaseModelOutput | BaseModelOutputWithPast:
         r"""
         input_ids (`(batch, seq)`): token ids in `[0, vocab_size)`.
-        attention_mask (`(batch, seq)`, *optional*): 1 for real tokens, 0 for padding.
+        attention_mask (`(batch, seq)`, *optional*): 1 for real tokens, 0 for padding. With a cache: `(batch,
+            cached + seq)`, covering the cached tokens too.
+        position_ids (`(batch, seq)`, *optional*): positions in the position table (see `_position_ids`).
         inputs_embeds (`(batch, seq, hidden)`, *optional*): used instead of `input_ids`.
+        past_key_values (`FastformerCache`, *optional*, causal only): the state of the tokens before `input_ids`.
+        use_cache (`bool`, *optional*, causal only): return the updated `FastformerCache`.
         """
-        _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds)
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
-        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds)
-        return self.encoder(
-            hidden_states, mask, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        if not self.config.is_decoder:
+            if past_key_values is not None or use_cache:
+                raise ValueError("`past_key_values` and `use_cache` need a causal model (`config.is_decoder=True`).")
+        else:
+            if output_attentions:
+                raise ValueError(
+                    "`output_attentions` is not available for the causal Fastformer: every position has its own "
+                    "prefix distributions, which are never materialised."
+                )
+            use_cache = self.config.use_cache if use_cache is None else use_cache
+            if use_cache and past_key_values is None:
+                past_key_values = FastformerCache(self.config)
+            if past_key_values is not None and not isinstance(past_key_values, FastformerCache):
+                raise ValueError(f"`past_key_values` must be a `FastformerCache`, got {type(past_key_values).__name__}.")
+        past_length = 0 if past_key_values is None else past_key_values.get_seq_length()
+        shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
+        position_ids = _position_ids(self.config, shape, attention_mask, position_ids, past_length)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
+        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
+        outputs = self.encoder(
+            hidden_states,
+            mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            cache=past_key_values,
+        )
+        if not self.config.is_decoder:
+            return outputs
+        if past_key_values is not None:
+            past_key_values._seen_tokens += shape[1]
+        return BaseModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=outputs.hidden_states,
         )
 
 
@@ -447,7 +697,87 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
         return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
 
 
+class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
+    """Causal Fastformer language model: `FastformerModel` with `is_decoder=True` + a linear head tied to the input
+    embeddings. `labels` are shifted inside (position `t` predicts token `t + 1`; `-100` is ignored).
+
+    Generation keeps a `FastformerCache` whose size does not grow with the text: per layer and head, the running
+    max, normaliser and weighted sum of the two prefix pools. Greedy search, sampling and beam search (the cache
+    follows the beams) all run through `generate()`.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: FastformerConfig):
+        if not config.is_decoder:
+            logger.warning("`FastformerForCausalLM` needs causal layers: setting `config.is_decoder=True`.")
+            config.is_decoder = True
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # `forward` creates its own `FastformerCache` on the first step; `generate()` must not build a DynamicCache.
+        return False
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: FastformerCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutputWithPast:
+        r"""
+        labels (`(batch, seq)`, *optional*): the input ids themselves (shifted inside); `-100` is ignored.
+        logits_to_keep (`int`, defaults to 0): compute logits for the last `logits_to_keep` positions only (0: all).
+        """
+        outputs = self.fastformer(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)  # (batch, seq, vocab)
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+        )
+
+
 __all__ = [
+    "FastformerCache",
+    "FastformerForCausalLM",
     "FastformerModel",
     "FastformerForSequenceClassification",
     "FastformerPreTrainedModel",

@@ -37,17 +37,24 @@ def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
         "AutoConfig": "configuration_fastformer.FastformerConfig",
         "AutoModel": "modeling_fastformer.FastformerModel",
         "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
+        "AutoModelForCausalLM": "modeling_fastformer.FastformerForCausalLM",
     }
     assert (tmp_path / "modeling_fastformer.py").exists() and (tmp_path / "configuration_fastformer.py").exists()
 
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
     """
-    import importlib.util, json, sys
+    import json, sys
+    sys.modules["fastformer"] = None  # the package (even if installed) cannot be imported: only the checkpoint's code
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    assert importlib.util.find_spec("fastformer") is None, "the package must not be importable here"
+    try:
+        import fastformer
+    except ImportError:
+        pass
+    else:
+        raise AssertionError("the package must not be importable here")
     checkpoint, data = sys.argv[1], json.load(open(sys.argv[2]))
     config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True).eval()
@@ -76,7 +83,7 @@ def test_trust_remote_code_loads_without_the_package(tmp_path):
     data.write_text(json.dumps({"input_ids": input_ids.tolist(), "attention_mask": attention_mask.tolist()}))
     script = tmp_path / "load.py"
     script.write_text(REMOTE_CODE_SCRIPT)
-    # A working directory and PYTHONPATH without the repository: only the checkpoint's own code can be used.
+    # A working directory and PYTHONPATH without the repository, and the package blocked in the script.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-P", str(script), str(checkpoint), str(data)],

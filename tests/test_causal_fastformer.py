@@ -1,0 +1,350 @@
+"""Causal Fastformer: prefix pooling, the constant-size cache, FastformerForCausalLM and generate()."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, pipeline
+
+from fastformer import FastformerCache, FastformerConfig, FastformerForCausalLM, FastformerModel
+from fastformer.modeling_fastformer import FastformerCausalAdditiveAttention, causal_softmax_pool
+
+
+def causal_config(**kwargs):
+    defaults = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        hidden_dropout_prob=0.0,
+        max_position_embeddings=512,
+        is_decoder=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    defaults.update(kwargs)
+    return FastformerConfig(**defaults)
+
+
+def causal_lm(**kwargs):
+    model = FastformerForCausalLM(causal_config(**kwargs)).eval()
+    with torch.no_grad():  # non-zero biases, so that bias bugs cannot hide
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+    return model
+
+
+def decode_incrementally(model, input_ids, attention_mask=None, prefill=1, step=1):
+    """Feed `input_ids` through the cache: a prefill of `prefill` tokens, then `step` tokens at a time."""
+    cache, logits, start = None, [], 0
+    for end in [prefill] + list(range(prefill + step, input_ids.shape[1] + step, step)):
+        end = min(end, input_ids.shape[1])
+        if end <= start:
+            continue
+        mask = None if attention_mask is None else attention_mask[:, :end]
+        out = model(input_ids[:, start:end], attention_mask=mask, past_key_values=cache, use_cache=True)
+        cache, start = out.past_key_values, end
+        logits.append(out.logits)
+    return torch.cat(logits, dim=1), cache
+
+
+# ------------------------------------------------------------------------------- the math, independently
+
+
+def naive_prefix_pool(logits, values, keep):
+    """Per prefix, an explicit softmax over the real tokens `j <= t` (float64, O(seq^2)); 0 before any."""
+    batch, seq, heads = logits.shape
+    out = torch.zeros(batch, seq, heads, values.shape[-1], dtype=torch.float64)
+    for t in range(seq):
+        a = logits[:, : t + 1].double().masked_fill(~keep[:, : t + 1, None], -math.inf)  # (batch, t+1, heads)
+        weights = torch.softmax(a, dim=1).nan_to_num(0.0)  # rows without a real token: all -inf -> 0
+        out[:, t] = torch.einsum("bjh,bjhd->bhd", weights, values[:, : t + 1].double())
+    return out
+
+
+@pytest.mark.parametrize("seq", [1, 5, 64, 65, 150])
+def test_causal_pool_equals_naive_prefix_softmax(seq):
+    logits = torch.randn(2, seq, 3) * 4
+    values = torch.randn(2, seq, 3, 5)
+    keep = torch.ones(2, seq, dtype=torch.bool)
+    keep[1, : seq // 3] = False  # left padding
+    keep[0, seq // 2 :: 7] = False  # holes
+    pooled, _ = causal_softmax_pool(logits, values, keep)
+    torch.testing.assert_close(pooled.double(), naive_prefix_pool(logits, values, keep), atol=1e-5, rtol=1e-5)
+
+
+def test_causal_pool_state_continues_exactly():
+    logits, values = torch.randn(2, 200, 3) * 10, torch.randn(2, 200, 3, 5)
+    whole, whole_state = causal_softmax_pool(logits, values)
+    first, state = causal_softmax_pool(logits[:, :77], values[:, :77], chunk_size=16)
+    second, state = causal_softmax_pool(logits[:, 77:], values[:, 77:], state=state, chunk_size=16)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state, whole_state, atol=1e-5, rtol=1e-5)
+
+
+def naive_causal_attention(attention, x):
+    """Eqs. of section 8.1 written out token by token, from the module's weights (float64)."""
+    sd = {k: v.double() for k, v in attention.state_dict().items()}
+    x = x.double()
+    heads, d = attention.num_heads, attention.head_dim
+    linear = lambda name, t: torch.nn.functional.linear(t, sd[f"{name}.weight"], sd.get(f"{name}.bias"))  # noqa
+    q, k = linear("query", x), linear("key", x)
+    a = linear("query_att", q) / math.sqrt(d)  # (batch, seq, heads)
+    keep = torch.ones(x.shape[:2], dtype=torch.bool)
+    gq = naive_prefix_pool(a, q.view(*q.shape[:2], heads, d), keep).reshape(q.shape)
+    p = gq * k
+    b = linear("key_att", p) / math.sqrt(d)
+    gk = naive_prefix_pool(b, p.view(*p.shape[:2], heads, d), keep).reshape(p.shape)
+    return linear("transform", gk * q) + q
+
+
+def test_causal_attention_equals_the_equations():
+    config = causal_config()
+    attention = FastformerCausalAdditiveAttention(config)
+    for module in attention.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+            torch.nn.init.normal_(module.bias, std=0.3)
+    x = torch.randn(2, 70, config.hidden_size)
+    out, _, _ = attention(x)
+    torch.testing.assert_close(out.double(), naive_causal_attention(attention, x), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------- incremental == full, causality
+
+
+@pytest.mark.parametrize("prefill, step", [(1, 1), (64, 1), (100, 7)])
+def test_incremental_decoding_equals_full_forward(prefill, step):
+    """Every prefix length from 1 to 300 is checked: position t of the full pass is the logits after t+1 tokens."""
+    model = causal_lm()
+    input_ids = torch.randint(3, 99, (2, 300))
+    with torch.no_grad():
+        full = model(input_ids, use_cache=False).logits
+        incremental, cache = decode_incrementally(model, input_ids, prefill=prefill, step=step)
+    assert cache.get_seq_length() == 300
+    torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+
+
+def test_incremental_decoding_with_left_padding_matches_unpadded_rows():
+    model = causal_lm()
+    lengths = [40, 25, 9]
+    width = max(lengths)
+    input_ids = torch.zeros(3, width, dtype=torch.long)
+    attention_mask = torch.zeros(3, width, dtype=torch.long)
+    rows = [torch.randint(3, 99, (n,)) for n in lengths]
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = row
+        attention_mask[i, width - len(row) :] = 1
+    with torch.no_grad():
+        full = model(input_ids, attention_mask=attention_mask, use_cache=False).logits
+        incremental, _ = decode_incrementally(model, input_ids, attention_mask, prefill=5)
+        torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+        for i, row in enumerate(rows):
+            alone = model(row[None], use_cache=False).logits[0]
+            torch.testing.assert_close(full[i, width - len(row) :], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_changing_a_token_never_changes_earlier_outputs():
+    model = causal_lm()
+    input_ids = torch.randint(3, 99, (1, 130))
+    with torch.no_grad():
+        reference = model(input_ids, use_cache=False, output_hidden_states=True).hidden_states
+        for t in (0, 63, 64, 100, 128):
+            changed = input_ids.clone()
+            changed[0, t + 1] = (changed[0, t + 1] + 1) % 99
+            hidden = model(changed, use_cache=False, output_hidden_states=True).hidden_states
+            for layer_ref, layer_new in zip(reference, hidden):
+                assert torch.equal(layer_ref[:, : t + 1], layer_new[:, : t + 1])
+                assert not torch.equal(layer_ref[:, t + 1 :], layer_new[:, t + 1 :]) or layer_ref is reference[0]
+
+
+# ------------------------------------------------------------------------------------------------ stability
+
+
+def _scale_attention_logits(model, factor):
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".query_att." in name or ".key_att." in name:
+                param.mul_(factor)
+
+
+def test_large_attention_logits_stay_finite_and_parallel_equals_recurrent():
+    model = causal_lm()
+    _scale_attention_logits(model, 1e3)  # logit gaps of thousands: exp() without care gives inf / 0 / NaN
+    input_ids = torch.randint(3, 99, (2, 200))
+    with torch.no_grad():
+        full = model(input_ids, use_cache=False).logits
+        incremental, _ = decode_incrementally(model, input_ids, prefill=50)
+    assert torch.isfinite(full).all()
+    torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+    model.train()
+    loss = model(input_ids, labels=input_ids, use_cache=False).loss
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_16k_tokens_parallel_equals_recurrent_chunks():
+    model = causal_lm(max_position_embeddings=16384, hidden_size=16, intermediate_size=16, num_hidden_layers=1)
+    _scale_attention_logits(model, 30.0)
+    input_ids = torch.randint(3, 99, (1, 16384))
+    with torch.no_grad():
+        full = model(input_ids, use_cache=False).logits
+        pieces, cache = decode_incrementally(model, input_ids, prefill=5000, step=4000)
+    assert torch.isfinite(full).all()
+    assert cache.get_seq_length() == 16384
+    torch.testing.assert_close(pieces, full, atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_autocast_is_finite_and_close_to_float32():
+    model = causal_lm()
+    _scale_attention_logits(model, 100.0)
+    input_ids = torch.randint(3, 99, (2, 300))
+    with torch.no_grad():
+        reference = model(input_ids, use_cache=False).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            full = model(input_ids, use_cache=False).logits
+            incremental, _ = decode_incrementally(model, input_ids, prefill=100, step=50)
+    assert torch.isfinite(full).all() and torch.isfinite(incremental).all()
+    torch.testing.assert_close(incremental.float(), full.float(), atol=0.1, rtol=0.05)
+    assert (full.float() - reference).abs().mean() < 0.05
+
+
+# ---------------------------------------------------------------------------------------- cache and generate
+
+
+def test_cache_size_does_not_grow_with_the_text():
+    model = causal_lm()
+    sizes = []
+    with torch.no_grad():
+        for length in (3, 300):
+            cache = model(torch.randint(3, 99, (2, length)), use_cache=True).past_key_values
+            assert isinstance(cache, FastformerCache) and cache.get_seq_length() == length
+            tensors = [s for layer in cache.layers for s in layer.recurrent_states.values()]
+            assert len(tensors) == 2 * model.config.num_hidden_layers
+            sizes.append(sum(t.numel() * t.element_size() for t in tensors))
+    assert sizes[0] == sizes[1] == 2 * 2 * 2 * 4 * (8 + 2) * 4  # layers x pools x batch x heads x (d + 2) x fp32
+
+
+@pytest.mark.parametrize("generate_kwargs", [
+    dict(do_sample=False),
+    dict(num_beams=3, do_sample=False),
+    dict(num_beams=2, num_return_sequences=2, do_sample=False, length_penalty=0.5),
+])
+def test_generate_with_and_without_cache_gives_the_same_tokens(generate_kwargs):
+    model = causal_lm()
+    prompt = torch.randint(3, 99, (2, 12))
+    prompt_mask = torch.ones_like(prompt)
+    prompt[1, :4], prompt_mask[1, :4] = 0, 0  # left padding
+    kwargs = dict(attention_mask=prompt_mask, max_new_tokens=25, min_new_tokens=25, **generate_kwargs)
+    with_cache = model.generate(prompt, use_cache=True, **kwargs)
+    without_cache = model.generate(prompt, use_cache=False, **kwargs)
+    assert with_cache.shape[1] == 12 + 25
+    assert torch.equal(with_cache, without_cache)
+
+
+def test_sampling_with_and_without_cache_gives_the_same_tokens():
+    model = causal_lm()
+    prompt = torch.randint(3, 99, (3, 6))
+    torch.manual_seed(5)
+    with_cache = model.generate(prompt, do_sample=True, top_k=20, max_new_tokens=30, min_new_tokens=30)
+    torch.manual_seed(5)
+    without_cache = model.generate(prompt, do_sample=True, top_k=20, max_new_tokens=30, min_new_tokens=30,
+                                   use_cache=False)
+    assert torch.equal(with_cache, without_cache)
+
+
+def test_greedy_generate_equals_a_manual_argmax_loop():
+    model = causal_lm()
+    sequence = torch.randint(3, 99, (1, 8))
+    generated = model.generate(sequence, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        for _ in range(10):
+            next_token = model(sequence, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            sequence = torch.cat([sequence, next_token], dim=1)
+    assert torch.equal(generated, sequence)
+
+
+def test_text_generation_pipeline(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(95)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    model = causal_lm()
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    out = generator("w1 w2 w3", max_new_tokens=5, min_new_tokens=5, do_sample=False, return_full_text=False)
+    expected = model.generate(tokenizer("w1 w2 w3", return_tensors="pt").input_ids, max_new_tokens=5, do_sample=False)
+    assert out[0]["generated_text"].split() == tokenizer.convert_ids_to_tokens(expected[0, 3:].tolist())
+
+
+# -------------------------------------------------------------------------------------------- the LM head
+
+
+def test_loss_is_next_token_cross_entropy_and_embeddings_are_tied():
+    model = causal_lm()
+    assert model.lm_head.weight is model.fastformer.embeddings.word_embeddings.weight
+    input_ids = torch.randint(3, 99, (2, 20))
+    labels = input_ids.clone()
+    labels[0, :5] = -100
+    out = model(input_ids, labels=labels, use_cache=False)
+    expected = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, 99), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_auto_class_and_save_load_round_trip(tmp_path):
+    model = causal_lm(share_layer_parameters=True)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is FastformerForCausalLM
+    assert loaded.lm_head.weight is loaded.fastformer.embeddings.word_embeddings.weight
+    input_ids = torch.randint(3, 99, (2, 30))
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids).logits, model(input_ids).logits)
+    # one cache state per depth, also with shared weights
+    assert len(model(input_ids, use_cache=True).past_key_values.layers) == 2
+
+
+def test_without_position_embeddings_generation_is_not_length_limited():
+    model = causal_lm(position_embedding_type="none", max_position_embeddings=16)
+    prompt = torch.randint(3, 99, (1, 20))  # longer than the (unused) table
+    generated = model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False)
+    assert generated.shape[1] == 50
+    assert torch.equal(generated, model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False,
+                                                 use_cache=False))
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_prompt_longer_than_the_position_table_is_refused():
+    model = causal_lm(max_position_embeddings=32)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.randint(3, 99, (1, 33)))
+    with pytest.raises(ValueError, match="at most 32 tokens"):
+        model.generate(torch.randint(3, 99, (1, 30)), max_new_tokens=10, min_new_tokens=10, do_sample=False)
+
+
+def test_bad_causal_inputs_raise_clear_errors():
+    model = causal_lm()
+    input_ids = torch.randint(3, 99, (2, 10))
+    cache = model(input_ids, use_cache=True).past_key_values
+    with pytest.raises(ValueError, match="cached"):
+        model(input_ids[:, :1], attention_mask=torch.ones(2, 1), past_key_values=cache)
+    with pytest.raises(ValueError, match="output_attentions"):
+        model(input_ids, output_attentions=True)
+    with pytest.raises(ValueError, match="FastformerCache"):
+        model(input_ids, past_key_values=object())
+    with pytest.raises(ValueError, match="labels"):
+        model(input_ids, labels=input_ids[:, :5])
+    encoder = FastformerModel(causal_config(is_decoder=False))
+    with pytest.raises(ValueError, match="is_decoder"):
+        encoder(input_ids, use_cache=True)
