@@ -43,6 +43,14 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) ->
     return torch.softmax(logits, dim=dim)
 
 
+def merge_softmax_pools(m, z, s, m_other, z_other, s_other):
+    """Online-softmax merge of two partial pools, each a running max `m`, normaliser `z = sum e^{a - m}` and
+    weighted sum `s = sum e^{a - m} x` (`s` has one more, trailing, dimension). Both rescalings are `<= 1`."""
+    m_new = torch.maximum(m, m_other)
+    old, new = torch.exp(m - m_new), torch.exp(m_other - m_new)
+    return m_new, old * z + new * z_other, old.unsqueeze(-1) * s + new.unsqueeze(-1) * s_other
+
+
 def causal_softmax_pool(
     logits: torch.Tensor,
     values: torch.Tensor,
@@ -64,7 +72,7 @@ def causal_softmax_pool(
     Computed in float32 as a chunked scan that never forms a `seq x seq` matrix: inside a chunk of `L` tokens,
     `W[t, j] = e^{a_j - cummax_t(a)}` for `j <= t` (every entry <= 1, the arg-max one exactly 1, so nothing over- or
     underflows into a `0 / 0`) gives the chunk-local sums with one batched matmul, `O(seq * L * head_dim)`; chunk
-    summaries are then carried across chunks by the online-softmax recurrence
+    summaries are then carried across chunks by the online-softmax recurrence (`merge_softmax_pools`)
     `m' = max(m, m_c)`, `Z' = e^{m - m'} Z + e^{m_c - m'} Z_c`, `S' = e^{m - m'} S + e^{m_c - m'} S_c`,
     which is also the one-token decoding step.
     """
@@ -76,6 +84,19 @@ def causal_softmax_pool(
         if keep is None:
             keep = torch.ones(batch, seq, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(~keep.unsqueeze(-1), lowest)  # padding never sets the running max
+        if state is None:
+            m = torch.full((batch, heads), lowest, device=logits.device)
+            z = torch.zeros(batch, heads, device=logits.device)
+            s = torch.zeros(batch, heads, head_dim, device=logits.device)
+        else:
+            s, m, z = state[..., :head_dim], state[..., head_dim], state[..., head_dim + 1]
+
+        if seq == 1:  # decoding: one online-softmax step
+            weight = keep.to(values.dtype)  # (batch, 1): the token's own normaliser, 1 or 0
+            m, z, s = merge_softmax_pools(m, z, s, logits[:, 0], weight, values[:, 0] * weight.unsqueeze(-1))
+            pooled = (s / z.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).unsqueeze(1)
+            return pooled, torch.cat([s, m.unsqueeze(-1), z.unsqueeze(-1)], dim=-1)
+
         length = min(chunk_size, seq)
         pad = -seq % length
         if pad:
@@ -85,41 +106,26 @@ def causal_softmax_pool(
         chunks = logits.shape[1] // length
         a = logits.view(batch, chunks, length, heads).permute(0, 3, 1, 2)  # (batch, heads, chunks, L)
         x = values.view(batch, chunks, length, heads, head_dim).permute(0, 3, 1, 2, 4)  # (batch, heads, chunks, L, d)
-        keep = keep.view(batch, 1, chunks, 1, length)
 
         # Chunk-local prefix sums, relative to the chunk-local running max.
         local_max = a.cummax(dim=-1).values  # (batch, heads, chunks, L)
         causal = torch.ones(length, length, dtype=torch.bool, device=a.device).tril()  # [t, j]: j <= t
         exponent = (a.unsqueeze(-2) - local_max.unsqueeze(-1)).masked_fill(~causal, -math.inf)
-        weights = torch.exp(exponent) * keep  # (batch, heads, chunks, L, L)
+        weights = torch.exp(exponent) * keep.view(batch, 1, chunks, 1, length)  # (batch, heads, chunks, L, L)
         local_sum = weights @ x  # (batch, heads, chunks, L, d)
         local_norm = weights.sum(dim=-1)  # (batch, heads, chunks, L)
 
-        # Carry (m, Z, S) across chunks; `carried[c]` is the state before chunk c.
-        if state is None:
-            m = torch.full((batch, heads), lowest, device=a.device)
-            z = torch.zeros(batch, heads, device=a.device)
-            s = torch.zeros(batch, heads, head_dim, device=a.device)
-        else:
-            s, m, z = state[..., :head_dim], state[..., head_dim], state[..., head_dim + 1]
-        carried_m, carried_z, carried_s = [], [], []
+        # Carry the state across chunks; `carried[c]` is the state before chunk c.
+        carried = []
         for c in range(chunks):
-            carried_m.append(m), carried_z.append(z), carried_s.append(s)
-            m_c = local_max[:, :, c, -1]
-            m_new = torch.maximum(m, m_c)
-            old, new = torch.exp(m - m_new), torch.exp(m_c - m_new)
-            z = old * z + new * local_norm[:, :, c, -1]
-            s = old.unsqueeze(-1) * s + new.unsqueeze(-1) * local_sum[:, :, c, -1]
-            m = m_new
-        carried_m = torch.stack(carried_m, dim=2).unsqueeze(-1)  # (batch, heads, chunks, 1)
-        carried_z = torch.stack(carried_z, dim=2).unsqueeze(-1)  # (batch, heads, chunks, 1)
-        carried_s = torch.stack(carried_s, dim=2).unsqueeze(-2)  # (batch, heads, chunks, 1, d)
+            carried.append((m, z, s))
+            m, z, s = merge_softmax_pools(m, z, s, local_max[:, :, c, -1], local_norm[:, :, c, -1], local_sum[:, :, c, -1])
+        carried_m, carried_z, carried_s = (torch.stack(parts, dim=2) for parts in zip(*carried))
 
         # Every position: its chunk-local sums merged with the state carried into its chunk.
-        running_max = torch.maximum(carried_m, local_max)
-        old, new = torch.exp(carried_m - running_max), torch.exp(local_max - running_max)
-        norm = old * carried_z + new * local_norm  # (batch, heads, chunks, L); >= 1 once a real token is seen
-        total = old.unsqueeze(-1) * carried_s + new.unsqueeze(-1) * local_sum  # (batch, heads, chunks, L, d)
+        _, norm, total = merge_softmax_pools(
+            carried_m.unsqueeze(-1), carried_z.unsqueeze(-1), carried_s.unsqueeze(-2), local_max, local_norm, local_sum
+        )  # norm (batch, heads, chunks, L) is >= 1 once a real token has been seen; total (..., L, d)
         pooled = total / norm.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)
         pooled = pooled.permute(0, 2, 3, 1, 4).reshape(batch, chunks * length, heads, head_dim)[:, :seq]
         new_state = torch.cat([s, m.unsqueeze(-1), z.unsqueeze(-1)], dim=-1)  # (batch, heads, d + 2)
