@@ -5,12 +5,19 @@ Importing the package registers the config and models with the Auto classes, and
 with `AutoModel...from_pretrained(path, trust_remote_code=True)` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+)
 
 from .configuration_fastformer import FastformerConfig
 from .modeling_fastformer import (
     FastformerCache,
     FastformerForCausalLM,
+    FastformerForConditionalGeneration,
     FastformerForSequenceClassification,
     FastformerModel,
     FastformerPreTrainedModel,
@@ -25,6 +32,7 @@ for _auto, _model in (
     (AutoModel, FastformerModel),
     (AutoModelForSequenceClassification, FastformerForSequenceClassification),
     (AutoModelForCausalLM, FastformerForCausalLM),
+    (AutoModelForSeq2SeqLM, FastformerForConditionalGeneration),
 ):
     _auto.register(FastformerConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)
@@ -33,6 +41,7 @@ __all__ = [
     "FastformerCache",
     "FastformerConfig",
     "FastformerForCausalLM",
+    "FastformerForConditionalGeneration",
     "FastformerForSequenceClassification",
     "FastformerModel",
     "FastformerPreTrainedModel",

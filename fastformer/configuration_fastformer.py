@@ -8,6 +8,7 @@ from transformers import PreTrainedConfig
 ATTENTION_LOGIT_LAYOUTS = ("dense", "per_head")
 POSITION_EMBEDDING_TYPES = ("absolute", "none")
 POOLER_TYPES = ("attention", "first", "mean")
+CROSS_ATTENTION_TYPES = ("scaled_dot_product", "additive")
 
 
 @strict
@@ -50,6 +51,14 @@ class FastformerConfig(PreTrainedConfig):
             `"first"` takes the first token, `"mean"` averages the real tokens.
         is_decoder (`bool`, defaults to `False`): causal layers (each position pools only itself and earlier
             positions), as used by `FastformerForCausalLM`, with a constant-size decoding state.
+        add_cross_attention (`bool`, defaults to `False`): causal layers also attend to an encoder's output (set
+            for the decoder of `FastformerForConditionalGeneration`).
+        cross_attention_type (`str`, defaults to `"scaled_dot_product"`): the decoder's cross-attention. Standard
+            multi-head `"scaled_dot_product"` attention, or `"additive"`: the decoder's causal global query conditions
+            an additive pooling of the encoder keys (`FastformerAdditiveCrossAttention`).
+        num_decoder_layers (`int`, *optional*): decoder depth of the encoder-decoder (`num_hidden_layers` if unset;
+            `num_hidden_layers` is the encoder depth).
+        decoder_start_token_id (`int`, *optional*): first decoder input of the encoder-decoder.
         use_cache (`bool`, defaults to `True`): causal models return their decoding state (`FastformerCache`).
         tie_word_embeddings (`bool`, defaults to `True`): language-model heads share the input embedding matrix.
         bos_token_id / eos_token_id (`int`, *optional*): special tokens for generation.
@@ -83,6 +92,10 @@ class FastformerConfig(PreTrainedConfig):
     position_embedding_type: str = "absolute"
     pooler_type: str = "attention"
     is_decoder: bool = False
+    add_cross_attention: bool = False
+    cross_attention_type: str = "scaled_dot_product"
+    num_decoder_layers: int | None = None
+    decoder_start_token_id: int | None = None
     use_cache: bool = True
     tie_word_embeddings: bool = True
     bos_token_id: int | None = None
@@ -96,8 +109,8 @@ class FastformerConfig(PreTrainedConfig):
 
     def _check_values(self):
         positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-        for name in positive + ("max_position_embeddings",):
-            if getattr(self, name) <= 0:
+        for name in positive + ("max_position_embeddings", "num_decoder_layers"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
@@ -108,6 +121,7 @@ class FastformerConfig(PreTrainedConfig):
             ("attention_logit_layout", ATTENTION_LOGIT_LAYOUTS),
             ("position_embedding_type", POSITION_EMBEDDING_TYPES),
             ("pooler_type", POOLER_TYPES),
+            ("cross_attention_type", CROSS_ATTENTION_TYPES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")

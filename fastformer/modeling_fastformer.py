@@ -5,6 +5,7 @@ This file only imports torch, transformers and its sibling `configuration_fastfo
 copied alone into a checkpoint directory and loaded with `trust_remote_code=True`.
 """
 
+import copy
 import math
 
 import torch
@@ -12,12 +13,13 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, LinearAttentionLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
+        CausalLMOutputWithPast,
+    Seq2SeqLMOutput,
     SequenceClassifierOutput,
 )
 from transformers.utils import can_return_tuple, logging
@@ -134,10 +136,11 @@ def causal_softmax_pool(
 
 class FastformerCacheLayer(LinearAttentionLayer):
     """One layer's decoding state: `recurrent_states[0]` for the global query's prefix pool, `[1]` for the global
-    key's, each `(batch, heads, head_dim + 2)` = `[S, m, Z]` (see `causal_softmax_pool`): constant in the length."""
+    key's (and `[2]` for the additive cross-attention's query pool), each `(batch, heads, head_dim + 2)` =
+    `[S, m, Z]` (see `causal_softmax_pool`): constant in the length."""
 
-    def __init__(self):
-        super().__init__(number_of_states=2)
+    def __init__(self, number_of_states: int = 2):
+        super().__init__(number_of_states=number_of_states)
 
     def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
         # The parent only marks a state as present on conv-state updates; Fastformer has recurrent states only.
@@ -149,10 +152,14 @@ class FastformerCacheLayer(LinearAttentionLayer):
 class FastformerCache(Cache):
     """Generation state of a causal Fastformer: a `FastformerCacheLayer` per layer (depth), built on transformers'
     `LinearAttentionLayer` (beam reordering, reset, offloading come from there), plus the count of tokens seen so
-    far, which `generate()` reads through `get_seq_length()`. Its memory does not depend on the text's length."""
+    far, which `generate()` reads through `get_seq_length()`. Its memory does not depend on the text's length.
+
+    A decoder with cross-attention keeps it inside an `EncoderDecoderCache`, beside a `DynamicCache` holding the
+    cross-attention projections of the encoder output (computed once per generation)."""
 
     def __init__(self, config: FastformerConfig):
-        super().__init__(layers=[FastformerCacheLayer() for _ in range(config.num_hidden_layers)])
+        states = 3 if config.add_cross_attention and config.cross_attention_type == "additive" else 2
+        super().__init__(layers=[FastformerCacheLayer(states) for _ in range(config.num_hidden_layers)])
         self._seen_tokens = 0
 
     @property
@@ -210,10 +217,13 @@ class FastformerPerHeadLogits(nn.Module):
         self.head_dim = head_dim
         self.weight = nn.Parameter(torch.empty(num_heads, head_dim))
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent `Linear(hidden -> heads)` weight: block-diagonal, `(heads, hidden)`."""
         eye = torch.eye(self.num_heads, device=self.weight.device, dtype=self.weight.dtype)
-        block_diagonal = (eye.unsqueeze(-1) * self.weight.unsqueeze(0)).view(self.num_heads, -1)  # (heads, hidden)
-        return nn.functional.linear(hidden_states, block_diagonal)  # (batch, seq, heads)
+        return (eye.unsqueeze(-1) * self.weight.unsqueeze(0)).view(self.num_heads, -1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(hidden_states, self.dense_weight())  # (batch, seq, heads)
 
 
 class FastformerAdditiveAttention(nn.Module):
@@ -318,6 +328,128 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
         return self.transform(global_key * value) + query, None, None
 
 
+def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, compute):
+    """Cross-attention `(keys, values)` of the encoder output: `compute()`d once, then read from the cache."""
+    if cache is not None and cache.is_updated.get(layer_idx):
+        layer = cache.cross_attention_cache.layers[layer_idx]
+        return layer.keys, layer.values
+    keys, values = compute()
+    if cache is not None:
+        keys, values = cache.cross_attention_cache.update(keys, values, layer_idx)
+        cache.is_updated[layer_idx] = True
+    return keys, values
+
+
+def encoder_mask_bias(encoder_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """`(batch, enc_seq)` 0/1 mask -> additive `(batch, 1, 1, enc_seq)` bias; a finite minimum, never -inf."""
+    if encoder_mask is None:
+        return None
+    bias = torch.zeros(encoder_mask.shape, dtype=dtype, device=encoder_mask.device)
+    return bias.masked_fill(~encoder_mask.bool(), torch.finfo(dtype).min)[:, None, None, :]
+
+
+class FastformerCrossAttention(nn.Module):
+    r"""Standard multi-head cross-attention (`cross_attention_type="scaled_dot_product"`):
+    `softmax(Q K^T / sqrt(d)) V` with `Q` from the decoder and `K, V` from the encoder output, through
+    `torch.nn.functional.scaled_dot_product_attention`. Costs `O(dec_seq * enc_seq * hidden)`; in decoding,
+    `O(enc_seq * hidden)` per token, with `K, V` computed once and kept in the cache."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, seq, d)
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+                **kwargs):
+        batch, seq, hidden = hidden_states.shape
+        query = self.split_heads(self.query(hidden_states))  # (batch, heads, seq, d)
+        keys, values = cached_encoder_projections(
+            past_key_values,
+            layer_idx,
+            lambda: (self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))),
+        )  # (batch, heads, enc_seq, d) each
+        attended = nn.functional.scaled_dot_product_attention(
+            query, keys, values, attn_mask=encoder_mask_bias(encoder_mask, query.dtype)
+        )  # (batch, heads, seq, d)
+        return attended.transpose(1, 2).reshape(batch, seq, hidden)
+
+
+class FastformerAdditiveCrossAttention(FastformerCausalAdditiveAttention):
+    r"""Fastformer-style cross-attention (`cross_attention_type="additive"`, paper digest section 8.3): the decoder's
+    prefix global query conditions an additive pooling of the encoder keys.
+
+    With `q_t` the decoder's query, `G^q_t` its causal prefix pool (as in the causal self-attention, carried in the
+    decoding state) and `k_j` the encoder keys:
+
+        p_tj  = G^q_t * k_j
+        beta_tj = softmax_j(w_k . p_tj / sqrt(d))   over the real encoder tokens
+        K_t   = sum_j beta_tj p_tj = G^q_t * sum_j beta_tj k_j
+        out_t = W_T (K_t * q_t) + b_T + q_t
+
+    Since `w_k . (G^q_t * k_j) = (w_k * G^q_t) . k_j`, the pooling is one dot-product "probe" per head and decoder
+    position against the encoder keys: `O(dec_seq * enc_seq * hidden)`, never a `(dec_seq, enc_seq, hidden)` tensor.
+    With the `"dense"` logit layout each head's probe spans all features (official `key_att`); the bias of
+    `key_att` would cancel in the softmax, so there is none.
+    """
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        if config.attention_logit_layout == "dense":
+            self.key_att = nn.Linear(config.hidden_size, self.num_heads, bias=False)
+
+    def key_logit_weight(self) -> torch.Tensor:
+        """`(heads, hidden)`: row `h` maps `p` to head `h`'s key logit."""
+        return self.key_att.weight if isinstance(self.key_att, nn.Linear) else self.key_att.dense_weight()
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+                keep=None):
+        batch, seq, hidden = hidden_states.shape
+        self_cache = None if past_key_values is None else past_key_values.self_attention_cache
+        query = self.query(hidden_states)  # (batch, seq, hidden)
+        global_query = self.prefix_pool(self.query_att(query), query, keep, self_cache, layer_idx, 2)  # G^q_t
+
+        def project():
+            keys = self.key(encoder_hidden_states)  # (batch, enc_seq, hidden)
+            per_head = keys.view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
+            return keys.unsqueeze(1), per_head  # (batch, 1, enc_seq, hidden), (batch, heads, enc_seq, d)
+
+        keys, head_keys = cached_encoder_projections(past_key_values, layer_idx, project)
+        probe = global_query.unsqueeze(1) * self.key_logit_weight()[None, :, None, :]  # (batch, heads, seq, hidden)
+        logits = probe.view(batch, -1, hidden) @ keys.squeeze(1).transpose(1, 2) * self.scale  # (batch, heads*seq, enc)
+        logits = logits.view(batch, self.num_heads, seq, -1)  # (batch, heads, seq, enc_seq)
+        mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
+        beta = masked_softmax(logits, mask, dim=-1).to(head_keys.dtype)
+        pooled = (beta @ head_keys).transpose(1, 2).reshape(batch, seq, hidden)  # sum_j beta_tj k_j
+        value = query if self.value is None else self.value(hidden_states)
+        return self.transform(global_query * pooled * value) + query
+
+
+class FastformerCrossAttentionBlock(nn.Module):
+    """Cross-attention (`config.cross_attention_type`) followed by its own post-LN residual self-output block."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        attention_class = (
+            FastformerAdditiveCrossAttention if config.cross_attention_type == "additive" else FastformerCrossAttention
+        )
+        self.self = attention_class(config)
+        self.output = FastformerSelfOutput(config)
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+                keep=None):
+        attended = self.self(
+            hidden_states, encoder_hidden_states, encoder_mask, past_key_values=past_key_values,
+            layer_idx=layer_idx, keep=keep,
+        )
+        return self.output(attended, hidden_states)
+
+
 class FastformerSelfOutput(nn.Module):
     """BERT's self-output: `LayerNorm(dropout(Dense(z)) + x)` (post-LN residual around the attention)."""
 
@@ -367,16 +499,39 @@ class FastformerOutput(nn.Module):
 
 
 class FastformerLayer(GradientCheckpointingLayer):
-    """One post-LN Fastformer block: additive attention sub-block, then the BERT feed-forward sub-block."""
+    """One post-LN Fastformer block: additive attention sub-block, then (decoders of an encoder-decoder) a
+    cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block."""
 
     def __init__(self, config: FastformerConfig):
         super().__init__()
         self.attention = FastformerAttention(config)
+        self.crossattention = FastformerCrossAttentionBlock(config) if config.add_cross_attention else None
         self.intermediate = FastformerIntermediate(config)
         self.output = FastformerOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **cache_kwargs):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_mask: torch.Tensor | None = None,
+        past_key_values: FastformerCache | EncoderDecoderCache | None = None,
+        layer_idx: int = 0,
+    ):
+        self_cache = past_key_values
+        if isinstance(past_key_values, EncoderDecoderCache):
+            self_cache = past_key_values.self_attention_cache
+        cache_kwargs = {} if self_cache is None else {"past_key_values": self_cache, "layer_idx": layer_idx}
         attention_output, alpha, beta = self.attention(hidden_states, mask, **cache_kwargs)
+        if self.crossattention is not None:
+            attention_output = self.crossattention(
+                attention_output,
+                encoder_hidden_states,
+                encoder_mask,
+                past_key_values=past_key_values,
+                layer_idx=layer_idx,
+                keep=None if mask is None else mask.squeeze(-1),
+            )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, alpha, beta
 
@@ -396,7 +551,9 @@ class FastformerEncoder(nn.Module):
         mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-        cache: FastformerCache | None = None,
+        cache: FastformerCache | EncoderDecoderCache | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_mask: torch.Tensor | None = None,
     ) -> BaseModelOutput:
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -404,7 +561,8 @@ class FastformerEncoder(nn.Module):
             layer = self.layer[depth % len(self.layer)]
             # Each depth keeps its own decoding state, also when the weights are shared.
             cache_kwargs = {} if cache is None else {"past_key_values": cache, "layer_idx": depth}
-            hidden_states, alpha, beta = layer(hidden_states, mask, **cache_kwargs)
+            # Tensors that need gradients go positionally (re-entrant gradient checkpointing).
+            hidden_states, alpha, beta = layer(hidden_states, mask, encoder_hidden_states, encoder_mask, **cache_kwargs)
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
@@ -459,6 +617,7 @@ class FastformerPreTrainedModel(PreTrainedModel):
         "AutoModel": "modeling_fastformer.FastformerModel",
         "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
         "AutoModelForCausalLM": "modeling_fastformer.FastformerForCausalLM",
+        "AutoModelForSeq2SeqLM": "modeling_fastformer.FastformerForConditionalGeneration",
     }
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -545,7 +704,9 @@ class FastformerModel(FastformerPreTrainedModel):
 
     With `config.is_decoder=True` the layers are causal (`FastformerCausalAdditiveAttention`) and it returns a
     `BaseModelOutputWithPast` whose `past_key_values` is a `FastformerCache` (when `use_cache`), the constant-size
-    state from which the next tokens continue.
+    state from which the next tokens continue. With `config.add_cross_attention=True` as well (the decoder of
+    `FastformerForConditionalGeneration`), every layer also attends to `encoder_hidden_states`, and the cache is an
+    `EncoderDecoderCache` of the `FastformerCache` and the encoder output's cross-attention projections.
     """
 
     def __init__(self, config: FastformerConfig):
@@ -560,6 +721,21 @@ class FastformerModel(FastformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    def _decoding_cache(self, past_key_values, use_cache: bool):
+        """Check a given cache, or create an empty one when `use_cache` asks for it."""
+        cross = self.config.add_cross_attention
+        if past_key_values is None:
+            if not use_cache:
+                return None
+            cache = FastformerCache(self.config)
+            return EncoderDecoderCache(cache, DynamicCache()) if cross else cache
+        self_cache = past_key_values.self_attention_cache if cross and isinstance(
+            past_key_values, EncoderDecoderCache) else past_key_values
+        if not isinstance(self_cache, FastformerCache):
+            expected = "an `EncoderDecoderCache` of a `FastformerCache`" if cross else "a `FastformerCache`"
+            raise ValueError(f"`past_key_values` must be {expected}, got {type(past_key_values).__name__}.")
+        return past_key_values
+
     @can_return_tuple
     def forward(
         self,
@@ -567,7 +743,9 @@ class FastformerModel(FastformerPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        past_key_values: FastformerCache | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: FastformerCache | EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -579,8 +757,10 @@ class FastformerModel(FastformerPreTrainedModel):
             cached + seq)`, covering the cached tokens too.
         position_ids (`(batch, seq)`, *optional*): positions in the position table (see `_position_ids`).
         inputs_embeds (`(batch, seq, hidden)`, *optional*): used instead of `input_ids`.
-        past_key_values (`FastformerCache`, *optional*, causal only): the state of the tokens before `input_ids`.
-        use_cache (`bool`, *optional*, causal only): return the updated `FastformerCache`.
+        encoder_hidden_states (`(batch, enc_seq, hidden)`, cross-attention only): the encoder output.
+        encoder_attention_mask (`(batch, enc_seq)`, *optional*, cross-attention only): its 1/0 padding mask.
+        past_key_values (*optional*, causal only): the state of the tokens before `input_ids`.
+        use_cache (`bool`, *optional*, causal only): return the updated state.
         """
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_hidden_states is None:
@@ -595,10 +775,17 @@ class FastformerModel(FastformerPreTrainedModel):
                     "prefix distributions, which are never materialised."
                 )
             use_cache = self.config.use_cache if use_cache is None else use_cache
-            if use_cache and past_key_values is None:
-                past_key_values = FastformerCache(self.config)
-            if past_key_values is not None and not isinstance(past_key_values, FastformerCache):
-                raise ValueError(f"`past_key_values` must be a `FastformerCache`, got {type(past_key_values).__name__}.")
+            past_key_values = self._decoding_cache(past_key_values, use_cache)
+        if self.config.add_cross_attention:
+            if encoder_hidden_states is None:
+                raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
+            if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
+                raise ValueError(
+                    f"`encoder_attention_mask` has shape {tuple(encoder_attention_mask.shape)} but the encoder output "
+                    f"has {tuple(encoder_hidden_states.shape[:2])} tokens (batch, enc_seq)."
+                )
+        elif encoder_hidden_states is not None:
+            raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
         past_length = 0 if past_key_values is None else past_key_values.get_seq_length()
         shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
         position_ids = _position_ids(self.config, shape, attention_mask, position_ids, past_length)
@@ -612,11 +799,14 @@ class FastformerModel(FastformerPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             cache=past_key_values,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_mask=encoder_attention_mask,
         )
         if not self.config.is_decoder:
             return outputs
         if past_key_values is not None:
-            past_key_values._seen_tokens += shape[1]
+            self_cache = getattr(past_key_values, "self_attention_cache", past_key_values)
+            self_cache._seen_tokens += shape[1]
         return BaseModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
             past_key_values=past_key_values if use_cache else None,
@@ -781,9 +971,151 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         )
 
 
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+    """Decoder inputs from labels: `[start, y_1, ..., y_{n-1}]`, with the `-100` of ignored labels made padding."""
+    if decoder_start_token_id is None:
+        raise ValueError("`config.decoder_start_token_id` must be set to build decoder inputs from `labels`.")
+    if pad_token_id is None:
+        raise ValueError("`config.pad_token_id` must be set to build decoder inputs from `labels`.")
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMixin):
+    r"""Encoder-decoder Fastformer for summarization and other sequence-to-sequence tasks, laid out like BART.
+
+    - `fastformer`: the bidirectional Fastformer encoder (`FastformerModel`, `num_hidden_layers` layers);
+    - `decoder`: a causal `FastformerModel` (`num_decoder_layers` layers) whose layers add a cross-attention
+      sub-block over the encoder output (`config.cross_attention_type`);
+    - `lm_head`: a linear layer; encoder, decoder and head share one embedding matrix.
+
+    `labels` are shifted right into the decoder inputs (`decoder_start_token_id` first). In `generate()`, the
+    encoder runs once; the decoding state (an `EncoderDecoderCache`) holds the decoder's constant-size
+    `FastformerCache` and the encoder output's cross-attention projections, and follows beam reordering.
+    """
+
+    _tied_weights_keys = {
+        "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
+        "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
+    }
+
+    def __init__(self, config: FastformerConfig):
+        if not config.is_encoder_decoder:
+            logger.warning("`FastformerForConditionalGeneration` is an encoder-decoder: setting `is_encoder_decoder`.")
+            config.is_encoder_decoder = True
+        super().__init__(config)
+        encoder_config = copy.deepcopy(config)
+        encoder_config.is_encoder_decoder = False
+        encoder_config.is_decoder = False
+        encoder_config.add_cross_attention = False
+        decoder_config = copy.deepcopy(encoder_config)
+        decoder_config.is_decoder = True
+        decoder_config.add_cross_attention = True
+        decoder_config.num_hidden_layers = config.num_decoder_layers or config.num_hidden_layers
+        self.fastformer = FastformerModel(encoder_config)
+        self.decoder = FastformerModel(decoder_config)
+        self.decoder.embeddings.word_embeddings = self.fastformer.embeddings.word_embeddings
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # `forward` creates its own cache (an `EncoderDecoderCache` of a `FastformerCache`) on the first step.
+        return False
+
+    def get_encoder(self, modality=None):
+        return self.fastformer
+
+    def get_decoder(self):
+        return self.decoder
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        logits_to_keep: int = 0,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        input_ids (`(batch, enc_seq)`): the source tokens; `attention_mask` their 1/0 padding mask.
+        decoder_input_ids (`(batch, dec_seq)`, *optional*): decoder inputs; built from `labels` when omitted.
+        decoder_attention_mask (`(batch, dec_seq)`, *optional*): 1/0 mask of the decoder inputs (with a cache:
+            covering the cached tokens too).
+        encoder_outputs (*optional*): a precomputed encoder output (as `generate()` passes it).
+        labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
+        """
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        if encoder_outputs is None:
+            encoder_outputs = self.fastformer(
+                input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden_states = decoder_outputs.last_hidden_state
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = self.lm_head(hidden_states)  # (batch, dec_seq, vocab)
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
+            loss = CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device))
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
 __all__ = [
     "FastformerCache",
     "FastformerForCausalLM",
+    "FastformerForConditionalGeneration",
     "FastformerModel",
     "FastformerForSequenceClassification",
     "FastformerPreTrainedModel",
