@@ -6,6 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, pipeline
 
+from toys import toy_tokenizer
+
 from fastformer import FastformerCache, FastformerConfig, FastformerForCausalLM, FastformerModel
 from fastformer.modeling_fastformer import FastformerCausalAdditiveAttention, causal_softmax_pool
 
@@ -267,16 +269,8 @@ def test_greedy_generate_equals_a_manual_argmax_loop():
     assert torch.equal(generated, sequence)
 
 
-def test_text_generation_pipeline(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "<s>", "</s>", "<unk>"] + [f"w{i}" for i in range(95)]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
+def test_text_generation_pipeline():
+    tokenizer = toy_tokenizer()
     model = causal_lm()
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     out = generator("w1 w2 w3", max_new_tokens=5, min_new_tokens=5, do_sample=False, return_full_text=False)

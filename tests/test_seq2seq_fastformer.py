@@ -1,0 +1,313 @@
+"""FastformerForConditionalGeneration: both cross-attention types, the cache, generate(), pipeline, trainers."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from toys import toy_tokenizer
+from transformers import AutoModelForSeq2SeqLM
+
+from fastformer import FastformerConfig, FastformerForConditionalGeneration
+from fastformer.modeling_fastformer import FastformerAdditiveCrossAttention, FastformerCrossAttention
+
+CROSS_TYPES = ["scaled_dot_product", "additive"]
+
+
+def seq2seq_config(**kwargs):
+    defaults = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_decoder_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        hidden_dropout_prob=0.0,
+        max_position_embeddings=128,
+        is_encoder_decoder=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    defaults.update(kwargs)
+    return FastformerConfig(**defaults)
+
+
+def seq2seq_model(**kwargs):
+    model = FastformerForConditionalGeneration(seq2seq_config(**kwargs)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+    return model
+
+
+def source_batch(lengths=(40, 23)):
+    width = max(lengths)
+    input_ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    attention_mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        input_ids[i, :n] = torch.randint(3, 99, (n,))
+        attention_mask[i, :n] = 1
+    return input_ids, attention_mask
+
+
+# ------------------------------------------------------------------------------- cross-attention, independently
+
+
+def _randomise(module):
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear):
+            torch.nn.init.normal_(sub.weight, std=0.3)
+            if sub.bias is not None:
+                torch.nn.init.normal_(sub.bias, std=0.3)
+    return module
+
+
+def test_scaled_dot_product_cross_attention_equals_plain_softmax_attention():
+    config = seq2seq_config()
+    attention = _randomise(FastformerCrossAttention(config))
+    x, memory = torch.randn(2, 7, 32), torch.randn(2, 11, 32)
+    mask = torch.ones(2, 11, dtype=torch.long)
+    mask[1, 6:] = 0
+    out = attention(x, memory, mask)
+    heads, d = 4, 8
+    q = attention.query(x).view(2, 7, heads, d).transpose(1, 2)
+    k = attention.key(memory).view(2, 11, heads, d).transpose(1, 2)
+    v = attention.value(memory).view(2, 11, heads, d).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2) / math.sqrt(d)).masked_fill(mask[:, None, None, :] == 0, -math.inf)
+    expected = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(2, 7, 32)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["dense", "per_head"])
+def test_additive_cross_attention_equals_the_equations(layout):
+    """Section 8.3, token by token in float64: p_tj = G_t * k_j, beta_t = softmax_j(w_k . p_tj / sqrt(d))."""
+    config = seq2seq_config(attention_logit_layout=layout)
+    attention = _randomise(FastformerAdditiveCrossAttention(config)).double()
+    if layout == "per_head":
+        torch.nn.init.normal_(attention.query_att.weight, std=1.0)
+        torch.nn.init.normal_(attention.key_att.weight, std=1.0)
+    x, memory = torch.randn(2, 6, 32, dtype=torch.float64), torch.randn(2, 9, 32, dtype=torch.float64)
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[0, 5:] = 0
+    out = attention(x, memory, mask)
+    heads, d = 4, 8
+    q, k = attention.query(x), attention.key(memory)
+    a = attention.query_att(q) / math.sqrt(d)  # (batch, seq, heads)
+    w_k = attention.key_logit_weight()  # (heads, hidden)
+    expected = torch.zeros_like(out)
+    for b in range(2):
+        for t in range(6):
+            alpha = torch.softmax(a[b, : t + 1], dim=0)  # (t+1, heads)
+            g = torch.cat([alpha[:, h] @ q[b, : t + 1, h * d : (h + 1) * d] for h in range(heads)])  # G^q_t
+            real = mask[b].bool()
+            p = g * k[b, real]  # (real, hidden)
+            global_key = torch.cat([
+                torch.softmax(p @ w_k[h] / math.sqrt(d), dim=0) @ p[:, h * d : (h + 1) * d] for h in range(heads)
+            ])
+            expected[b, t] = attention.transform(global_key * q[b, t]) + q[b, t]
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)  # the prefix pool runs in float32
+
+
+# ------------------------------------------------------------------------- incremental == teacher-forced
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_incremental_decoding_equals_teacher_forced_forward(cross_attention_type):
+    model = seq2seq_model(cross_attention_type=cross_attention_type, num_decoder_layers=3)
+    input_ids, attention_mask = source_batch()
+    labels = torch.randint(3, 99, (2, 30))
+    with torch.no_grad():
+        full = model(input_ids, attention_mask=attention_mask, labels=labels).logits
+        decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
+        encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
+        cache, pieces = None, []
+        for start, end in [(0, 1), (1, 9), (9, 10)] + [(t, t + 1) for t in range(10, 30)]:
+            out = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids[:, start:end],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            pieces.append(out.logits)
+    assert cache.get_seq_length() == 30
+    torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_source_padding_does_not_change_the_logits(cross_attention_type):
+    model = seq2seq_model(cross_attention_type=cross_attention_type)
+    source = torch.randint(3, 99, (1, 15))
+    padded = torch.cat([source, torch.randint(3, 99, (1, 9))], dim=1)
+    mask = torch.cat([torch.ones(1, 15), torch.zeros(1, 9)], dim=1).long()
+    labels = torch.randint(3, 99, (1, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model(padded, attention_mask=mask, labels=labels).logits,
+            model(source, labels=labels).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_beam_search_with_and_without_cache_gives_the_same_sequences(cross_attention_type):
+    model = seq2seq_model(cross_attention_type=cross_attention_type)
+    input_ids, attention_mask = source_batch()
+    kwargs = dict(attention_mask=attention_mask, num_beams=4, max_new_tokens=20, min_new_tokens=20, do_sample=False)
+    with_cache = model.generate(input_ids, use_cache=True, **kwargs)
+    without_cache = model.generate(input_ids, use_cache=False, **kwargs)
+    assert with_cache.shape == (2, 21)
+    assert torch.equal(with_cache, without_cache)
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_encoder_runs_once_in_generate(cross_attention_type):
+    model = seq2seq_model(cross_attention_type=cross_attention_type)
+    calls = []
+    model.get_encoder().register_forward_hook(lambda *args: calls.append(1))
+    input_ids, attention_mask = source_batch()
+    model.generate(input_ids, attention_mask=attention_mask, num_beams=2, max_new_tokens=6, min_new_tokens=6)
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------------------- learning and tools
+
+
+DOCUMENTS = [
+    ("w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20 w21", "w12 w15 w19"),
+    ("w30 w31 w32 w33 w34 w35 w36 w37 w38", "w33 w30"),
+    ("w50 w51 w52 w53 w54 w55 w56 w57 w58 w59 w60 w61 w62 w63", "w63 w51 w55 w57"),
+    ("w70 w71 w72 w73 w74 w75 w76", "w76 w70"),
+]
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_tiny_model_overfits_and_generate_reproduces_the_summaries(cross_attention_type):
+    torch.manual_seed(0)
+    tokenizer = toy_tokenizer()
+    model = FastformerForConditionalGeneration(seq2seq_config(cross_attention_type=cross_attention_type))
+    batch = tokenizer([d for d, _ in DOCUMENTS], padding=True, return_tensors="pt")
+    labels = tokenizer([s + " </s>" for _, s in DOCUMENTS], padding=True, return_tensors="pt").input_ids
+    labels = labels.masked_fill(labels == tokenizer.pad_token_id, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(300):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    generated = model.generate(**batch, num_beams=3, max_new_tokens=8)
+    summaries = tokenizer.batch_decode(generated, skip_special_tokens=True)
+    assert summaries == [s for _, s in DOCUMENTS], (loss.item(), summaries)
+
+
+def test_seq2seq_trainer_with_predict_with_generate(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    tokenizer = toy_tokenizer()
+    model = FastformerForConditionalGeneration(seq2seq_config())
+    rows = [
+        {"input_ids": tokenizer(d).input_ids, "labels": tokenizer(s + " </s>").input_ids} for d, s in DOCUMENTS * 4
+    ]
+    dataset = datasets.Dataset.from_list(rows)
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=4, num_train_epochs=2,
+        learning_rate=1e-3, predict_with_generate=True, generation_max_length=8, report_to=[], save_strategy="no",
+        use_cpu=True, disable_tqdm=True,
+    )
+    trainer = Seq2SeqTrainer(
+        model=model, args=args, train_dataset=dataset, eval_dataset=dataset.select(range(4)),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), processing_class=tokenizer,
+    )
+    trainer.train()
+    prediction = trainer.predict(dataset.select(range(4)))
+    tokens = torch.as_tensor(prediction.predictions)
+    assert tokens.shape[0] == 4 and not tokens.is_floating_point()
+    assert ((tokens >= 0) & (tokens < 99) | (tokens == -100)).all()  # generated ids (or the padding of -100)
+    assert math.isfinite(prediction.metrics["test_loss"])
+
+
+# ------------------------------------------------------------------------------------------ save and load
+
+
+def test_save_load_round_trip_and_shared_embeddings(tmp_path):
+    model = seq2seq_model(cross_attention_type="additive", share_layer_parameters=True)
+    shared = model.fastformer.embeddings.word_embeddings.weight
+    assert model.lm_head.weight is shared and model.decoder.embeddings.word_embeddings.weight is shared
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is FastformerForConditionalGeneration
+    assert loaded.lm_head.weight is loaded.fastformer.embeddings.word_embeddings.weight
+    input_ids, attention_mask = source_batch()
+    labels = torch.randint(3, 99, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(
+            loaded(input_ids, attention_mask=attention_mask, labels=labels).logits,
+            model(input_ids, attention_mask=attention_mask, labels=labels).logits,
+        )
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["fastformer"] = None  # only the checkpoint's own code may be used
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    data = json.load(open(sys.argv[2]))
+    ids, mask = torch.tensor(data["input_ids"]), torch.tensor(data["attention_mask"])
+    out = model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=8, min_new_tokens=8)
+    print(json.dumps({"module": type(model).__module__, "generated": out.tolist()}))
+    """
+)
+
+
+def test_trust_remote_code_round_trip(tmp_path):
+    model = seq2seq_model(cross_attention_type="additive")
+    model.save_pretrained(tmp_path / "checkpoint")
+    input_ids, attention_mask = source_batch()
+    (tmp_path / "inputs.json").write_text(
+        json.dumps({"input_ids": input_ids.tolist(), "attention_mask": attention_mask.tolist()})
+    )
+    (tmp_path / "load.py").write_text(REMOTE_CODE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-P", "load.py", "checkpoint", "inputs.json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["module"].startswith("transformers_modules.")
+    expected = model.generate(input_ids, attention_mask=attention_mask, num_beams=2, max_new_tokens=8, min_new_tokens=8)
+    assert loaded["generated"] == expected.tolist()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_seq2seq_inputs_raise_clear_errors():
+    model = seq2seq_model(max_position_embeddings=32)
+    labels = torch.randint(3, 99, (1, 5))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.randint(3, 99, (1, 33)), labels=labels)
+    with pytest.raises(ValueError, match="encoder_attention_mask"):
+        model(torch.randint(3, 99, (1, 10)), attention_mask=torch.ones(1, 11), labels=labels)
+    with pytest.raises(ValueError, match="decoder_input_ids"):
+        model(torch.randint(3, 99, (1, 10)))
+    no_start = FastformerForConditionalGeneration(seq2seq_config(decoder_start_token_id=None))
+    with pytest.raises(ValueError, match="decoder_start_token_id"):
+        no_start(torch.randint(3, 99, (1, 10)), labels=labels)
+    with pytest.raises(ValueError, match="cross_attention_type"):
+        seq2seq_config(cross_attention_type="linear")
