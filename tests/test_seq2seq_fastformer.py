@@ -302,7 +302,7 @@ def test_bad_seq2seq_inputs_raise_clear_errors():
     labels = torch.randint(3, 99, (1, 5))
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.randint(3, 99, (1, 33)), labels=labels)
-    with pytest.raises(ValueError, match="encoder_attention_mask"):
+    with pytest.raises(ValueError, match="attention_mask"):
         model(torch.randint(3, 99, (1, 10)), attention_mask=torch.ones(1, 11), labels=labels)
     with pytest.raises(ValueError, match="decoder_input_ids"):
         model(torch.randint(3, 99, (1, 10)))
