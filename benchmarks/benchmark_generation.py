@@ -44,7 +44,7 @@ def cpu_name() -> str:
 
 def fastformer_state(model, batch: int, context: int):
     ids = torch.randint(3, VOCAB, (batch, context))
-    return model.fastformer(ids, use_cache=True).past_key_values
+    return model.fastformer(ids, use_cache=True).cache
 
 
 def gpt2_state(model, batch: int, context: int):
@@ -71,7 +71,7 @@ def time_decoding(model, state, steps: int, repeats: int) -> float:
         token = torch.randint(3, VOCAB, (cache_batch(state), 1))
         start = time.perf_counter()
         for _ in range(steps):
-            token = model(token, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
+            token = model(token, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
         if run:
             timings.append((time.perf_counter() - start) / steps)
         del cache

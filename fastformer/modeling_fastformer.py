@@ -18,11 +18,12 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPast,
-        CausalLMOutputWithPast,
+    CausalLMOutputWithPast,
     Seq2SeqLMOutput,
     SequenceClassifierOutput,
 )
 from transformers.utils import can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_fastformer import FastformerConfig
 
@@ -316,8 +317,7 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
             cache.update_recurrent_state(state, layer_idx, state_idx)
         return pooled.reshape(batch, seq, -1).to(values.dtype)  # (batch, seq, hidden)
 
-    def forward(self, hidden_states, mask=None, past_key_values: FastformerCache | None = None, layer_idx: int = 0):
-        cache = past_key_values
+    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0):
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
@@ -365,12 +365,12 @@ class FastformerCrossAttention(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, seq, d)
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
                 **kwargs):
         batch, seq, hidden = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))  # (batch, heads, seq, d)
         keys, values = cached_encoder_projections(
-            past_key_values,
+            cache,
             layer_idx,
             lambda: (self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))),
         )  # (batch, heads, enc_seq, d) each
@@ -407,10 +407,10 @@ class FastformerAdditiveCrossAttention(FastformerCausalAdditiveAttention):
         """`(heads, hidden)`: row `h` maps `p` to head `h`'s key logit."""
         return self.key_att.weight if isinstance(self.key_att, nn.Linear) else self.key_att.dense_weight()
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
                 keep=None):
         batch, seq, hidden = hidden_states.shape
-        self_cache = None if past_key_values is None else past_key_values.self_attention_cache
+        self_cache = None if cache is None else cache.self_attention_cache
         query = self.query(hidden_states)  # (batch, seq, hidden)
         global_query = self.prefix_pool(self.query_att(query), query, keep, self_cache, layer_idx, 2)  # G^q_t
 
@@ -419,7 +419,7 @@ class FastformerAdditiveCrossAttention(FastformerCausalAdditiveAttention):
             per_head = keys.view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
             return keys.unsqueeze(1), per_head  # (batch, 1, enc_seq, hidden), (batch, heads, enc_seq, d)
 
-        keys, head_keys = cached_encoder_projections(past_key_values, layer_idx, project)
+        keys, head_keys = cached_encoder_projections(cache, layer_idx, project)
         probe = global_query.unsqueeze(1) * self.key_logit_weight()[None, :, None, :]  # (batch, heads, seq, hidden)
         logits = probe.view(batch, -1, hidden) @ keys.squeeze(1).transpose(1, 2) * self.scale  # (batch, heads*seq, enc)
         logits = logits.view(batch, self.num_heads, seq, -1)  # (batch, heads, seq, enc_seq)
@@ -441,10 +441,10 @@ class FastformerCrossAttentionBlock(nn.Module):
         self.self = attention_class(config)
         self.output = FastformerSelfOutput(config)
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, past_key_values=None, layer_idx=0,
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
                 keep=None):
         attended = self.self(
-            hidden_states, encoder_hidden_states, encoder_mask, past_key_values=past_key_values,
+            hidden_states, encoder_hidden_states, encoder_mask, cache=cache,
             layer_idx=layer_idx, keep=keep,
         )
         return self.output(attended, hidden_states)
@@ -515,20 +515,20 @@ class FastformerLayer(GradientCheckpointingLayer):
         mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_mask: torch.Tensor | None = None,
-        past_key_values: FastformerCache | EncoderDecoderCache | None = None,
+        cache: FastformerCache | EncoderDecoderCache | None = None,
         layer_idx: int = 0,
     ):
-        self_cache = past_key_values
-        if isinstance(past_key_values, EncoderDecoderCache):
-            self_cache = past_key_values.self_attention_cache
-        cache_kwargs = {} if self_cache is None else {"past_key_values": self_cache, "layer_idx": layer_idx}
+        self_cache = cache
+        if isinstance(cache, EncoderDecoderCache):
+            self_cache = cache.self_attention_cache
+        cache_kwargs = {} if self_cache is None else {"cache": self_cache, "layer_idx": layer_idx}
         attention_output, alpha, beta = self.attention(hidden_states, mask, **cache_kwargs)
         if self.crossattention is not None:
             attention_output = self.crossattention(
                 attention_output,
                 encoder_hidden_states,
                 encoder_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 layer_idx=layer_idx,
                 keep=None if mask is None else mask.squeeze(-1),
             )
@@ -560,7 +560,7 @@ class FastformerEncoder(nn.Module):
         for depth in range(self.num_hidden_layers):
             layer = self.layer[depth % len(self.layer)]
             # Each depth keeps its own decoding state, also when the weights are shared.
-            cache_kwargs = {} if cache is None else {"past_key_values": cache, "layer_idx": depth}
+            cache_kwargs = {} if cache is None else {"cache": cache, "layer_idx": depth}
             # Tensors that need gradients go positionally (re-entrant gradient checkpointing).
             hidden_states, alpha, beta = layer(hidden_states, mask, encoder_hidden_states, encoder_mask, **cache_kwargs)
             if output_hidden_states:
@@ -703,7 +703,7 @@ class FastformerModel(FastformerPreTrainedModel):
     pair per layer, each `(batch, heads, seq)`: the additive-attention weights of the global query and key.
 
     With `config.is_decoder=True` the layers are causal (`FastformerCausalAdditiveAttention`) and it returns a
-    `BaseModelOutputWithPast` whose `past_key_values` is a `FastformerCache` (when `use_cache`), the constant-size
+    `BaseModelOutputWithPast` whose `cache` is a `FastformerCache` (when `use_cache`), the constant-size
     state from which the next tokens continue. With `config.add_cross_attention=True` as well (the decoder of
     `FastformerForConditionalGeneration`), every layer also attends to `encoder_hidden_states`, and the cache is an
     `EncoderDecoderCache` of the `FastformerCache` and the encoder output's cross-attention projections.
@@ -721,22 +721,23 @@ class FastformerModel(FastformerPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
-    def _decoding_cache(self, past_key_values, use_cache: bool):
+    def _decoding_cache(self, cache, use_cache: bool):
         """Check a given cache, or create an empty one when `use_cache` asks for it."""
         cross = self.config.add_cross_attention
-        if past_key_values is None:
+        if cache is None:
             if not use_cache:
                 return None
             cache = FastformerCache(self.config)
             return EncoderDecoderCache(cache, DynamicCache()) if cross else cache
-        self_cache = past_key_values.self_attention_cache if cross and isinstance(
-            past_key_values, EncoderDecoderCache) else past_key_values
+        self_cache = cache.self_attention_cache if cross and isinstance(
+            cache, EncoderDecoderCache) else cache
         if not isinstance(self_cache, FastformerCache):
             expected = "an `EncoderDecoderCache` of a `FastformerCache`" if cross else "a `FastformerCache`"
-            raise ValueError(f"`past_key_values` must be {expected}, got {type(past_key_values).__name__}.")
-        return past_key_values
+            raise ValueError(f"`cache` must be {expected}, got {type(cache).__name__}.")
+        return cache
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -745,7 +746,7 @@ class FastformerModel(FastformerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: FastformerCache | EncoderDecoderCache | None = None,
+        cache: FastformerCache | EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
@@ -759,15 +760,15 @@ class FastformerModel(FastformerPreTrainedModel):
         inputs_embeds (`(batch, seq, hidden)`, *optional*): used instead of `input_ids`.
         encoder_hidden_states (`(batch, enc_seq, hidden)`, cross-attention only): the encoder output.
         encoder_attention_mask (`(batch, enc_seq)`, *optional*, cross-attention only): its 1/0 padding mask.
-        past_key_values (*optional*, causal only): the state of the tokens before `input_ids`.
+        cache (*optional*, causal only): the state of the tokens before `input_ids`.
         use_cache (`bool`, *optional*, causal only): return the updated state.
         """
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if not self.config.is_decoder:
-            if past_key_values is not None or use_cache:
-                raise ValueError("`past_key_values` and `use_cache` need a causal model (`config.is_decoder=True`).")
+            if cache is not None or use_cache:
+                raise ValueError("`cache` and `use_cache` need a causal model (`config.is_decoder=True`).")
         else:
             if output_attentions:
                 raise ValueError(
@@ -775,7 +776,7 @@ class FastformerModel(FastformerPreTrainedModel):
                     "prefix distributions, which are never materialised."
                 )
             use_cache = self.config.use_cache if use_cache is None else use_cache
-            past_key_values = self._decoding_cache(past_key_values, use_cache)
+            cache = self._decoding_cache(cache, use_cache)
         if self.config.add_cross_attention:
             if encoder_hidden_states is None:
                 raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
@@ -786,7 +787,7 @@ class FastformerModel(FastformerPreTrainedModel):
                 )
         elif encoder_hidden_states is not None:
             raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
-        past_length = 0 if past_key_values is None else past_key_values.get_seq_length()
+        past_length = 0 if cache is None else cache.get_seq_length()
         shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
         position_ids = _position_ids(self.config, shape, attention_mask, position_ids, past_length)
         mask = None
@@ -798,18 +799,18 @@ class FastformerModel(FastformerPreTrainedModel):
             mask,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
-            cache=past_key_values,
+            cache=cache,
             encoder_hidden_states=encoder_hidden_states,
             encoder_mask=encoder_attention_mask,
         )
         if not self.config.is_decoder:
             return outputs
-        if past_key_values is not None:
-            self_cache = getattr(past_key_values, "self_attention_cache", past_key_values)
+        if cache is not None:
+            self_cache = getattr(cache, "self_attention_cache", cache)
             self_cache._seen_tokens += shape[1]
         return BaseModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=past_key_values if use_cache else None,
+            cache=cache if use_cache else None,
             hidden_states=outputs.hidden_states,
         )
 
@@ -925,13 +926,14 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        past_key_values: FastformerCache | None = None,
+        cache: FastformerCache | None = None,
         use_cache: bool | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
@@ -948,7 +950,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
             attention_mask=attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
@@ -966,7 +968,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
         )
 
@@ -1041,6 +1043,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1048,7 +1051,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
@@ -1087,7 +1090,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
             inputs_embeds=decoder_inputs_embeds,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
             return_dict=True,
@@ -1104,7 +1107,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=decoder_outputs.past_key_values,
+            cache=decoder_outputs.cache,
             decoder_hidden_states=decoder_outputs.hidden_states,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             encoder_hidden_states=encoder_outputs.hidden_states,

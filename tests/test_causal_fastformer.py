@@ -47,8 +47,8 @@ def decode_incrementally(model, input_ids, attention_mask=None, prefill=1, step=
         if end <= start:
             continue
         mask = None if attention_mask is None else attention_mask[:, :end]
-        out = model(input_ids[:, start:end], attention_mask=mask, past_key_values=cache, use_cache=True)
-        cache, start = out.past_key_values, end
+        out = model(input_ids[:, start:end], attention_mask=mask, cache=cache, use_cache=True)
+        cache, start = out.cache, end
         logits.append(out.logits)
     return torch.cat(logits, dim=1), cache
 
@@ -222,7 +222,7 @@ def test_cache_size_does_not_grow_with_the_text():
     sizes = []
     with torch.no_grad():
         for length in (3, 300):
-            cache = model(torch.randint(3, 99, (2, length)), use_cache=True).past_key_values
+            cache = model(torch.randint(3, 99, (2, length)), use_cache=True).cache
             assert isinstance(cache, FastformerCache) and cache.get_seq_length() == length
             tensors = [s for layer in cache.layers for s in layer.recurrent_states.values()]
             assert len(tensors) == 2 * model.config.num_hidden_layers
@@ -304,7 +304,7 @@ def test_auto_class_and_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(input_ids).logits, model(input_ids).logits)
     # one cache state per depth, also with shared weights
-    assert len(model(input_ids, use_cache=True).past_key_values.layers) == 2
+    assert len(model(input_ids, use_cache=True).cache.layers) == 2
 
 
 def test_without_position_embeddings_generation_is_not_length_limited():
@@ -330,13 +330,13 @@ def test_prompt_longer_than_the_position_table_is_refused():
 def test_bad_causal_inputs_raise_clear_errors():
     model = causal_lm()
     input_ids = torch.randint(3, 99, (2, 10))
-    cache = model(input_ids, use_cache=True).past_key_values
+    cache = model(input_ids, use_cache=True).cache
     with pytest.raises(ValueError, match="cached"):
-        model(input_ids[:, :1], attention_mask=torch.ones(2, 1), past_key_values=cache)
+        model(input_ids[:, :1], attention_mask=torch.ones(2, 1), cache=cache)
     with pytest.raises(ValueError, match="output_attentions"):
         model(input_ids, output_attentions=True)
     with pytest.raises(ValueError, match="FastformerCache"):
-        model(input_ids, past_key_values=object())
+        model(input_ids, cache=object())
     with pytest.raises(ValueError, match="labels"):
         model(input_ids, labels=input_ids[:, :5])
     encoder = FastformerModel(causal_config(is_decoder=False))

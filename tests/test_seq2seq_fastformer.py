@@ -133,10 +133,10 @@ def test_incremental_decoding_equals_teacher_forced_forward(cross_attention_type
                 encoder_outputs=encoder_outputs,
                 attention_mask=attention_mask,
                 decoder_input_ids=decoder_input_ids[:, start:end],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache = out.past_key_values
+            cache = out.cache
             pieces.append(out.logits)
     assert cache.get_seq_length() == 30
     torch.testing.assert_close(torch.cat(pieces, 1), full, atol=1e-4, rtol=1e-4)
