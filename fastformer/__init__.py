@@ -11,6 +11,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    AutoTokenizer,
 )
 
 from .configuration_fastformer import FastformerConfig
@@ -22,6 +23,7 @@ from .modeling_fastformer import (
     FastformerModel,
     FastformerPreTrainedModel,
 )
+from .tokenization_fastformer import FastformerTokenizer
 
 
 __version__ = "0.1.0"
@@ -36,6 +38,8 @@ for _auto, _model in (
 ):
     _auto.register(FastformerConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)
+AutoTokenizer.register(FastformerConfig, tokenizer_class=FastformerTokenizer, exist_ok=True)
+FastformerTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
     "FastformerCache",
@@ -45,4 +49,5 @@ __all__ = [
     "FastformerForSequenceClassification",
     "FastformerModel",
     "FastformerPreTrainedModel",
+    "FastformerTokenizer",
 ]

@@ -1,0 +1,114 @@
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""Fastformer tokenizer: an uncased WordPiece tokenizer backed by the `tokenizers` library."""
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+from transformers.tokenization_utils_tokenizers import TokenizersBackend
+
+
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt", "tokenizer_file": "tokenizer.json"}
+# The shipped default vocabulary (bert-base-uncased's 30,522 WordPieces, Apache-2.0; see data/NOTICE.md). It exists
+# only next to the installed package: a checkpoint always carries its own vocabulary in tokenizer.json.
+DEFAULT_VOCAB_FILE = Path(__file__).resolve().parent / "data" / "vocab.txt"
+
+
+def load_vocab(vocab_file: str | Path) -> dict[str, int]:
+    """Reads a WordPiece `vocab.txt` (one token a line; the line number is the id) into `{token: id}`."""
+    tokens = Path(vocab_file).read_text(encoding="utf-8").split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    vocab = {}
+    for index, token in enumerate(tokens):
+        if token in vocab:
+            raise ValueError(f"{vocab_file}: token {token!r} appears twice (lines {vocab[token] + 1} and {index + 1}).")
+        vocab[token] = index
+    return vocab
+
+
+class FastformerTokenizer(TokenizersBackend):
+    r"""
+    Fast WordPiece tokenizer for Fastformer (the BERT pipeline: `BertNormalizer` (lower-casing, accent stripping,
+    control-character cleaning) → `BertPreTokenizer` (whitespace and punctuation) → WordPiece with `##`
+    continuations → `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`).
+
+    With no `vocab`, it uses the vocabulary shipped with the package: bert-base-uncased's 30,522 WordPieces
+    (`[PAD]`=0, `[UNK]`=100, `[CLS]`=101, `[SEP]`=102, `[MASK]`=103), which matches the default
+    `FastformerConfig(vocab_size=30522, pad_token_id=0)`. To build a vocabulary for your own corpus, use the
+    inherited `train_new_from_iterator`, which keeps this pipeline and the special tokens:
+
+    ```python
+    >>> from fastformer import FastformerTokenizer
+    >>> tokenizer = FastformerTokenizer().train_new_from_iterator(batches_of_texts, vocab_size=8000)
+    >>> tokenizer.save_pretrained("my-tokenizer")  # then AutoTokenizer.from_pretrained("my-tokenizer")
+    ```
+
+    The model reads `input_ids` and `attention_mask` only (no segment ids), padding is on the right, and
+    `model_max_length` should equal the model's `max_position_embeddings` (the training script sets both).
+
+    Args:
+        vocab (`str` or `dict[str, int]`, *optional*): a `vocab.txt` path or a `{token: id}` map; the shipped
+            vocabulary if unset.
+        do_lower_case (`bool`, defaults to `True`): lower-case and strip accents (the shipped vocabulary is
+            uncased).
+        unk_token, sep_token, pad_token, cls_token, mask_token (`str`): the special tokens, BERT's by default.
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+    padding_side = "right"
+    model = WordPiece
+
+    def __init__(
+        self,
+        vocab: str | dict[str, int] | None = None,
+        do_lower_case: bool = True,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        **kwargs,
+    ):
+        self.do_lower_case = do_lower_case
+        # A serialized backend (`from_pretrained` with remote code, `train_new_from_iterator`) is built by the base
+        # class; otherwise build the pipeline from the vocabulary.
+        if kwargs.get("tokenizer_object") is None and kwargs.get("tokenizer_file") is None:
+            if vocab is None:
+                if not DEFAULT_VOCAB_FILE.is_file():
+                    raise ValueError(
+                        f"No `vocab` given and the default vocabulary {DEFAULT_VOCAB_FILE} is missing: pass `vocab=` "
+                        "or load a saved tokenizer with `from_pretrained`."
+                    )
+                vocab = DEFAULT_VOCAB_FILE
+            if isinstance(vocab, (str, Path)):
+                vocab = load_vocab(vocab)
+            for name, token in (("unk_token", unk_token), ("sep_token", sep_token), ("pad_token", pad_token),
+                                ("cls_token", cls_token), ("mask_token", mask_token)):
+                if str(token) not in vocab:
+                    raise ValueError(f"`{name}` {str(token)!r} is not in the vocabulary.")
+            self._tokenizer = Tokenizer(WordPiece(vocab, unk_token=str(unk_token)))
+            self._tokenizer.normalizer = normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=do_lower_case, lowercase=do_lower_case
+            )
+            self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            self._tokenizer.decoder = decoders.WordPiece(prefix="##")
+        super().__init__(
+            do_lower_case=do_lower_case,
+            unk_token=unk_token,
+            sep_token=sep_token,
+            pad_token=pad_token,
+            cls_token=cls_token,
+            mask_token=mask_token,
+            **kwargs,
+        )
+        cls, sep = str(self.cls_token), str(self.sep_token)
+        self._tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, self.cls_token_id), (sep, self.sep_token_id)],
+        )
+
+
+__all__ = ["FastformerTokenizer"]
