@@ -9,8 +9,12 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
 )
 
@@ -19,7 +23,11 @@ from .modeling_fastformer import (
     FastformerCache,
     FastformerForCausalLM,
     FastformerForConditionalGeneration,
+    FastformerForMaskedLM,
+    FastformerForMultipleChoice,
+    FastformerForQuestionAnswering,
     FastformerForSequenceClassification,
+    FastformerForTokenClassification,
     FastformerModel,
     FastformerPreTrainedModel,
 )
@@ -35,6 +43,10 @@ for _auto, _model in (
     (AutoModelForSequenceClassification, FastformerForSequenceClassification),
     (AutoModelForCausalLM, FastformerForCausalLM),
     (AutoModelForSeq2SeqLM, FastformerForConditionalGeneration),
+    (AutoModelForMaskedLM, FastformerForMaskedLM),
+    (AutoModelForTokenClassification, FastformerForTokenClassification),
+    (AutoModelForQuestionAnswering, FastformerForQuestionAnswering),
+    (AutoModelForMultipleChoice, FastformerForMultipleChoice),
 ):
     _auto.register(FastformerConfig, _model, exist_ok=True)
     _model.register_for_auto_class(_auto.__name__)
@@ -46,7 +58,11 @@ __all__ = [
     "FastformerConfig",
     "FastformerForCausalLM",
     "FastformerForConditionalGeneration",
+    "FastformerForMaskedLM",
+    "FastformerForMultipleChoice",
+    "FastformerForQuestionAnswering",
     "FastformerForSequenceClassification",
+    "FastformerForTokenClassification",
     "FastformerModel",
     "FastformerPreTrainedModel",
     "FastformerTokenizer",

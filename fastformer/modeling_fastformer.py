@@ -19,8 +19,12 @@ from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
     Seq2SeqLMOutput,
     SequenceClassifierOutput,
+    TokenClassifierOutput,
 )
 from transformers.utils import can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
@@ -618,6 +622,10 @@ class FastformerPreTrainedModel(PreTrainedModel):
         "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
         "AutoModelForCausalLM": "modeling_fastformer.FastformerForCausalLM",
         "AutoModelForSeq2SeqLM": "modeling_fastformer.FastformerForConditionalGeneration",
+        "AutoModelForMaskedLM": "modeling_fastformer.FastformerForMaskedLM",
+        "AutoModelForTokenClassification": "modeling_fastformer.FastformerForTokenClassification",
+        "AutoModelForQuestionAnswering": "modeling_fastformer.FastformerForQuestionAnswering",
+        "AutoModelForMultipleChoice": "modeling_fastformer.FastformerForMultipleChoice",
     }
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -1115,11 +1123,302 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         )
 
 
+def _require_bidirectional(config: FastformerConfig, head: str):
+    if config.is_decoder:
+        raise ValueError(
+            f"`{head}` reads every token in both directions: it needs `config.is_decoder=False` (got True). Use "
+            "`FastformerForCausalLM` for a causal model."
+        )
+
+
+def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: tuple[int, ...]):
+    """Raise a `ValueError` unless `labels` has `shape` and holds class ids in `[0, num_classes)` or -100."""
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(labels.shape)}.")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"`{name}` must hold integer class ids, got dtype {labels.dtype}.")
+    if not torch.compiler.is_compiling():
+        valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
+        if not bool(valid.all()):
+            raise ValueError(
+                f"`{name}` must be ids in [0, {num_classes}) (or -100 to ignore); got {labels[~valid].unique().tolist()}."
+            )
+
+
+def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Cross-entropy of `logits (n, classes)` against `labels (n,)`, averaged over the labels that are not
+    `ignore_index`, in float32. Zero (not NaN, as `CrossEntropyLoss` gives) when every label is ignored, e.g. a batch
+    in which the masking collator happened to mask no token."""
+    labels = labels.to(logits.device)
+    total = nn.functional.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp(min=1)
+
+
+class FastformerLMPredictionHead(nn.Module):
+    """BERT's masked-LM head: `logits = W_E LayerNorm(act(W h + b)) + b_vocab`, `(batch, seq, hidden)` ->
+    `(batch, seq, vocab)`, where the decoder weight `W_E` is the input embedding matrix (tied by the model)."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+        return self.decoder(hidden_states)
+
+
+class FastformerForMaskedLM(FastformerPreTrainedModel):
+    """Bidirectional Fastformer encoder + BERT's masked-LM head (dense -> activation -> LayerNorm -> decoder tied to
+    the word embeddings, with its own bias), for pretraining with `DataCollatorForLanguageModeling` and for
+    `pipeline("fill-mask")`.
+
+    The loss is the cross-entropy of the tokens whose label is not `-100` (the masked ones, as the collator labels
+    them), averaged over those tokens; it is 0 for a batch without any.
+    """
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.lm_head = FastformerLMPredictionHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MaskedLMOutput:
+        r"""
+        labels (`(batch, seq)`, *optional*): the original ids at the masked positions, `-100` elsewhere.
+        """
+        outputs = self.fastformer(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (batch, seq, vocab)
+        loss = None
+        if labels is not None:
+            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
+            loss = _mean_cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class FastformerForTokenClassification(FastformerPreTrainedModel):
+    """Fastformer encoder + dropout + one linear classifier per token (`(batch, seq, hidden)` ->
+    `(batch, seq, num_labels)`), e.g. for named-entity recognition. The loss is the cross-entropy over the tokens
+    whose label is not `-100` (give padding and sub-word continuations -100)."""
+
+    def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.fastformer = FastformerModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TokenClassifierOutput:
+        r"""
+        labels (`(batch, seq)`, *optional*): class ids in `[0, num_labels)` per token, `-100` to ignore.
+        """
+        outputs = self.fastformer(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (batch, seq, num_labels)
+        loss = None
+        if labels is not None:
+            _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
+            loss = _mean_cross_entropy(logits.view(-1, self.num_labels), labels.reshape(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class FastformerForQuestionAnswering(FastformerPreTrainedModel):
+    """Fastformer encoder + a linear layer giving every token a span-start and a span-end logit (extractive question
+    answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`).
+
+    The loss is BERT's: `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2`, where positions
+    outside the input (e.g. an answer cut off by truncation) are clamped to `seq` and ignored.
+    """
+
+    def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> QuestionAnsweringModelOutput:
+        r"""
+        start_positions, end_positions (`(batch,)`, *optional*): token index of the first and last answer token.
+            Both or neither.
+        """
+        outputs = self.fastformer(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)  # (batch, seq, 2)
+        start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+        if start_positions is not None:
+            batch, seq = start_logits.shape
+            losses = []
+            for name, positions, position_logits in (
+                ("start_positions", start_positions, start_logits),
+                ("end_positions", end_positions, end_logits),
+            ):
+                if positions.dim() == 2 and positions.shape[-1] == 1:
+                    positions = positions.squeeze(-1)
+                if tuple(positions.shape) != (batch,) or positions.is_floating_point():
+                    raise ValueError(
+                        f"`{name}` must be integer token indices of shape ({batch},), got {positions.dtype} of shape "
+                        f"{tuple(positions.shape)}."
+                    )
+                positions = positions.to(position_logits.device).clamp(0, seq)  # seq = outside the input: ignored
+                losses.append(_mean_cross_entropy(position_logits, positions, ignore_index=seq))
+            loss = (losses[0] + losses[1]) / 2
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class FastformerForMultipleChoice(FastformerPreTrainedModel):
+    """Fastformer encoder + pooler (`config.pooler_type`) + dropout + a linear layer giving one logit per choice.
+
+    The `(batch, num_choices, seq)` inputs (e.g. a context paired with each candidate ending) are flattened to
+    `(batch * num_choices, seq)`, encoded and pooled independently; the logits `(batch, num_choices)` are scored
+    against `labels`, the index of the right choice, with cross-entropy.
+    """
+
+    def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.pooler = FastformerPooler(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MultipleChoiceModelOutput:
+        r"""
+        input_ids (`(batch, num_choices, seq)`): token ids of every choice; `attention_mask` of the same shape.
+        inputs_embeds (`(batch, num_choices, seq, hidden)`, *optional*): used instead of `input_ids`.
+        labels (`(batch,)`, *optional*): index of the right choice in `[0, num_choices)`.
+        """
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        if inputs is None:
+            raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
+        if inputs.dim() != (3 if input_ids is not None else 4):
+            expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
+            name = "input_ids" if input_ids is not None else "inputs_embeds"
+            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(inputs.shape)}.")
+        batch, num_choices = inputs.shape[:2]
+        if attention_mask is not None and attention_mask.shape != inputs.shape[:3]:
+            raise ValueError(
+                f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
+                f"seq) = {tuple(inputs.shape[:3])}."
+            )
+        flat = lambda tensor: None if tensor is None else tensor.flatten(0, 1)  # noqa: E731
+        outputs = self.fastformer(
+            flat(input_ids),
+            attention_mask=flat(attention_mask),
+            inputs_embeds=flat(inputs_embeds),
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        pooled = self.pooler(outputs.last_hidden_state, flat(attention_mask))  # (batch * num_choices, hidden)
+        logits = self.classifier(self.dropout(pooled)).view(batch, num_choices)
+        loss = None
+        if labels is not None:
+            _check_class_ids(labels, num_choices, "labels", (batch,))
+            loss = _mean_cross_entropy(logits, labels)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 __all__ = [
     "FastformerCache",
     "FastformerForCausalLM",
     "FastformerForConditionalGeneration",
     "FastformerModel",
+    "FastformerForMaskedLM",
+    "FastformerForMultipleChoice",
+    "FastformerForQuestionAnswering",
     "FastformerForSequenceClassification",
+    "FastformerForTokenClassification",
     "FastformerPreTrainedModel",
 ]

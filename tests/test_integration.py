@@ -39,6 +39,10 @@ def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
         "AutoModelForSequenceClassification": "modeling_fastformer.FastformerForSequenceClassification",
         "AutoModelForCausalLM": "modeling_fastformer.FastformerForCausalLM",
         "AutoModelForSeq2SeqLM": "modeling_fastformer.FastformerForConditionalGeneration",
+        "AutoModelForMaskedLM": "modeling_fastformer.FastformerForMaskedLM",
+        "AutoModelForTokenClassification": "modeling_fastformer.FastformerForTokenClassification",
+        "AutoModelForQuestionAnswering": "modeling_fastformer.FastformerForQuestionAnswering",
+        "AutoModelForMultipleChoice": "modeling_fastformer.FastformerForMultipleChoice",
     }
     assert (tmp_path / "modeling_fastformer.py").exists() and (tmp_path / "configuration_fastformer.py").exists()
 
