@@ -104,6 +104,12 @@ class FastformerConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         # Checked here rather than in a `validate_*` hook so that a bad value raises a plain `ValueError` at
         # construction (and on `from_pretrained` of a bad config.json).
+        if kwargs.get("model_type", self.model_type) != self.model_type:
+            # transformers only warns; a config.json of another (or misspelt) model_type is refused here
+            raise ValueError(
+                f"The configuration has model_type={kwargs['model_type']!r}, but FastformerConfig reads only "
+                f"model_type={self.model_type!r}: this config.json belongs to another architecture or is misspelt."
+            )
         self._check_values()
         super().__post_init__(**kwargs)
 

@@ -15,7 +15,7 @@ sys.modules["fastformer"] = None  # only the code files in the repos may be used
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
-from transformers import AutoConfig, AutoModelForSequenceClassification  # noqa: E402
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits", "last_hidden_state")
@@ -80,6 +80,11 @@ def main(report_path, out_path):
             "config_class": type(config).__name__, "outputs": outputs(model, data),
         }
 
+    # the tokenizer, through AutoTokenizer and the repo's tokenizer code
+    tokenizer = AutoTokenizer.from_pretrained(report["tokenizer"]["repo_id"], trust_remote_code=True)
+    result["tokenizer"] = {"class": type(tokenizer).__name__, "module": type(tokenizer).__module__,
+                           "encoded": tokenizer(report["tokenizer"]["texts"], padding=True)["input_ids"]}
+
     # 2. the config on its own
     config = AutoConfig.from_pretrained(report["config"]["repo_id"], trust_remote_code=True)
     result["config"] = {"class": type(config).__name__, "module": type(config).__module__,
@@ -111,6 +116,11 @@ def main(report_path, out_path):
         if error is not None:
             error["cached_blobs"] = cached_blobs(repo_id)
         result["errors"][name] = error
+
+    # 6. a download cut short by the server once: the client resumes it
+    model = AutoModelForSequenceClassification.from_pretrained(report["dropped"]["repo_id"],
+                                                               trust_remote_code=True).eval()
+    result["dropped"] = {"outputs": outputs(model, data)}
 
     json.dump(result, open(out_path, "w"))
 

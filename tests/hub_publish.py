@@ -19,6 +19,7 @@ import fastformer
 from fastformer import FastformerConfig, FastformerForSequenceClassification
 
 
+TEXTS = ["The movies' acting was GOOD, but long!", "a bad plot"]
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits", "last_hidden_state")
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             hidden_dropout_prob=0.0, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -92,6 +93,13 @@ def main(out_path):
         commit = model.push_to_hub(f"{user}/{cls.__name__}")
         report["models"][cls.__name__] = {"repo_id": f"{user}/{cls.__name__}", "commit": commit.oid,
                                          "outputs": outputs(model, data)}
+
+    # the tokenizer, pushed next to the classifier as a real checkpoint has it
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "the a movie was long but good bad plot ##s act ##ing".split()
+    tokenizer = fastformer.FastformerTokenizer(vocab={word: i for i, word in enumerate(words)})
+    tokenizer.push_to_hub(f"{user}/FastformerForSequenceClassification")
+    report["tokenizer"] = {"repo_id": f"{user}/FastformerForSequenceClassification", "texts": TEXTS,
+                           "encoded": tokenizer(TEXTS, padding=True)["input_ids"]}
 
     # 2. a config on its own
     config = FastformerConfig(**TINY, num_labels=5, pooler_type="mean")
