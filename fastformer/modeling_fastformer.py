@@ -1077,6 +1077,8 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         encoder_outputs (*optional*): a precomputed encoder output (as `generate()` passes it).
         labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
         """
+        if labels is not None:  # token ids or -100 (the shape is checked against the logits below)
+            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         if encoder_outputs is None:
@@ -1092,6 +1094,15 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
+        if decoder_attention_mask is not None:
+            decoder_shape = (decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds).shape[:2]
+            past_length = 0 if cache is None else cache.get_seq_length()
+            expected = (decoder_shape[0], past_length + decoder_shape[1])
+            if tuple(decoder_attention_mask.shape) != expected:
+                raise ValueError(
+                    f"`decoder_attention_mask` has shape {tuple(decoder_attention_mask.shape)} but the decoder inputs "
+                    f"need (batch, {past_length} cached + {decoder_shape[1]} new tokens) = {expected}."
+                )
         decoder_outputs = self.decoder(
             decoder_input_ids,
             attention_mask=decoder_attention_mask,

@@ -306,6 +306,10 @@ def test_bad_seq2seq_inputs_raise_clear_errors():
         model(torch.randint(3, 99, (1, 10)), attention_mask=torch.ones(1, 11), labels=labels)
     with pytest.raises(ValueError, match="decoder_input_ids"):
         model(torch.randint(3, 99, (1, 10)))
+    with pytest.raises(ValueError, match="decoder_attention_mask"):
+        model(torch.randint(3, 99, (1, 10)), labels=labels, decoder_attention_mask=torch.ones(1, 6))
+    with pytest.raises(ValueError, match="labels"):
+        model(torch.randint(3, 99, (1, 10)), labels=torch.tensor([[5, 7, 120]]))
     no_start = FastformerForConditionalGeneration(seq2seq_config(decoder_start_token_id=None))
     with pytest.raises(ValueError, match="decoder_start_token_id"):
         no_start(torch.randint(3, 99, (1, 10)), labels=labels)
