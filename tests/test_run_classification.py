@@ -1,0 +1,193 @@
+"""The main job (`fastformer-classify`, `examples/run_classification.py`) end to end on tiny local data, and its
+errors for bad input: one line each, and never a checkpoint left behind."""
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from fastformer import FastformerForSequenceClassification, FastformerTokenizer
+from fastformer import run_classification as job
+from fastformer.pang_lee import CACHE_NAME
+
+
+pytest.importorskip("datasets")
+pytest.importorskip("evaluate")
+
+TINY = ["--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--num_hidden_layers", "1",
+        "--max_seq_length", "48", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
+        "--learning_rate", "5e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0"]
+FILLER = "the film story actor scene plot director camera music end".split()
+
+
+def write_csv(path, rows, header=("text", "label")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def reviews(n=48, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ["neg", "pos"][i % 2]
+        words = rng.choices(FILLER, k=rng.randint(10, 70))  # some longer than --max_seq_length: cut
+        cue = ["dull", "awful"] if label == "neg" else ["superb", "moving"]
+        for _ in range(3):
+            words.insert(rng.randrange(len(words)), rng.choice(cue))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def no_leftovers(parent):
+    return [p.name for p in parent.iterdir() if ".partial-" in p.name]
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["fastformer"] = None  # only the checkpoint's own code can be used
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    checkpoint, texts = sys.argv[1], json.load(open(sys.argv[2]))
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    print(json.dumps({"tokenizer": type(tokenizer).__name__, "input_ids": batch["input_ids"].tolist(),
+                      "logits": logits.tolist()}))
+    """
+)
+
+
+def test_job_end_to_end_on_a_local_csv(tmp_path):
+    train_file = write_csv(tmp_path / "reviews.csv", reviews())
+    output_dir = tmp_path / "checkpoint"
+    row = job.main(["--output_dir", str(output_dir), "--train_file", train_file, "--test_size", "0.25", *TINY])
+    assert (row["train_docs"], row["test_docs"]) == (36, 12) and row["cut_docs"] > 0
+    assert not no_leftovers(tmp_path)
+    for name in ("config.json", "model.safetensors", "modeling_fastformer.py", "configuration_fastformer.py",
+                 "tokenizer.json", "tokenizer_config.json", "tokenization_fastformer.py", "README.md",
+                 "all_results.json"):
+        assert (output_dir / name).is_file(), name
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["max_position_embeddings"] == 48
+    assert config["tokenizer_class"] == "FastformerTokenizer"
+    assert json.loads((output_dir / "all_results.json").read_text())["accuracy"] == row["accuracy"]
+    card = (output_dir / "README.md").read_text()
+    assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
+    assert f"value: {row['accuracy']}" in card and "trust_remote_code=True" in card
+
+    # The checkpoint loads through the Auto classes and reproduces the reported test metrics.
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+    assert type(tokenizer) is FastformerTokenizer and type(model) is FastformerForSequenceClassification
+    assert tokenizer.model_max_length == 48
+    data = job.load_data(job.DataArguments(train_file=train_file, test_size=0.25))
+    texts, labels = data["test"]
+    batch = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    predictions = logits.argmax(-1).numpy()
+    accuracy = float(np.mean(predictions == np.array(labels)))
+    assert accuracy == pytest.approx(row["accuracy"], abs=1e-9)
+
+    # ... and gives the same predictions with only its own code (the package cannot be imported).
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    (tmp_path / "load.py").write_text(REMOTE_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-P", str(tmp_path / "load.py"), str(output_dir),
+                             str(tmp_path / "texts.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert remote["tokenizer"] == "FastformerTokenizer"
+    assert remote["input_ids"] == batch["input_ids"].tolist()
+    torch.testing.assert_close(torch.tensor(remote["logits"]), logits)
+
+
+def test_bert_model_type_trains_on_the_same_data(tmp_path):
+    train_file = write_csv(tmp_path / "reviews.csv", reviews(24))
+    row = job.main(["--output_dir", str(tmp_path / "bert"), "--train_file", train_file, "--model_type", "bert",
+                    *TINY, "--num_train_epochs", "1"])
+    assert row["model_type"] == "bert"
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "bert")
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.max_position_embeddings) == (
+        16, 1, 48)
+
+
+def run_error(tmp_path, *args):
+    """Runs the job expecting a clean failure; returns the message, checking that no checkpoint was left."""
+    output_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as failure:
+        job.main(["--output_dir", str(output_dir), *args, *TINY])
+    message = str(failure.value.code)
+    assert message.startswith("fastformer-classify: error: ") and "\n" not in message, message
+    assert not output_dir.exists() and not no_leftovers(tmp_path)
+    return message
+
+
+def test_unknown_dataset(tmp_path):
+    message = run_error(tmp_path, "--dataset_name", "no-such-user/no-such-dataset")
+    assert "cannot load dataset 'no-such-user/no-such-dataset'" in message
+
+
+def test_file_without_text_or_label_columns(tmp_path):
+    path = write_csv(tmp_path / "bad.csv", [("a good film", "pos")], header=("review", "label"))
+    assert "has no column 'text'" in run_error(tmp_path, "--train_file", path)
+    path = write_csv(tmp_path / "bad2.csv", [("a good film", "pos")], header=("text", "sentiment"))
+    assert "has no column 'label'" in run_error(tmp_path, "--train_file", path)
+    missing = str(tmp_path / "missing.csv")
+    assert f"data file {missing} does not exist" in run_error(tmp_path, "--train_file", missing)
+
+
+def test_labels_outside_the_declared_set(tmp_path):
+    rows = reviews(12) + [("an odd film", "meh")]
+    path = write_csv(tmp_path / "reviews.csv", rows)
+    assert "row 12: label 'meh' is outside the declared label set ['neg', 'pos']" in run_error(
+        tmp_path, "--train_file", path, "--label_set", "neg,pos")
+    train = write_csv(tmp_path / "train.csv", reviews(12))
+    test = write_csv(tmp_path / "test.csv", [("a fine film", "pos"), ("a film", "neutral")])
+    assert "test.csv, row 1: label 'neutral' is outside the declared label set ['neg', 'pos']" in run_error(
+        tmp_path, "--train_file", train, "--test_file", test)
+
+
+def test_unreadable_or_corrupt_cache(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / CACHE_NAME).write_bytes(b"\xff\xfe not utf-8 \x00")
+    assert "is unreadable" in run_error(tmp_path, "--cache_dir", str(cache))
+    write_csv(cache / CACHE_NAME, [("a good film", 1)])
+    assert "is corrupt (expected 1500 non-empty reviews" in run_error(tmp_path, "--cache_dir", str(cache))
+
+
+def test_failure_after_training_leaves_no_checkpoint(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(job, "write_model_card", fail)
+    path = write_csv(tmp_path / "reviews.csv", reviews(16))
+    with pytest.raises(OSError, match="disk full"):
+        job.main(["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--max_steps", "1"])
+    assert not (tmp_path / "out").exists() and not no_leftovers(tmp_path)
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        job.main(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"

@@ -1,0 +1,111 @@
+"""FastformerTokenizer: the shipped vocabulary, special tokens, padding, save/load, AutoTokenizer, new vocabularies."""
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from fastformer import FastformerConfig, FastformerTokenizer
+from fastformer.tokenization_fastformer import DEFAULT_VOCAB_FILE
+
+
+TEXT = "films adapted from comic books have had plenty of success , whether they're about superheroes ."
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return FastformerTokenizer()
+
+
+def test_shipped_vocabulary_is_bert_base_uncased(tokenizer):
+    assert len(tokenizer) == 30522 == FastformerConfig().vocab_size
+    assert tokenizer("i like strawberries")["input_ids"] == [101, 1045, 2066, 13137, 20968, 102]
+    assert (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
+            tokenizer.mask_token_id) == (0, 100, 101, 102, 103)
+    assert tokenizer.pad_token_id == FastformerConfig().pad_token_id
+    assert tokenizer.model_input_names == ["input_ids", "attention_mask"]
+
+
+def test_round_trip_of_a_text(tokenizer):
+    ids = tokenizer(TEXT)["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert tokenizer.unk_token_id not in ids
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    assert tokenizer(decoded)["input_ids"] == ids  # decoding loses only spaces around punctuation
+    assert decoded.replace(" ", "") == TEXT.replace(" ", "")
+    plain = "an unexpectedly moving portrait of strawberries and superheroes"
+    assert tokenizer.decode(tokenizer(plain)["input_ids"], skip_special_tokens=True) == plain
+    # Upper case and accents are normalised away (uncased vocabulary).
+    assert tokenizer("Café SUCCESS")["input_ids"] == tokenizer("cafe success")["input_ids"]
+    # A character outside the vocabulary becomes [UNK] instead of disappearing.
+    assert tokenizer("a \u2603 b")["input_ids"] == [101, 1037, 100, 1038, 102]
+
+
+def test_special_tokens_pairs_padding_and_truncation(tokenizer):
+    pair = tokenizer("a good film", "a bad film")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(pair) == ["[CLS]", "a", "good", "film", "[SEP]", "a", "bad", "film",
+                                                     "[SEP]"]
+    batch = tokenizer(["a good film", "bad"], padding=True)
+    assert tokenizer.padding_side == "right"
+    assert batch["input_ids"][1] == [101, 2919, 102, 0, 0]
+    assert batch["attention_mask"] == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    fixed = tokenizer(["a good film"], padding="max_length", max_length=8, return_tensors="pt")
+    assert fixed["input_ids"].shape == (1, 8) and fixed["attention_mask"].sum() == 5
+    short = tokenizer(TEXT, truncation=True, max_length=6)["input_ids"]
+    assert len(short) == 6 and short[-1] == tokenizer.sep_token_id
+    special = tokenizer("a [MASK] film")["input_ids"]
+    assert special[2] == tokenizer.mask_token_id
+
+
+def test_save_load_round_trip_and_auto_tokenizer(tmp_path, tokenizer):
+    tokenizer.model_max_length = 2048
+    try:
+        tokenizer.save_pretrained(tmp_path)
+    finally:
+        tokenizer.model_max_length = int(1e30)
+    saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert saved["tokenizer_class"] == "FastformerTokenizer"
+    assert saved["auto_map"]["AutoTokenizer"][0] == "tokenization_fastformer.FastformerTokenizer"
+    assert (tmp_path / "tokenization_fastformer.py").is_file() and (tmp_path / "tokenizer.json").is_file()
+    for loaded in (FastformerTokenizer.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)):
+        assert type(loaded) is FastformerTokenizer
+        assert loaded.model_max_length == 2048
+        assert loaded(TEXT)["input_ids"] == tokenizer(TEXT)["input_ids"]
+        assert loaded.all_special_tokens == tokenizer.all_special_tokens
+        assert loaded.all_special_ids == tokenizer.all_special_ids
+
+
+def test_auto_tokenizer_resolves_from_a_fastformer_config(tmp_path, tokenizer):
+    """A directory holding only a Fastformer config.json and the vocabulary resolves through the config's type."""
+    FastformerConfig().save_pretrained(tmp_path)
+    tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert type(loaded) is FastformerTokenizer
+    assert loaded("i like strawberries")["input_ids"] == [101, 1045, 2066, 13137, 20968, 102]
+
+
+def test_train_new_vocabulary_from_an_iterator(tmp_path, tokenizer):
+    texts = ["the plot is thin but the acting is superb", "a dull , joyless remake", "superb acting , thin plot"] * 5
+    new = tokenizer.train_new_from_iterator(([t] for t in texts), vocab_size=120)
+    assert type(new) is FastformerTokenizer and len(new) <= 120
+    assert set(new.all_special_tokens) == set(tokenizer.all_special_tokens)
+    ids = new("The acting is SUPERB")["input_ids"]
+    assert new.convert_ids_to_tokens(ids) == ["[CLS]", "the", "acting", "is", "superb", "[SEP]"]
+    assert new("superb \u2603")["input_ids"][2] == new.unk_token_id
+    assert new(["superb", "a dull remake"], padding=True)["input_ids"][0][-1] == new.pad_token_id
+    new.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)("thin plot")["input_ids"] == new("thin plot")["input_ids"]
+
+
+def test_vocab_argument_and_bad_vocabularies(tmp_path):
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "film", "##s"]
+    tokenizer = FastformerTokenizer(vocab={word: i for i, word in enumerate(words)})
+    assert tokenizer.convert_ids_to_tokens(tokenizer("good films")["input_ids"]) == ["[CLS]", "good", "film", "##s",
+                                                                                     "[SEP]"]
+    with pytest.raises(ValueError, match="`mask_token` '\\[MASK\\]' is not in the vocabulary"):
+        FastformerTokenizer(vocab={word: i for i, word in enumerate(words[:4])})
+    duplicated = tmp_path / "vocab.txt"
+    duplicated.write_text("\n".join(words + ["good"]) + "\n")
+    with pytest.raises(ValueError, match="appears twice"):
+        FastformerTokenizer(vocab=str(duplicated))
+    assert DEFAULT_VOCAB_FILE.is_file()
