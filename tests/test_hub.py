@@ -178,3 +178,74 @@ def test_dropped_download_is_resumed_and_loads_the_same_model(hub_run):
     assert hub_run["result"]["dropped"]["outputs"] == hub_run["report"]["dropped"]["outputs"]
     downloads = [p for m, p in hub_run["consumer_requests"] if m == "GET" and p.startswith("/lfs/")]
     assert len(downloads) == len(set(downloads)) + 1  # one object was fetched twice: cut, then resumed
+
+
+CARD_CONSUMER = """
+import json, sys
+sys.modules["fastformer"] = None  # only the repo's code
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+repo_id, texts = sys.argv[1], json.loads(sys.argv[2])
+card = ModelCard.load(repo_id)
+tokenizer = AutoTokenizer.from_pretrained(repo_id, trust_remote_code=True)
+model = AutoModelForSequenceClassification.from_pretrained(repo_id, trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits
+print(json.dumps({"card_data": card.data.to_dict(), "card_text": card.text, "logits": logits.tolist(),
+                  "tokenizer_module": type(tokenizer).__module__}))
+"""
+
+
+def test_main_job_publishes_its_checkpoint_and_model_card(tmp_path):
+    """The main job's `--push_to_hub` over the test server; a fresh process without the package reads the model
+    card (library, task, tags, dataset, the run's metrics, the trust_remote_code snippet) and the model."""
+    pytest.importorskip("fastformer.run_classification")
+    pytest.importorskip("datasets")
+    pytest.importorskip("evaluate")
+    import csv
+    import random
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rng = random.Random(0)
+    with open(tmp_path / "reviews.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(40):
+            label = ("neg", "pos")[i % 2]
+            words = rng.choices("the film story actor scene plot music end".split(), k=rng.randint(8, 40))
+            words.insert(rng.randrange(len(words)), ("dull", "superb")[i % 2])
+            writer.writerow([" ".join(words), label])
+    tiny = ["--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--num_hidden_layers",
+            "1", "--max_seq_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+            "--disable_tqdm", "true", "--seed", "0", "--test_size", "0.25", "--report_to", "none"]
+    with HubServer(TOKENS) as hub:
+        run(["-m", "fastformer.run_classification", "--output_dir", str(tmp_path / "checkpoint"),
+             "--train_file", str(tmp_path / "reviews.csv"), *tiny, "--push_to_hub", "true",
+             "--hub_model_id", "alice/tiny-reviews", "--hub_token", "hf_test_alice"],
+            client_env(hub, tmp_path / "job-home"), tmp_path)
+        texts = ["a superb film", "the plot was dull and the music dull"]
+        (tmp_path / "consume.py").write_text(CARD_CONSUMER)
+        result = run(["-P", "consume.py", "alice/tiny-reviews", json.dumps(texts)],
+                     client_env(hub, tmp_path / "consumer-home"), tmp_path)
+        assert hub.unhandled == []
+    pulled = json.loads(result.stdout.strip().splitlines()[-1])
+    data, text = pulled["card_data"], pulled["card_text"]
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
+    assert {"fastformer", "custom_code"} <= set(data["tags"])
+    assert data["datasets"] == ["reviews.csv"]
+    assert set(data["metrics"]) == {"accuracy", "macro_f1"}
+    run_results = json.loads((tmp_path / "checkpoint" / "all_results.json").read_text())
+    card_metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert card_metrics == {"accuracy": run_results["accuracy"], "macro_f1": run_results["macro_f1"]}
+    assert 'from_pretrained("alice/tiny-reviews", trust_remote_code=True)' in text
+    assert pulled["tokenizer_module"].startswith("transformers_modules.")
+    # the published model is the checkpoint the job wrote
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "checkpoint")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "checkpoint").eval()
+    with torch.no_grad():
+        local = model(**tokenizer(texts, padding=True, truncation=True, return_tensors="pt")).logits
+    assert pulled["logits"] == local.tolist()
