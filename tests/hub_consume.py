@@ -122,6 +122,13 @@ def main(report_path, out_path):
                                                                trust_remote_code=True).eval()
     result["dropped"] = {"outputs": outputs(model, data)}
 
+    # 7. the converted official checkpoint (padding is token id 0, as in the official code)
+    converted = report["converted"]
+    model = AutoModelForSequenceClassification.from_pretrained(converted["repo_id"], trust_remote_code=True).eval()
+    ids = torch.tensor(converted["input_ids"])
+    with torch.no_grad():
+        result["converted"] = {"logits": model(ids, attention_mask=(ids != 0).long()).logits.tolist()}
+
     json.dump(result, open(out_path, "w"))
 
 

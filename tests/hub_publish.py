@@ -166,6 +166,25 @@ def main(out_path):
     model = build(FastformerForSequenceClassification, seed=41)
     model.push_to_hub(f"{user}/dropped-download")
     report["dropped"] = {"repo_id": f"{user}/dropped-download", "outputs": outputs(model, data)}
+
+    # 7. an official checkpoint (the authors' notebook layout), converted and pushed by the conversion CLI
+    from test_convert_official import OFFICIAL_CONFIG, official_forward, official_state_dict, padded_ids
+
+    from fastformer.convert_official_checkpoint import main as convert
+
+    state = official_state_dict(seed=5)
+    torch.save(state, os.path.join(work, "official.pt"))
+    json.dump(OFFICIAL_CONFIG, open(os.path.join(work, "fastformer.json"), "w"))
+    converted = convert(["--checkpoint", os.path.join(work, "official.pt"), "--config",
+                         os.path.join(work, "fastformer.json"), "--output_dir", os.path.join(work, "converted"),
+                         "--push_to_hub", f"{user}/converted-official"])
+    ids = padded_ids()
+    with torch.no_grad():
+        report["converted"] = {
+            "repo_id": f"{user}/converted-official", "input_ids": ids.tolist(),
+            "official_logits": official_forward(state, ids).tolist(),
+            "logits": converted(ids, attention_mask=(ids != 0).long()).logits.tolist(),
+        }
     shutil.rmtree(work)
 
     json.dump(report, open(out_path, "w"))

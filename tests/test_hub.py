@@ -180,6 +180,16 @@ def test_dropped_download_is_resumed_and_loads_the_same_model(hub_run):
     assert len(downloads) == len(set(downloads)) + 1  # one object was fetched twice: cut, then resumed
 
 
+def test_converted_official_checkpoint_round_trips(hub_run):
+    """The conversion CLI's `--push_to_hub`: the pulled model gives the official forward pass's logits."""
+    import torch
+
+    report, result = hub_run["report"]["converted"], hub_run["result"]["converted"]
+    assert result["logits"] == report["logits"]
+    torch.testing.assert_close(torch.tensor(result["logits"]), torch.tensor(report["official_logits"]),
+                               rtol=1e-5, atol=1e-5)
+
+
 CARD_CONSUMER = """
 import json, sys
 sys.modules["fastformer"] = None  # only the repo's code
