@@ -21,8 +21,8 @@ that does not fit the config, or a config entry it cannot honour raises a `Value
 dropped or guessed. The converted model gives the official logits when called with
 `attention_mask = (input_ids != 0)`.
 
-    python -m fastformer.convert_official_checkpoint --checkpoint model.pt --config fastformer.json \
-        --output_dir converted [--push_to_hub user/name]
+    fastformer-convert-official --checkpoint model.pt --config fastformer.json --output_dir converted \
+        [--push_to_hub user/name [--private]]
 
 The official code has no tokenizer object (its `word_dict` is built in the notebook): ship the vocabulary with
 the converted checkpoint yourself (for example a `FastformerTokenizer` over the same ids).
@@ -189,5 +189,13 @@ def main(argv=None) -> FastformerForSequenceClassification:
     return model
 
 
+def cli() -> None:
+    """Console entry point: `fastformer-convert-official`; a bad input ends it with one line saying why."""
+    try:
+        main()
+    except (ValueError, OSError) as error:
+        raise SystemExit(f"fastformer-convert-official: error: {error}") from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -60,12 +60,22 @@ def git_blob_sha1(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The Git LFS pointer file that git stores in place of an LFS file."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+
+
 @dataclass
 class FileEntry:
     size: int
     oid: str  # git blob sha1 for regular files, sha256 for LFS files
     lfs: bool
     content: bytes | None = None  # regular files only; LFS content lives in HubState.lfs_objects
+
+    @property
+    def git_oid(self) -> str:
+        """The git blob id: of the content, or of the LFS pointer for an LFS file."""
+        return git_blob_sha1(lfs_pointer(self.oid, self.size)) if self.lfs else self.oid
 
 
 @dataclass
@@ -368,10 +378,10 @@ class _ApiHandler(_Handler):
                 continue
             if recursive:
                 folders.update(prefix + "/".join(rest.split("/")[: i + 1]) for i in range(rest.count("/")))
-            item = {"type": "file", "oid": git_blob_sha1(entry.content) if entry.content is not None else entry.oid,
-                    "size": entry.size, "path": file_path}
+            item = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": file_path}
             if entry.lfs:
-                item["lfs"] = {"oid": entry.oid, "size": entry.size, "pointerSize": 134}
+                item["lfs"] = {"oid": entry.oid, "size": entry.size,
+                               "pointerSize": len(lfs_pointer(entry.oid, entry.size))}
             entries.append(item)
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": folder} for folder in sorted(folders)]
         return self.send_json(entries)
@@ -480,7 +490,7 @@ class _ApiHandler(_Handler):
         if entry.lfs:
             location = f"{self.hub.storage_endpoint}/lfs/{entry.oid}?sig={self.state.sign('get', entry.oid)}"
             headers.update({"Location": location, "X-Linked-Etag": f'"{entry.oid}"', "X-Linked-Size": str(entry.size),
-                            "ETag": f'"{git_blob_sha1(b"lfs pointer " + entry.oid.encode())}"'})
+                            "ETag": f'"{entry.git_oid}"'})
             return self.send(302, b"", headers)
         headers.update({"ETag": f'"{entry.oid}"', "Content-Type": "application/octet-stream"})
         return self.send(200, entry.content, headers)

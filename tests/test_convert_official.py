@@ -9,7 +9,7 @@ from reference import official_layer
 from transformers import AutoModelForSequenceClassification
 
 from fastformer import FastformerForSequenceClassification
-from fastformer.convert_official_checkpoint import convert_official_state_dict, main
+from fastformer.convert_official_checkpoint import cli, convert_official_state_dict, main
 
 
 # the official fastformer.json's entries, at a tiny size
@@ -160,3 +160,14 @@ def test_config_it_cannot_honour_is_refused(changes, message):
     with pytest.raises(ValueError) as error:
         convert_official_state_dict(official_state_dict(), config)
     assert message in str(error.value)
+
+
+def test_cli_ends_with_one_line_for_a_bad_checkpoint(tmp_path, monkeypatch):
+    torch.save({**official_state_dict(), "extra.weight": torch.zeros(2)}, tmp_path / "model.pt")
+    (tmp_path / "fastformer.json").write_text(json.dumps(OFFICIAL_CONFIG))
+    monkeypatch.setattr("sys.argv", ["fastformer-convert-official", "--checkpoint", str(tmp_path / "model.pt"),
+                                     "--config", str(tmp_path / "fastformer.json"), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        cli()
+    assert str(exit_info.value).startswith("fastformer-convert-official: error: 'extra.weight' is not a parameter")
+    assert not (tmp_path / "out").exists()  # nothing written
