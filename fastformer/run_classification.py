@@ -285,7 +285,9 @@ def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, wh
     """Tokenizes whole documents, cutting those longer than `max_length` tokens (logged with their count)."""
     import datasets
 
-    lengths = [len(encoding.ids) for encoding in tokenizer.backend_tokenizer.encode_batch(texts)]  # uncut
+    backend = tokenizer.backend_tokenizer
+    backend.no_truncation()  # a previous call may have left truncation on
+    lengths = [len(encoding.ids) for encoding in backend.encode_batch(texts)]
     cut = sum(length > max_length for length in lengths)
     logger.info(
         f"{where}: {len(texts)} documents, tokens mean {np.mean(lengths):.0f}, max {max(lengths)}; "

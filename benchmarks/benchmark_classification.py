@@ -1,0 +1,95 @@
+#!/usr/bin/env python
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""Fastformer vs a same-size BERT on the main job: accuracy, macro-F1 and wall time per (model, length, seed).
+
+Runs `fastformer-classify` once per combination, each in a fresh process with identical settings (same data, fixed
+split, tokenizer, epochs, batch size and learning rate; only `--model_type`, `--max_seq_length` and `--seed`
+change), then prints one row per run and a summary (mean ± std over seeds) with Fastformer's accuracy difference
+and wall-time ratio against BERT at the same length. A run whose `all_results.json` already exists under
+`--output_dir` is read back instead of re-run, so an interrupted comparison can be resumed or extended.
+
+    python benchmarks/benchmark_classification.py --output_dir outputs/compare --seeds 0 1 2
+    python benchmarks/benchmark_classification.py --output_dir outputs/compare --models fastformer --lengths 2048 \
+        -- --num_train_epochs 4          # everything after `--` goes to every run
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: list[str]) -> dict:
+    run_dir = output_dir / f"{model_type}-{length}-seed{seed}"
+    results = run_dir / "all_results.json"
+    if not results.is_file():
+        command = [sys.executable, "-m", "fastformer.run_classification", "--output_dir", str(run_dir),
+                   "--model_type", model_type, "--max_seq_length", str(length), "--seed", str(seed),
+                   "--disable_tqdm", "true", *extra]
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+    return json.loads(results.read_text())
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def summarize(rows: list[dict]) -> str:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model_type"], row["max_seq_length"]), []).append(row)
+    lines = [
+        "| model | max tokens | seeds | accuracy | macro-F1 | train s (mean) | Δ accuracy vs BERT | time / BERT |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (model_type, length), group in sorted(groups.items()):
+        accuracy = [r["accuracy"] for r in group]
+        seconds = statistics.mean(r["train_seconds"] for r in group)
+        peer = groups.get(("bert", length))
+        if model_type != "bert" and peer:
+            delta = f"{statistics.mean(accuracy) - statistics.mean(r['accuracy'] for r in peer):+.3f}"
+            ratio = f"{seconds / statistics.mean(r['train_seconds'] for r in peer):.2f}x"
+        else:
+            delta = ratio = "—"
+        seeds = ",".join(str(r["seed"]) for r in group)
+        lines.append(f"| {model_type} | {length} | {seeds} | {mean_std(accuracy)} | "
+                     f"{mean_std([r['macro_f1'] for r in group])} | {seconds:.0f} | {delta} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output_dir", default="outputs/compare")
+    parser.add_argument("--models", nargs="+", default=["fastformer", "bert"], choices=["fastformer", "bert"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[512, 2048])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--json", help="also write the rows here")
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    output_dir = Path(args.output_dir)
+    rows = []
+    for seed in args.seeds:  # seeds outermost: a cut-short run still has every model and length for the first seeds
+        for length in args.lengths:
+            for model_type in args.models:
+                rows.append(run_one(output_dir, model_type, length, seed, extra))
+    print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}\n")
+    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model_type']} | {r['max_seq_length']} | {r['seed']} | {r['accuracy']:.4f} | "
+              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} |")
+    print()
+    print(summarize(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
