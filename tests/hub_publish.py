@@ -156,6 +156,7 @@ def main(out_path):
 
     publish_broken("truncated-weights", truncate_weights)
     publish_broken("corrupt-weights", corrupt_weights)
+    publish_broken("corrupt-config", lambda folder: open(os.path.join(folder, "config.json"), "w").write('{"model_'))
     publish_broken("unknown-model-type", edit_config(model_type="not-a-model", auto_map=None))
     publish_broken("unknown-model-type-remote-code", edit_config(model_type="not-a-model"))
     publish_broken("missing-modeling-file", lambda folder: os.remove(os.path.join(folder, "modeling_fastformer.py")))

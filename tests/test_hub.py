@@ -152,6 +152,11 @@ def test_broken_weights_file_raises_a_clear_error(hub_run, name):
     assert error["type"] == "SafetensorError" and "Error while deserializing header" in error["message"]
 
 
+def test_corrupt_config_raises_a_clear_error(hub_run):
+    error = hub_run["result"]["errors"]["corrupt-config"]
+    assert error["type"] == "OSError" and "is not a valid JSON file" in error["message"]
+
+
 def test_unknown_model_type_raises_a_clear_error(hub_run):
     errors = hub_run["result"]["errors"]
     # without custom code: transformers does not know the architecture
