@@ -1156,12 +1156,20 @@ def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: t
             )
 
 
-def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Cross-entropy of `logits (n, classes)` against `labels (n,)`, averaged over the labels that are not
-    `ignore_index`, in float32. Zero (not NaN, as `CrossEntropyLoss` gives) when every label is ignored, e.g. a batch
-    in which the masking collator happened to mask no token."""
+def _mean_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100, num_items_in_batch=None
+) -> torch.Tensor:
+    """Cross-entropy of `logits (n, classes)` against `labels (n,)`, summed over the labels that are not
+    `ignore_index` and divided by their number, in float32. Zero (not NaN, as `CrossEntropyLoss` gives) when every
+    label is ignored, e.g. a batch in which the masking collator happened to mask no token.
+
+    `num_items_in_batch` (from the `Trainer`) replaces the divisor by the number of labelled tokens in the whole
+    optimizer step (all gradient-accumulation micro-batches on all processes), so that the gradient is the exact
+    token mean of the global batch, whatever the number of processes or accumulation steps."""
     labels = labels.to(logits.device)
     total = nn.functional.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
+    if num_items_in_batch is not None:
+        return total / num_items_in_batch
     return total / (labels != ignore_index).sum().clamp(min=1)
 
 
@@ -1191,6 +1199,7 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
     """
 
     _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
         _require_bidirectional(config, type(self).__name__)
@@ -1215,9 +1224,11 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> MaskedLMOutput:
         r"""
         labels (`(batch, seq)`, *optional*): the original ids at the masked positions, `-100` elsewhere.
+        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         outputs = self.fastformer(
             input_ids,
@@ -1231,7 +1242,8 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
         loss = None
         if labels is not None:
             _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-            loss = _mean_cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
+            flat_logits = logits.view(-1, logits.shape[-1])  # (batch * seq, vocab)
+            loss = _mean_cross_entropy(flat_logits, labels.reshape(-1), num_items_in_batch=num_items_in_batch)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1241,6 +1253,8 @@ class FastformerForTokenClassification(FastformerPreTrainedModel):
     """Fastformer encoder + dropout + one linear classifier per token (`(batch, seq, hidden)` ->
     `(batch, seq, num_labels)`), e.g. for named-entity recognition. The loss is the cross-entropy over the tokens
     whose label is not `-100` (give padding and sub-word continuations -100)."""
+
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
         _require_bidirectional(config, type(self).__name__)
@@ -1262,9 +1276,11 @@ class FastformerForTokenClassification(FastformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> TokenClassifierOutput:
         r"""
         labels (`(batch, seq)`, *optional*): class ids in `[0, num_labels)` per token, `-100` to ignore.
+        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         outputs = self.fastformer(
             input_ids,
@@ -1278,7 +1294,8 @@ class FastformerForTokenClassification(FastformerPreTrainedModel):
         loss = None
         if labels is not None:
             _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
-            loss = _mean_cross_entropy(logits.view(-1, self.num_labels), labels.reshape(-1))
+            flat_logits = logits.view(-1, self.num_labels)  # (batch * seq, num_labels)
+            loss = _mean_cross_entropy(flat_logits, labels.reshape(-1), num_items_in_batch=num_items_in_batch)
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

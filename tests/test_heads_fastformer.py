@@ -76,6 +76,24 @@ def test_masked_lm_logits_and_loss_equal_an_independent_computation():
     torch.testing.assert_close(out.loss, expected)
 
 
+@pytest.mark.parametrize("head", [FastformerForMaskedLM, FastformerForTokenClassification])
+def test_token_losses_divide_by_num_items_in_batch_from_the_trainer(head):
+    """With `num_items_in_batch` (the labelled tokens of the whole optimizer step), micro-batch losses add up to the
+    token mean of the global batch: two halves give the loss and gradient of the whole batch."""
+    model = build(head, num_labels=5)
+    assert model.accepts_loss_kwargs
+    input_ids, attention_mask = random_batch(model.config, batch=4, lengths=(12, 7, 3, 9))
+    labels = torch.randint(0, 5, input_ids.shape).masked_fill(attention_mask == 0, -100)
+    labels[:, ::2] = -100
+    whole = model(input_ids, attention_mask=attention_mask, labels=labels).loss
+    count = int((labels != -100).sum())
+    halves = sum(
+        model(input_ids[rows], attention_mask=attention_mask[rows], labels=labels[rows], num_items_in_batch=count).loss
+        for rows in (slice(0, 2), slice(2, 4))
+    )
+    torch.testing.assert_close(halves, whole)
+
+
 def test_masked_lm_without_masked_tokens_has_zero_loss_not_nan():
     model = build(FastformerForMaskedLM)
     input_ids, attention_mask = random_batch(model.config)

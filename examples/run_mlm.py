@@ -1,0 +1,498 @@
+#!/usr/bin/env python
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""Pretrain a Fastformer masked language model (`FastformerForMaskedLM`), in the style of transformers' `run_mlm.py`.
+
+Texts are tokenized, concatenated and cut into blocks of `--max_seq_length` tokens (`group_texts`); 15% of the
+tokens of every training block are masked anew each epoch (BERT's 80/10/10 rule, by `DataCollatorForLanguageModeling`)
+and the `Trainer` reports the held-out loss and perplexity. Each block's masks come from its own seed (seed, epoch,
+block index), so a run resumed from a checkpoint (`--resume_from_checkpoint`) or spread over several processes
+trains on exactly the masks of the uninterrupted single-process run; the held-out blocks are masked once, so every
+run is measured on the same masked tokens.
+
+Openly licensed corpora, fetched from package registries at run time and cached (never shipped):
+  - `python-docs`: the reST sources of the Python 3.11 documentation (Debian `python3.11-doc`, PSF licence;
+    `apt-get download` + `dpkg-deb -x`), 497 documents, 1.4 M words;
+  - `enwiki-sample`: 106 English Wikipedia articles (CC BY-SA) from the test data of the `gensim==4.4.0` wheel
+    (`pip download`), wiki markup stripped, 0.45 M words.
+or your own plain-text files (`--train_file`, `--validation_file`: one example per line, as `load_dataset("text")`).
+
+    python examples/run_mlm.py --output_dir outputs/mlm                                 # both corpora
+    python examples/run_mlm.py --output_dir outputs/mlm --dataset_name python-docs --max_seq_length 512
+    python examples/run_mlm.py --output_dir outputs/mlm --train_file my.txt --hidden_size 128
+    python examples/run_mlm.py --output_dir outputs/mlm --save_steps 500 --resume_from_checkpoint last
+    accelerate launch --multi_gpu --num_processes 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu  # 2 CPU
+    torchrun --nproc_per_node 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu        # processes (gloo)
+    python examples/run_mlm.py --help                     # every option, including all of `TrainingArguments`
+
+The tokenizer is the package's `FastformerTokenizer` (the shipped uncased WordPiece vocabulary, the one the
+classification job uses) unless `--tokenizer_name` names another; the checkpoint in `--output_dir` (model,
+tokenizer, custom code) loads with `AutoModelForMaskedLM` / `pipeline("fill-mask")` and, as the encoder of a
+classifier, with `FastformerForSequenceClassification.from_pretrained(output_dir, num_labels=...)`.
+"""
+
+import bz2
+import glob
+import html
+import json
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+import zipfile
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    AutoModelForMaskedLM,
+    DataCollatorForLanguageModeling,
+    HfArgumentParser,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from fastformer import FastformerConfig, FastformerForMaskedLM, FastformerTokenizer
+
+
+logger = logging.getLogger(__name__)
+
+CORPORA = ("python-docs", "enwiki-sample")
+
+
+@dataclass
+class ModelArguments:
+    """The model: a new Fastformer of the given size, or `--model_name_or_path` to continue from a checkpoint."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A masked-LM checkpoint to continue from; default: a new model."}
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "A saved tokenizer (directory or Hub id); default: the checkpoint's, else the shipped one."},
+    )
+    hidden_size: int = field(default=256, metadata={"help": "Model width (new model only)."})
+    num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers (new model only)."})
+    num_attention_heads: int = field(default=16, metadata={"help": "Number of heads (new model only)."})
+    intermediate_size: int = field(default=256, metadata={"help": "Feed-forward width (new model only)."})
+    hidden_dropout_prob: float = field(default=0.1, metadata={"help": "Dropout (new model only)."})
+    max_position_embeddings: int | None = field(
+        default=None,
+        metadata={"help": "Size of the position table (new model only); default: --max_seq_length. Make it the "
+                          "longest input the fine-tuned model will read."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """The text. Without `--train_file`: the openly licensed corpora named by `--dataset_name`."""
+
+    dataset_name: str = field(
+        default="python-docs,enwiki-sample",
+        metadata={"help": f"Comma-separated corpora out of {CORPORA}; ignored with --train_file."},
+    )
+    train_file: str | None = field(default=None, metadata={"help": "A plain-text training file (one example a line)."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "A plain-text held-out file; default: a split of the training examples."}
+    )
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Percentage of the examples held out when there is no --validation_file."}
+    )
+    max_seq_length: int = field(default=512, metadata={"help": "Block size: tokens per training example."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of the tokens to mask."})
+    eval_mask_seed: int = field(default=1234, metadata={"help": "Seed of the fixed masking of the held-out blocks."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training blocks."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many held-out blocks."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where fetched corpora are cached (default $FASTFORMER_CACHE or "
+                                        "~/.cache/fastformer)."}
+    )
+
+
+# Defaults for a small CPU run; every one can be overridden on the command line.
+TRAINING_DEFAULTS = dict(
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=16,
+    learning_rate=5e-4,
+    weight_decay=0.01,
+    warmup_steps=0.05,
+    num_train_epochs=1,
+    logging_steps=20,
+    eval_strategy="no",
+    save_strategy="steps",
+    save_steps=200,
+    save_total_limit=2,
+    report_to="none",
+    seed=0,
+)
+
+
+def parse_args(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), description=__doc__)
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# openly licensed corpora, fetched from package registries and cached
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("FASTFORMER_CACHE"):
+        return Path(os.environ["FASTFORMER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastformer"
+
+
+def _run(command: list[str], cwd: str, what: str):
+    try:
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        sys.exit(f"run_mlm.py: error: fetching {what} needs `{command[0]}`; or pass --train_file")
+    except subprocess.CalledProcessError as error:
+        tail = (error.stderr or error.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        sys.exit(f"run_mlm.py: error: `{' '.join(command)}` failed while fetching {what}: {tail[0]}")
+
+
+def fetch_python_docs(directory: str) -> list[str]:
+    """The 497 reST sources of the Python 3.11 documentation (PSF licence), from Debian's `python3.11-doc`."""
+    _run(["apt-get", "download", "python3.11-doc"], directory, "python-docs")
+    deb = glob.glob(os.path.join(directory, "python3.11-doc_*.deb"))[0]
+    _run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "python-docs")
+    sources = sorted(glob.glob(os.path.join(directory, "root/usr/share/doc/python3.11/html/_sources/**/*.rst.txt"),
+                               recursive=True))
+    return [Path(path).read_text(encoding="utf-8") for path in sources]
+
+
+def clean_wikitext(text: str) -> str:
+    """Plain text from MediaWiki markup: drops comments, references, templates, tables, files and categories;
+    keeps link labels, headings and list items as text."""
+    text = html.unescape(text)
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", "", text, flags=re.S)
+    while True:  # templates nest: remove the innermost ones until none is left
+        text, count = re.subn(r"\{\{[^{}]*\}\}", "", text)
+        if not count:
+            break
+    text = re.sub(r"\{\|.*?\|\}", "", text, flags=re.S)
+    while True:  # [[File:...]] captions may hold links: remove innermost file/category links first
+        text, count = re.subn(r"\[\[(?:File|Image|Category):[^\[\]]*\]\]", "", text, flags=re.I)
+        text = re.sub(r"\[\[(?:[^\[\]|]*\|)?([^\[\]|]*)\]\]", r"\1", text)
+        if not count:
+            break
+    text = re.sub(r"\[https?://\S+ ([^\]]*)\]", r"\1", text)
+    text = re.sub(r"\[?https?://\S+\]?", "", text)
+    text = re.sub(r"<[^>]+>", "", text)
+    text = re.sub(r"'{2,}", "", text)
+    text = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.M)
+    text = re.sub(r"^[*#:;]+\s*", "", text, flags=re.M)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def fetch_enwiki_sample(directory: str) -> list[str]:
+    """106 English Wikipedia articles (CC BY-SA), from the test data of the `gensim==4.4.0` wheel."""
+    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "gensim==4.4.0", "-d", directory],
+         directory, "enwiki-sample")
+    wheel = glob.glob(os.path.join(directory, "gensim-4.4.0-*.whl"))[0]
+    member = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+    with zipfile.ZipFile(wheel) as archive:
+        xml = bz2.decompress(archive.read(member))
+    articles = []
+    for page in ElementTree.fromstring(xml).iter("{http://www.mediawiki.org/xml/export-0.10/}page"):
+        namespace = page.findtext("{http://www.mediawiki.org/xml/export-0.10/}ns")
+        text = page.findtext(".//{http://www.mediawiki.org/xml/export-0.10/}text") or ""
+        if namespace == "0" and not text.lstrip().upper().startswith("#REDIRECT"):
+            articles.append(clean_wikitext(text))
+    return [article for article in articles if article]
+
+
+FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample}
+
+
+def load_corpus(name: str, cache_dir: Path) -> list[str]:
+    """The documents of one corpus, from the cache (a JSON list) or fetched and cached."""
+    if name not in FETCHERS:
+        sys.exit(f"run_mlm.py: error: unknown corpus {name!r} in --dataset_name; choose from {CORPORA}")
+    cached = cache_dir / f"{name}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    logger.info(f"fetching {name} into {cache_dir}")
+    with tempfile.TemporaryDirectory() as directory:
+        documents = FETCHERS[name](directory)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".partial-{os.getpid()}")
+    partial.write_text(json.dumps(documents), encoding="utf-8")
+    os.replace(partial, cached)  # atomic: concurrent processes never read half a file
+    return documents
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+
+
+def raw_datasets(args: DataTrainingArguments, training_args: TrainingArguments) -> datasets.DatasetDict:
+    """`{"train", "validation"}` datasets of one `text` column."""
+    if args.train_file:
+        files = {"train": args.train_file}
+        if args.validation_file:
+            files["validation"] = args.validation_file
+        for path in files.values():
+            if not os.path.isfile(path):
+                sys.exit(f"run_mlm.py: error: data file {path} does not exist")
+        raw = datasets.load_dataset("text", data_files=files)
+        raw = raw.filter(lambda row: bool(row["text"].strip()))  # blank lines carry nothing
+    else:
+        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+        names = [name.strip() for name in args.dataset_name.split(",") if name.strip()]
+        with training_args.main_process_first(desc="fetching the corpora"):
+            documents = [doc for name in names for doc in load_corpus(name, cache_dir)]
+        raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": documents})})
+    if "validation" not in raw:
+        if not 0 < args.validation_split_percentage < 100:
+            sys.exit("run_mlm.py: error: --validation_split_percentage must lie in (0, 100)")
+        split = raw["train"].train_test_split(test_size=args.validation_split_percentage / 100, seed=42)
+        raw = datasets.DatasetDict({"train": split["train"], "validation": split["test"]})
+    return raw
+
+
+def group_texts(examples: dict, block_size: int) -> dict:
+    """Concatenates the tokenized examples and cuts them into blocks of `block_size` tokens (the remainder, shorter
+    than a block, is dropped)."""
+    concatenated = {key: list(chain(*examples[key])) for key in examples}
+    total = (len(concatenated["input_ids"]) // block_size) * block_size
+    return {key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()}
+
+
+def block_seed(*keys: int) -> int:
+    """A 64-bit seed derived from integers (`numpy.random.SeedSequence`: distinct keys give independent streams)."""
+    return int(np.random.SeedSequence([int(key) for key in keys]).generate_state(1, dtype=np.uint64)[0])
+
+
+class BlockMaskingCollator:
+    """Masks training blocks as `DataCollatorForLanguageModeling` does (`mlm_probability` of the non-special tokens:
+    80% become `[MASK]`, 10% a random token, 10% stay; the others get label -100), but draws the masks of block `i`
+    in epoch `e` from a generator seeded with `(seed, e, i)` instead of one running generator.
+
+    A block's masks then depend on nothing else: not on the batch order, the number of processes, nor on where a
+    run was interrupted. A run resumed from a checkpoint, or spread over several processes, masks every block exactly
+    as the uninterrupted single-process run does; each epoch still masks anew (dynamic masking). `MaskingEpoch`
+    tells the collator the epoch. Held-out batches arrive already masked (`mask_held_out`) and are only stacked.
+    """
+
+    def __init__(self, tokenizer, mlm_probability: float, seed: int):
+        self.masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
+        self.seed = seed
+        self.epoch = 0
+
+    def mask(self, input_ids: list[int], special_tokens_mask: list[int], seed: int) -> tuple[list[int], list[int]]:
+        self.masker.generator = torch.Generator().manual_seed(seed)  # read by `torch_mask_tokens`
+        try:
+            inputs, labels = self.masker.torch_mask_tokens(
+                torch.tensor([input_ids]), torch.tensor([special_tokens_mask], dtype=torch.bool)
+            )
+        finally:
+            self.masker.generator = None
+        return inputs[0].tolist(), labels[0].tolist()
+
+    def __call__(self, features: list[dict]) -> dict:
+        if "labels" not in features[0]:
+            masked = []
+            for feature in features:
+                ids, labels = self.mask(feature["input_ids"], feature["special_tokens_mask"],
+                                        block_seed(self.seed, self.epoch, feature["block"]))
+                masked.append({"input_ids": ids, "attention_mask": feature["attention_mask"], "labels": labels})
+            features = masked
+        return default_data_collator(features)
+
+
+class MaskingEpoch(TrainerCallback):
+    """Keeps `BlockMaskingCollator.epoch` equal to the `Trainer`'s epoch (also after resuming)."""
+
+    def __init__(self, collator: BlockMaskingCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)  # `state.epoch` is exactly e when epoch e begins
+
+
+def mask_held_out(dataset: datasets.Dataset, collator: BlockMaskingCollator, seed: int) -> datasets.Dataset:
+    """The held-out blocks masked once, block `i` with seed `(seed, i)`: every run is evaluated on the same masked
+    tokens, whatever its seed, number of processes or interruptions."""
+
+    def mask(row):
+        ids, labels = collator.mask(row["input_ids"], row["special_tokens_mask"], block_seed(seed, row["block"]))
+        return {"input_ids": ids, "labels": labels}
+
+    return dataset.map(mask, remove_columns=["special_tokens_mask", "block"], desc="masking the held-out blocks")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the job
+
+
+def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
+    """`--resume_from_checkpoint last` (or `true`): the newest `checkpoint-*` in `--output_dir`."""
+    resume = training_args.resume_from_checkpoint
+    if resume is None or resume.lower() in ("", "false", "none"):
+        return None
+    if resume.lower() in ("last", "true"):
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            sys.exit(f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint in {training_args.output_dir}")
+        return last
+    if not os.path.isdir(resume):
+        sys.exit(f"run_mlm.py: error: checkpoint {resume} does not exist")
+    return resume
+
+
+def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, tokenizer):
+    if model_args.model_name_or_path:
+        model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)
+        if model.config.max_position_embeddings < data_args.max_seq_length:
+            sys.exit(f"run_mlm.py: error: --max_seq_length {data_args.max_seq_length} exceeds the checkpoint's "
+                     f"position table ({model.config.max_position_embeddings})")
+        if model.config.vocab_size < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        return model
+    try:
+        config = FastformerConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=model_args.hidden_size,
+            num_hidden_layers=model_args.num_hidden_layers,
+            num_attention_heads=model_args.num_attention_heads,
+            intermediate_size=model_args.intermediate_size,
+            hidden_dropout_prob=model_args.hidden_dropout_prob,
+            max_position_embeddings=model_args.max_position_embeddings or data_args.max_seq_length,
+            pad_token_id=tokenizer.pad_token_id,
+            tokenizer_class=type(tokenizer).__name__,
+        )
+    except ValueError as error:
+        sys.exit(f"run_mlm.py: error: invalid model settings: {error}")
+    if config.max_position_embeddings < data_args.max_seq_length:
+        sys.exit("run_mlm.py: error: --max_position_embeddings must be at least --max_seq_length")
+    return FastformerForMaskedLM(config)
+
+
+def load_tokenizer(model_args: ModelArguments, data_args: DataTrainingArguments):
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    tokenizer = FastformerTokenizer.from_pretrained(source) if source else FastformerTokenizer()
+    if tokenizer.mask_token is None:
+        sys.exit("run_mlm.py: error: the tokenizer has no mask token")
+    tokenizer.model_max_length = data_args.max_seq_length
+    return tokenizer
+
+
+def prepare_data(data_args: DataTrainingArguments, training_args: TrainingArguments, tokenizer):
+    """Returns `(train_blocks, held_out_blocks, collator)`: training blocks (`input_ids`, `attention_mask`,
+    `special_tokens_mask`, `block` index), held-out blocks masked once (`input_ids`, `attention_mask`, `labels`)."""
+    raw = raw_datasets(data_args, training_args)
+    with training_args.main_process_first(desc="tokenizing"):
+        # Whole documents are tokenized (the blocks cut them), so the tokenizer's length limit does not apply here.
+        tokenized = raw.map(
+            lambda batch: tokenizer(batch["text"], return_special_tokens_mask=True, verbose=False),
+            batched=True,
+            remove_columns=["text"],
+            num_proc=data_args.preprocessing_num_workers,
+            desc="tokenizing",
+        )
+        blocks = tokenized.map(
+            group_texts,
+            batched=True,
+            fn_kwargs={"block_size": data_args.max_seq_length},
+            num_proc=data_args.preprocessing_num_workers,
+            desc=f"grouping into blocks of {data_args.max_seq_length}",
+        )
+    train_set, eval_set = blocks["train"], blocks["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    if len(train_set) == 0 or len(eval_set) == 0:
+        sys.exit(f"run_mlm.py: error: fewer than {data_args.max_seq_length} tokens of training or held-out text: "
+                 "no full block (lower --max_seq_length or give more text)")
+    logger.info(f"{len(train_set)} training and {len(eval_set)} held-out blocks of {data_args.max_seq_length} tokens")
+    train_set = train_set.add_column("block", list(range(len(train_set))))
+    eval_set = eval_set.add_column("block", list(range(len(eval_set))))
+    collator = BlockMaskingCollator(tokenizer, data_args.mlm_probability, seed=training_args.seed)
+    return train_set, mask_held_out(eval_set, collator, data_args.eval_mask_seed), collator
+
+
+def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments,
+        callbacks: list[TrainerCallback] | None = None) -> dict:
+    """Pretrains, saves the model and tokenizer into `--output_dir` and returns the metrics (also written to
+    `all_results.json`). `callbacks`: extra `TrainerCallback`s (for programmatic use)."""
+    if data_args.max_seq_length < 8:
+        sys.exit(f"run_mlm.py: error: --max_seq_length must be at least 8, got {data_args.max_seq_length}")
+    if not 0 < data_args.mlm_probability < 1:
+        sys.exit(f"run_mlm.py: error: --mlm_probability must lie in (0, 1), got {data_args.mlm_probability}")
+    resume = resolve_checkpoint(training_args)
+    set_seed(training_args.seed)
+    tokenizer = load_tokenizer(model_args, data_args)
+    train_set, eval_set, collator = prepare_data(data_args, training_args, tokenizer)
+    training_args.remove_unused_columns = False  # the collator reads `block` and `special_tokens_mask`
+
+    model = build_model(model_args, data_args, tokenizer)
+    logger.info(f"{sum(p.numel() for p in model.parameters()):,} parameters")
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[MaskingEpoch(collator), *(callbacks or [])],
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model()  # model, config, tokenizer and their code files
+    metrics = dict(train_result.metrics, train_samples=len(train_set))
+    metrics.update(trainer.evaluate())
+    metrics["eval_samples"] = len(eval_set)
+    metrics["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 700 else float("inf")
+    metrics["num_processes"] = training_args.world_size
+    trainer.log_metrics("all", metrics)
+    trainer.save_metrics("all", metrics)
+    trainer.save_state()
+    return metrics
+
+
+def check_launch():
+    """`accelerate launch --cpu --num_processes N` starts N processes only through MPI (`--mpirun_hostfile`); without
+    it, it starts one process (and says nothing). Refuse that case instead of silently training on one process."""
+    launched_by_accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    distributed = any(name in os.environ for name in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"))
+    if launched_by_accelerate_cpu and "MASTER_ADDR" in os.environ and not distributed:
+        sys.exit(
+            "run_mlm.py: error: `accelerate launch --cpu --num_processes N` started a single process (it needs MPI "
+            "and --mpirun_hostfile for more). On one machine use `accelerate launch --multi_gpu --num_processes N "
+            "examples/run_mlm.py ... --use_cpu` or `torchrun --nproc_per_node N examples/run_mlm.py ... --use_cpu`."
+        )
+
+
+def main(argv=None, callbacks: list[TrainerCallback] | None = None) -> dict:
+    check_launch()
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    return run(model_args, data_args, training_args, callbacks)
+
+
+if __name__ == "__main__":
+    main()
