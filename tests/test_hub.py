@@ -80,6 +80,24 @@ def test_client_used_only_implemented_endpoints_and_lfs_for_weights(hub_run):
     assert all(m in ("GET", "HEAD") for m, p in consumer), "the consumer only reads"
 
 
+def test_pushed_repos_hold_weights_in_lfs_code_files_and_auto_map(hub_run):
+    state = hub_run["hub"].state
+    for name, pushed in hub_run["report"]["models"].items():
+        repo = state.repos[pushed["repo_id"]]
+        files = repo.commits[repo.refs["main"]].files
+        assert {"config.json", "model.safetensors", "configuration_fastformer.py", "modeling_fastformer.py",
+                "README.md"} <= set(files), sorted(files)
+        assert files["model.safetensors"].lfs and not files["modeling_fastformer.py"].lfs
+        auto_map = json.loads(files["config.json"].content)["auto_map"]
+        assert f"modeling_fastformer.{name}" in auto_map.values()
+        assert auto_map["AutoConfig"] == "configuration_fastformer.FastformerConfig"
+    repo = state.repos[hub_run["report"]["tokenizer"]["repo_id"]]
+    files = repo.commits[repo.refs["main"]].files
+    assert {"tokenizer.json", "tokenizer_config.json", "tokenization_fastformer.py"} <= set(files)
+    auto_map = json.loads(files["tokenizer_config.json"].content)["auto_map"]
+    assert "tokenization_fastformer.FastformerTokenizer" in json.dumps(auto_map["AutoTokenizer"])
+
+
 def test_every_model_class_round_trips_through_the_hub(hub_run):
     import fastformer
     from transformers import PreTrainedModel
