@@ -16,7 +16,9 @@ from nbformat.v4 import new_code_cell
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = {"long_context_scaling.ipynb", "publishing.ipynb", "quickstart_classification.ipynb", "summarization.ipynb"}
+EXPECTED = {
+    "long_context_scaling.ipynb", "publishing.ipynb", "quickstart_classification.ipynb", "summarization.ipynb"
+}
 ENVIRONMENT_PROBE = "import sys\nprint(sys.prefix)"
 
 
