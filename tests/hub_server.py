@@ -122,6 +122,7 @@ class HubState:
         self.lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
+        self.errors: list[str] = []  # requests this double failed on (a bug here or a payload it cannot read)
         self.truncate_downloads: dict[str, list[int]] = {}  # sha256 -> [bytes sent, times left] (fault injection)
         self._counter = 0
 
@@ -164,6 +165,10 @@ class HubServer:
     @property
     def requests(self) -> list[tuple[str, str]]:
         return list(self.state.requests)
+
+    @property
+    def errors(self) -> list[str]:
+        return list(self.state.errors)
 
     def truncate_downloads_of(self, sha256: str, nbytes: int, times: int = 1) -> None:
         """Fault injection: for its next `times` downloads, the storage origin announces the full size of this LFS
@@ -241,10 +246,15 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(501, f"the hub test server does not implement {self.command} {raw_path}")
         except HubError as error:
             self.send_error_json(error)
+        except Exception as error:  # noqa: BLE001 - answer 500 rather than drop the connection, and record it
+            with self.state.lock:
+                self.state.errors.append(f"{self.command} {raw_path}: {type(error).__name__}: {error}")
+            self.send_error_json(HubError(500, f"hub test server error: {type(error).__name__}: {error}"))
 
     do_GET = do_HEAD = do_POST = do_PUT = dispatch
 
     def route(self, raw_path: str, query: dict, body: bytes):
+        """Answers the request (under the state lock); returns False, having sent nothing, for an unknown one."""
         raise NotImplementedError
 
 

@@ -70,7 +70,7 @@ def hub_run(tmp_path_factory):
 
 def test_client_used_only_implemented_endpoints_and_lfs_for_weights(hub_run):
     hub = hub_run["hub"]
-    assert hub.unhandled == []
+    assert hub.unhandled == [] and hub.errors == []
     publisher = hub_run["publisher_requests"]
     assert ("POST", "/api/repos/create") in publisher
     assert any(m == "PUT" and p.startswith("/lfs/") for m, p in publisher), "weights must go through LFS"
@@ -266,7 +266,7 @@ def test_main_job_publishes_its_checkpoint_and_model_card(tmp_path):
         (tmp_path / "consume.py").write_text(CARD_CONSUMER)
         result = run(["-P", "consume.py", "alice/tiny-reviews", json.dumps(texts)],
                      client_env(hub, tmp_path / "consumer-home"), tmp_path)
-        assert hub.unhandled == []
+        assert hub.unhandled == [] and hub.errors == []
     pulled = json.loads(result.stdout.strip().splitlines()[-1])
     data, text = pulled["card_data"], pulled["card_text"]
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
