@@ -184,7 +184,8 @@ def main(argv=None) -> FastformerForSequenceClassification:
     model = load_official_checkpoint(args.checkpoint, args.config)
     model.save_pretrained(args.output_dir)  # weights, config with auto_map, and the code files
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub, private=args.private, commit_message="Convert official Fastformer checkpoint")
+        model.push_to_hub(args.push_to_hub, private=args.private,
+                          commit_message="Convert official Fastformer checkpoint")
     print(f"converted {sum(p.numel() for p in model.parameters()):,} parameters into {args.output_dir}")
     return model
 

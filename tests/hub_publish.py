@@ -95,7 +95,8 @@ def main(out_path):
                                          "outputs": outputs(model, data)}
 
     # the tokenizer, pushed next to the classifier as a real checkpoint has it
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "the a movie was long but good bad plot ##s act ##ing".split()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words += "the a movie was long but good bad plot ##s act ##ing".split()
     tokenizer = fastformer.FastformerTokenizer(vocab={word: i for i, word in enumerate(words)})
     tokenizer.push_to_hub(f"{user}/FastformerForSequenceClassification")
     report["tokenizer"] = {"repo_id": f"{user}/FastformerForSequenceClassification", "texts": TEXTS,

@@ -4,28 +4,35 @@ No open-source Hub server installs from the package registries and runs offline 
 binary its wheel does not ship; `olah` is a read-only mirror of the real Hub), so this module implements exactly
 the endpoints that the real `huggingface_hub` client (2.x) calls when `transformers` and `huggingface_hub` push
 and pull a model over `HF_ENDPOINT`, with the client's Xet transfer turned off (`HF_HUB_DISABLE_XET=1`, which
-selects the Git LFS "basic" transfer):
+selects the Git LFS "basic" transfer).
 
-| endpoint | client call |
-|---|---|
-| `POST /api/repos/create` | `create_repo` (private or public; 409 if it exists) |
-| `GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}` | `model_info` / `repo_info` |
-| `GET /api/models/{repo}/tree/{rev}[/{path}]` | `list_repo_tree` |
-| `POST /api/models/{repo}/branch/{branch}`, `POST /api/models/{repo}/tag/{rev}` | `create_branch`, `create_tag` |
-| `POST /api/models/{repo}/preupload/{rev}` | upload modes: `lfs` for paths matched by the repo's `.gitattributes` LFS rules or files over 10 MB, else `regular` |
-| `POST /{repo}.git/info/lfs/objects/batch` | LFS batch API: a signed `PUT` URL on the storage origin, and a verify URL |
-| `PUT {storage}/lfs/{oid}?sig=` then `POST /{repo}.git/info/lfs/objects/verify` | LFS basic transfer (sha256 and size checked) |
-| `POST /api/models/{repo}/commit/{rev}` | the NDJSON commit payload (`header`, `file` base64, `lfsFile`, `deletedFile`, `deletedFolder`) |
-| `HEAD`/`GET /{repo}/resolve/{rev}/{path}` | downloads: `ETag` (git blob sha1), `X-Repo-Commit`, `Content-Length`; LFS files answer `302` to a signed storage URL with `X-Linked-Etag` (sha256) and `X-Linked-Size`, as the Hub does |
-| `GET {storage}/lfs/{oid}?sig=` | the LFS object itself (`Range: bytes=N-` honoured) |
-| `POST /api/validate-yaml` | `create_commit` of a `README.md` (accepted as is: this double does not validate card metadata) |
-| `GET /api/whoami-v2` | `whoami` |
-| `GET /api/agent-harnesses` | the client's user-agent detection (answered with an empty registry) |
+Endpoints (`{repo}` is `namespace/name`; revisions and paths arrive URL-quoted) and the client calls behind them:
+
+- `POST /api/repos/create`: `create_repo`, public or private; 409 (with the repo url) if it exists.
+- `GET /api/models/{repo}` and `/api/models/{repo}/revision/{rev}`: `model_info` / `repo_info`.
+- `GET /api/models/{repo}/tree/{rev}[/{path}]`: `list_repo_tree`.
+- `POST /api/models/{repo}/branch/{branch}` and `/api/models/{repo}/tag/{rev}`: `create_branch`, `create_tag`.
+- `POST /api/models/{repo}/preupload/{rev}`: the upload mode of each file: `lfs` for paths matched by the
+  repo's `.gitattributes` LFS rules (the Hub's defaults are written by `create_repo`) or over 10 MB, else
+  `regular`.
+- `POST /{repo}.git/info/lfs/objects/batch`: the LFS batch API: a signed `PUT` URL on the storage origin and a
+  verify URL per missing object; then `PUT {storage}/lfs/{oid}?sig=` (sha256 and size checked) and
+  `POST /{repo}.git/info/lfs/objects/verify`: the LFS "basic" transfer.
+- `POST /api/models/{repo}/commit/{branch}`: the NDJSON commit payload (`header`, `file` in base64, `lfsFile`,
+  `deletedFile`, `deletedFolder`; a stale `parentCommit` answers 412).
+- `HEAD`/`GET /{repo}/resolve/{rev}/{path}`: downloads, with `ETag` (the git blob id), `X-Repo-Commit` and
+  `Content-Length`; an LFS file answers `302` to a signed storage URL with `X-Linked-Etag` (its sha256) and
+  `X-Linked-Size`, as the Hub does. `GET {storage}/lfs/{oid}?sig=` serves the object (`Range: bytes=N-` honoured).
+- `POST /api/validate-yaml`: called by `create_commit` for a `README.md`; accepted as is (this double does not
+  validate card metadata).
+- `GET /api/whoami-v2`: `whoami`. `GET /api/agent-harnesses`: the client's user-agent detection (an empty
+  registry).
 
 Errors use the Hub's status codes and `X-Error-Code` / `X-Error-Message` headers (`RepoNotFound`,
-`RevisionNotFound`, `EntryNotFound`), which the client maps to its exception classes. A private repo answers
-401 `RepoNotFound` to anyone but its owner, as the Hub does. Anything else answers 501 and is recorded in
-`HubServer.unhandled`, so a test can assert that the client called nothing this double does not implement.
+`RevisionNotFound`, `EntryNotFound`), which the client maps to its exception classes. A private repo is
+`RepoNotFound` to anyone but its owner (401 without a token, 404 with another user's). Anything else answers 501
+and is recorded in `HubServer.unhandled`, so a test can assert that the client called nothing this double does not
+implement; a request the double fails on answers 500 and is recorded in `HubServer.errors`.
 
 The server listens on 127.0.0.1 only (two ephemeral ports: the Hub API and a separate "storage" origin for LFS
 objects, so the client sees the cross-origin redirect it sees on the Hub and drops its token there), keeps
@@ -434,7 +441,8 @@ class _ApiHandler(_Handler):
             entry = {"oid": oid, "size": size, "authenticated": True}
             if oid not in self.state.lfs_objects:
                 entry["actions"] = {
-                    "upload": {"href": f"{self.hub.storage_endpoint}/lfs/{oid}?size={size}&sig={self.state.sign('put', oid)}"},
+                    "upload": {"href": f"{self.hub.storage_endpoint}/lfs/{oid}?size={size}"
+                                       f"&sig={self.state.sign('put', oid)}"},
                     "verify": {"href": f"{self.hub.endpoint}/{repo_id}.git/info/lfs/objects/verify"},
                 }
             objects.append(entry)

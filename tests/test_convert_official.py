@@ -63,8 +63,9 @@ def official_forward(sd, input_ids, config=OFFICIAL_CONFIG):
     x = F.layer_norm(x, (h,), sd["fastformer_model.LayerNorm.weight"], sd["fastformer_model.LayerNorm.bias"], eps)
     for i in range(config["num_hidden_layers"]):
         x = official_layer(sd, f"fastformer_model.encoders.{i}", x, mask, config["num_attention_heads"], eps)
-    e = torch.tanh(F.linear(x, sd["fastformer_model.poolers.0.att_fc1.weight"], sd["fastformer_model.poolers.0.att_fc1.bias"]))
-    alpha = torch.exp(F.linear(e, sd["fastformer_model.poolers.0.att_fc2.weight"], sd["fastformer_model.poolers.0.att_fc2.bias"]))
+    pooler = "fastformer_model.poolers.0"
+    e = torch.tanh(F.linear(x, sd[f"{pooler}.att_fc1.weight"], sd[f"{pooler}.att_fc1.bias"]))
+    alpha = torch.exp(F.linear(e, sd[f"{pooler}.att_fc2.weight"], sd[f"{pooler}.att_fc2.bias"]))
     alpha = alpha * mask.unsqueeze(2)
     alpha = alpha / (alpha.sum(dim=1, keepdim=True) + 1e-8)
     pooled = torch.bmm(x.permute(0, 2, 1), alpha).squeeze(-1)
@@ -165,8 +166,9 @@ def test_config_it_cannot_honour_is_refused(changes, message):
 def test_cli_ends_with_one_line_for_a_bad_checkpoint(tmp_path, monkeypatch):
     torch.save({**official_state_dict(), "extra.weight": torch.zeros(2)}, tmp_path / "model.pt")
     (tmp_path / "fastformer.json").write_text(json.dumps(OFFICIAL_CONFIG))
-    monkeypatch.setattr("sys.argv", ["fastformer-convert-official", "--checkpoint", str(tmp_path / "model.pt"),
-                                     "--config", str(tmp_path / "fastformer.json"), "--output_dir", str(tmp_path / "out")])
+    argv = ["fastformer-convert-official", "--checkpoint", str(tmp_path / "model.pt"),
+            "--config", str(tmp_path / "fastformer.json"), "--output_dir", str(tmp_path / "out")]
+    monkeypatch.setattr("sys.argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         cli()
     assert str(exit_info.value).startswith("fastformer-convert-official: error: 'extra.weight' is not a parameter")
