@@ -11,7 +11,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 # pipeline tag -> (Auto class that loads the checkpoint, a line that runs it)
 _TASKS = {
-    "text-classification": ("AutoModelForSequenceClassification", "model(**tokenizer(text, return_tensors='pt')).logits"),
+    "text-classification": (
+        "AutoModelForSequenceClassification", "model(**tokenizer(text, return_tensors='pt')).logits"
+    ),
     "text-generation": ("AutoModelForCausalLM", "model.generate(**tokenizer(text, return_tensors='pt'))"),
     "summarization": ("AutoModelForSeq2SeqLM", "model.generate(**tokenizer(text, return_tensors='pt'))"),
     "feature-extraction": ("AutoModel", "model(**tokenizer(text, return_tensors='pt')).last_hidden_state"),

