@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--no_repeat_ngram_size", type=int, default=3)
     parser.add_argument("--generation_max_length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max_predict_samples", type=int, default=None, help="score fewer test pairs (dry runs)")
     args = parser.parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,8 @@ def main():
         "--logging_steps", "50", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
         "--disable_tqdm", "true",
     ]
+    if args.max_predict_samples is not None:
+        common += ["--max_predict_samples", str(args.max_predict_samples)]
     results = {}
     for name in args.models:
         run_dir = output_dir / name
