@@ -555,4 +555,21 @@ class _StorageHandler(_Handler):
         return self.send(status, content[start:], headers)
 
 
-__all__ = ["HubServer", "git_blob_sha1"]
+__all__ = ["HubServer", "git_blob_sha1", "lfs_pointer"]
+
+
+if __name__ == "__main__":  # try the publishing workflow by hand: HF_ENDPOINT=<printed url> HF_HUB_DISABLE_XET=1
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Run the Hub test double on 127.0.0.1 until interrupted.")
+    parser.add_argument("--token", action="append", default=[], metavar="TOKEN:USER",
+                        help="an access token and its user name (repeatable); default hf_local:alice")
+    tokens = dict(item.split(":", 1) for item in parser.parse_args().token or ["hf_local:alice"])
+    with HubServer(tokens) as hub:
+        print(f"HF_ENDPOINT={hub.endpoint} HF_HUB_DISABLE_XET=1; tokens: {tokens}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
