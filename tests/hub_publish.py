@@ -126,9 +126,9 @@ def main(out_path):
     work = tempfile.mkdtemp()
     broken = {}
 
-    def publish_broken(name, edit, seed=31):
+    def publish_broken(name, edit, seed=31, **save_kwargs):
         folder = os.path.join(work, name)
-        build(FastformerForSequenceClassification, seed=seed).save_pretrained(folder)
+        build(FastformerForSequenceClassification, seed=seed).save_pretrained(folder, **save_kwargs)
         edit(folder)
         api.create_repo(f"{user}/{name}")
         api.upload_folder(folder_path=folder, repo_id=f"{user}/{name}")
@@ -157,6 +157,8 @@ def main(out_path):
 
     publish_broken("truncated-weights", truncate_weights)
     publish_broken("corrupt-weights", corrupt_weights)
+    publish_broken("missing-shard", lambda folder: os.remove(os.path.join(folder, "model-00002-of-00003.safetensors")),
+                   max_shard_size="40KB")
     publish_broken("corrupt-config", lambda folder: open(os.path.join(folder, "config.json"), "w").write('{"model_'))
     publish_broken("unknown-model-type", edit_config(model_type="not-a-model", auto_map=None))
     publish_broken("unknown-model-type-remote-code", edit_config(model_type="not-a-model"))

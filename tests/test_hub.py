@@ -170,6 +170,13 @@ def test_broken_weights_file_raises_a_clear_error(hub_run, name):
     assert error["type"] == "SafetensorError" and "Error while deserializing header" in error["message"]
 
 
+def test_missing_shard_raises_a_clear_error(hub_run):
+    """A sharded checkpoint whose index names a shard the repo lacks: an error, not a partly random model."""
+    error = hub_run["result"]["errors"]["missing-shard"]
+    assert error is not None and error["type"] == "OSError"
+    assert "model-00002-of-00003.safetensors" in error["message"]
+
+
 def test_corrupt_config_raises_a_clear_error(hub_run):
     error = hub_run["result"]["errors"]["corrupt-config"]
     assert error["type"] == "OSError" and "is not a valid JSON file" in error["message"]
