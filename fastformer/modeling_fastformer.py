@@ -1050,6 +1050,13 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+        """Beam search: reorder the decoder's state only. `beam_idx` picks, for each batch item, among that item's
+        own beams, whose cross-attention projections are identical copies of one encoder output (`generate()`
+        repeats it per beam), so copying those `(batch * beams, ..., enc_seq, ...)` tensors at every step is skipped."""
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
+
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(

@@ -170,6 +170,29 @@ def test_beam_search_with_and_without_cache_gives_the_same_sequences(cross_atten
 
 
 @pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
+def test_beam_reordering_moves_the_decoder_state_and_keeps_the_shared_encoder_projections(cross_attention_type):
+    model = seq2seq_model(cross_attention_type=cross_attention_type)
+    beams = 3
+    input_ids, attention_mask = source_batch()
+    encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
+    memory = encoder_outputs.last_hidden_state.repeat_interleave(beams, dim=0)  # as generate() expands it
+    mask = attention_mask.repeat_interleave(beams, dim=0)
+    decoder_input_ids = torch.randint(3, 99, (2 * beams, 4))
+    with torch.no_grad():
+        cache = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=decoder_input_ids,
+                      use_cache=True).cache
+    beam_idx = torch.tensor([2, 0, 0, 4, 5, 3])  # each batch item picks among its own beams
+    states = [s.clone() for s in cache.self_attention_cache.layers[0].recurrent_states.values() if s is not None]
+    cross_keys = cache.cross_attention_cache.layers[0].keys
+    assert model._reorder_cache(cache, beam_idx) is cache
+    moved = [s for s in cache.self_attention_cache.layers[0].recurrent_states.values() if s is not None]
+    for before, after in zip(states, moved, strict=True):
+        torch.testing.assert_close(after, before[beam_idx], atol=0, rtol=0)
+    assert cache.cross_attention_cache.layers[0].keys is cross_keys  # not copied
+    torch.testing.assert_close(cross_keys[beam_idx], cross_keys, atol=0, rtol=0)  # reordering it would change nothing
+
+
+@pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
 def test_encoder_runs_once_in_generate(cross_attention_type):
     model = seq2seq_model(cross_attention_type=cross_attention_type)
     calls = []
