@@ -69,12 +69,12 @@ class ModelArguments:
         metadata={"help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece "
                           "vocabulary."},
     )
-    hidden_size: int = field(default=256, metadata={"help": "Model width."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers."})
-    num_attention_heads: int = field(default=16, metadata={"help": "Number of attention heads."})
+    num_attention_heads: int = field(default=8, metadata={"help": "Number of attention heads."})
     intermediate_size: int = field(default=256, metadata={"help": "Feed-forward width."})
-    hidden_dropout_prob: float = field(default=0.2, metadata={"help": "Dropout on embeddings and sub-blocks."})
-    pooler_type: str = field(default="attention", metadata={"help": "Fastformer only: attention, first or mean."})
+    hidden_dropout_prob: float = field(default=0.3, metadata={"help": "Dropout on embeddings and sub-blocks."})
+    pooler_type: str = field(default="mean", metadata={"help": "Fastformer only: mean, attention or first."})
 
 
 @dataclass
@@ -108,13 +108,14 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
 
 
-# Defaults of the main job (a small model from scratch on ~1.2k documents, CPU-friendly); any can be overridden.
+# Defaults of the main job, chosen on a validation split of the training documents only (never the test split):
+# a small model trained from scratch on ~1.2k documents, strongly regularised, ~10 minutes on 2 CPU cores.
 TRAINING_DEFAULTS = dict(
     per_device_train_batch_size=16,
     per_device_eval_batch_size=16,
     learning_rate=1e-3,
-    weight_decay=0.01,
-    num_train_epochs=8,
+    weight_decay=0.1,
+    num_train_epochs=5,
     warmup_steps=0.1,
     lr_scheduler_type="linear",
     train_sampling_strategy="group_by_length",
