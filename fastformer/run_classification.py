@@ -163,7 +163,7 @@ def _columns(dataset, where: str, text_column: str, label_column: str) -> tuple[
             f"{where} has no column {' or '.join(map(repr, missing))} (columns: {dataset.column_names}); "
             "set --text_column_name/--label_column_name"
         )
-    texts, labels = dataset[text_column], dataset[label_column]
+    texts, labels = list(dataset[text_column]), list(dataset[label_column])
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"{where}, row {i}: the text is empty or not a string ({text!r:.40})")

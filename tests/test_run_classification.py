@@ -142,6 +142,38 @@ def run_error(tmp_path, *args):
     return message
 
 
+HUB_CARD = """---
+dataset_info:
+  features:
+  - name: text
+    dtype: string
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': neg
+          '1': pos
+---
+"""
+
+
+def test_dataset_directory_with_class_labels_and_splits(tmp_path):
+    """`--dataset_name` goes through `datasets.load_dataset`: here a local dataset repository laid out as on the
+    Hub (README features with a ClassLabel, train/test files), so its label names and test split are used."""
+    repo = tmp_path / "dataset"
+    repo.mkdir()
+    (repo / "README.md").write_text(HUB_CARD)
+    write_csv(repo / "train.csv", [("a good film", 1), ("a bad film", 0), ("superb", 1)])
+    write_csv(repo / "test.csv", [("nice", 1), ("awful", 0)])
+    data = job.load_data(job.DataArguments(dataset_name=str(repo), cache_dir=str(tmp_path / "cache")))
+    assert data["label_names"] == ["neg", "pos"]
+    assert data["train"] == (["a good film", "a bad film", "superb"], [1, 0, 1])
+    assert data["test"] == (["nice", "awful"], [1, 0])
+    write_csv(repo / "test.csv", [("nice", 1), ("unlabelled", -1)])  # e.g. GLUE's hidden test labels
+    with pytest.raises(job.InputError, match=r"\(test\), row 1: label -1 is outside the declared label set"):
+        job.load_data(job.DataArguments(dataset_name=str(repo), cache_dir=str(tmp_path / "cache2")))
+
+
 def test_unknown_dataset(tmp_path):
     message = run_error(tmp_path, "--dataset_name", "no-such-user/no-such-dataset")
     assert "cannot load dataset 'no-such-user/no-such-dataset'" in message
