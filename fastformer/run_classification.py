@@ -370,6 +370,7 @@ def results_table(rows: list[dict]) -> str:
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
     """Loads the data, trains, evaluates and writes the checkpoint; returns the results row."""
+    job_start = time.perf_counter()
     if data_args.max_seq_length < 8:
         raise InputError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}")
     output_dir, tmp = _prepare_output_dir(training_args)
@@ -415,8 +416,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         print(results_table([row]))
 
         trainer.save_model(str(tmp))  # model + config + custom code, tokenizer + its code, training_args.bin
-        (tmp / "all_results.json").write_text(json.dumps(row, indent=2) + "\n")
         write_model_card(tmp, output_dir, model_args, data_args, training_args, data, row)
+        row["job_seconds"] = time.perf_counter() - job_start  # data, tokenization, training, evaluation, saving
+        (tmp / "all_results.json").write_text(json.dumps(row, indent=2) + "\n")
         if training_args.push_to_hub:
             _push(tmp, output_dir, training_args)
         if output_dir.exists():
