@@ -304,8 +304,6 @@ def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, wh
 
 
 def build_model(model_args: ModelArguments, tokenizer, max_length: int, label_names: list[str]):
-    if model_args.model_type not in MODEL_TYPES:
-        raise InputError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}")
     common = dict(
         vocab_size=len(tokenizer),
         hidden_size=model_args.hidden_size,
@@ -371,6 +369,8 @@ def results_table(rows: list[dict]) -> str:
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
     """Loads the data, trains, evaluates and writes the checkpoint; returns the results row."""
     job_start = time.perf_counter()
+    if model_args.model_type not in MODEL_TYPES:
+        raise InputError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}")
     if data_args.max_seq_length < 8:
         raise InputError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}")
     output_dir, tmp = _prepare_output_dir(training_args)

@@ -135,7 +135,7 @@ def run_error(tmp_path, *args):
     """Runs the job expecting a clean failure; returns the message, checking that no checkpoint was left."""
     output_dir = tmp_path / "out"
     with pytest.raises(SystemExit) as failure:
-        job.main(["--output_dir", str(output_dir), *args, *TINY])
+        job.main(["--output_dir", str(output_dir), *TINY, *args])
     message = str(failure.value.code)
     assert message.startswith("fastformer-classify: error: ") and "\n" not in message, message
     assert not output_dir.exists() and not no_leftovers(tmp_path)
@@ -217,6 +217,14 @@ def test_failure_after_training_leaves_no_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         job.main(["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--max_steps", "1"])
     assert not (tmp_path / "out").exists() and not no_leftovers(tmp_path)
+
+
+def test_bad_options(tmp_path):
+    assert "--model_type must be one of ('fastformer', 'bert'), got 'gpt'" in run_error(tmp_path, "--model_type", "gpt")
+    path = write_csv(tmp_path / "reviews.csv", reviews(8))
+    assert "--test_size must lie in (0, 1), got 1.5" in run_error(tmp_path, "--train_file", path, "--test_size", "1.5")
+    assert "invalid model settings: `hidden_size` (16) must be divisible by `num_attention_heads` (3)" in run_error(
+        tmp_path, "--train_file", path, "--num_attention_heads", "3")
 
 
 def test_existing_output_is_never_overwritten(tmp_path):
