@@ -173,7 +173,8 @@ def main():
         for name in ("fastformer-sdpa", "fastformer-additive"):
             if name in by_name:
                 ratio = by_name[name]["train_s"] / by_name["led"]["train_s"]
-                print(f"{name} training step / LED: {ratio:.2f} (target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'})")
+                verdict = "met" if ratio <= 0.5 else "NOT met"
+                print(f"{name} training step / LED: {ratio:.2f} (target <= 0.5: {verdict})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": cpu_name(), "threads": torch.get_num_threads(), "args": vars(args), "rows": rows},

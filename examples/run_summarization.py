@@ -70,7 +70,10 @@ class ModelArguments:
     )
     model_type: str = field(
         default="fastformer",
-        metadata={"help": "Model built from scratch: 'fastformer' or 'bart' (same width/depth/heads/FFN).", "choices": ["fastformer", "bart"]},
+        metadata={
+            "help": "Model built from scratch: 'fastformer' or 'bart' (same width/depth/heads/FFN).",
+            "choices": ["fastformer", "bart"],
+        },
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "A saved tokenizer; else the checkpoint's, else a new one is trained."}
@@ -85,7 +88,7 @@ class ModelArguments:
     dropout: float = field(default=0.1, metadata={"help": "Hidden dropout (BART: `dropout`; no attention dropout)."})
     cross_attention_type: str = field(
         default=None,
-        metadata={"help": "Fastformer's cross-attention: 'scaled_dot_product' or 'additive' (config default if unset)."},
+        metadata={"help": "Fastformer's cross-attention: 'scaled_dot_product' or 'additive' (config default: unset)."},
     )
     no_repeat_ngram_size: int = field(
         default=0, metadata={"help": "Generation: forbid repeating n-grams of this size (0: off); same for all models."}
@@ -213,9 +216,12 @@ def build_model(model_args: ModelArguments, tokenizer):
     end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if start is None or end is None or tokenizer.pad_token_id is None:
         fail("the tokenizer needs a start ([CLS]/<s>), an end ([SEP]/</s>) and a padding token.")
-    tokens = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=start, eos_token_id=end, decoder_start_token_id=start)
+    tokens = dict(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=start, eos_token_id=end, decoder_start_token_id=start
+    )
     if model_args.model_type == "fastformer":
-        extra = {} if model_args.cross_attention_type is None else {"cross_attention_type": model_args.cross_attention_type}
+        cross = model_args.cross_attention_type
+        extra = {} if cross is None else {"cross_attention_type": cross}
         config = FastformerConfig(
             vocab_size=len(tokenizer),
             hidden_size=model_args.hidden_size,
