@@ -87,9 +87,8 @@ def build_model_card(
     lines += [
         "## How to use",
         "",
-        "The checkpoint carries its own modeling, configuration and tokenizer code (Fastformer, Wu et al. 2021,",
-        "[arXiv:2108.09084](https://arxiv.org/abs/2108.09084), additive attention linear in sequence length), so it",
-        "loads with `trust_remote_code=True` and no extra package:",
+        "The checkpoint carries its own code (the `auto_map` of its config and tokenizer config names the files), so",
+        "it loads with `trust_remote_code=True` and no extra package:",
         "",
         "```python",
         f"from transformers import AutoTokenizer, {auto_class}",

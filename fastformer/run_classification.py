@@ -432,7 +432,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
 
 
 def write_model_card(directory: Path, output_dir: Path, model_args, data_args, training_args, data, row):
-    what = "Fastformer (additive attention)" if model_args.model_type == "fastformer" else "BERT (softmax attention)"
+    what = (
+        "Fastformer (Wu et al. 2021, [arXiv:2108.09084](https://arxiv.org/abs/2108.09084): additive attention, "
+        "linear in sequence length)" if model_args.model_type == "fastformer"
+        else "BERT-architecture (softmax self-attention, quadratic in sequence length)"
+    )
     summary = (
         f"A {what} text classifier trained from scratch (no pre-training) on {row['train_docs']} documents of "
         f"{data['name']} with inputs of up to {data_args.max_seq_length} tokens, labels {data['label_names']}. "
