@@ -274,7 +274,8 @@ def group_texts(examples: dict, block_size: int) -> dict:
     than a block, is dropped)."""
     concatenated = {key: list(chain(*examples[key])) for key in examples}
     total = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()}
+    return {key: [values[i : i + block_size] for i in range(0, total, block_size)]
+            for key, values in concatenated.items()}
 
 
 def block_seed(*keys: int) -> int:
@@ -352,7 +353,8 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     if resume.lower() in ("last", "true"):
         last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if last is None:
-            sys.exit(f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint in {training_args.output_dir}")
+            sys.exit(f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint-* in "
+                     f"{training_args.output_dir}")
         return last
     if not os.path.isdir(resume):
         sys.exit(f"run_mlm.py: error: checkpoint {resume} does not exist")

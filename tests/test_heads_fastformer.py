@@ -49,8 +49,9 @@ def mask_tokenizer():
 
 
 def inputs_of(model, input_ids, attention_mask):
-    if isinstance(model, FastformerForMultipleChoice):  # two choices per row
-        return input_ids.unsqueeze(1).expand(-1, 2, -1).flip(-1).contiguous(), attention_mask.unsqueeze(1).repeat(1, 2, 1)
+    if isinstance(model, FastformerForMultipleChoice):  # two choices per row: the row and the row before it
+        pair = lambda x: torch.stack([x, x.roll(1, dims=0)], dim=1)  # noqa: E731
+        return pair(input_ids), pair(attention_mask)
     return input_ids, attention_mask
 
 

@@ -34,7 +34,8 @@ def write_corpus(root: Path, lines: int = 400) -> Path:
     text = []
     for _ in range(lines):
         a, b = rng.choice(NOUNS), rng.choice(NOUNS)
-        text.append(f"the {rng.choice(ADJECTIVES)} {a} {rng.choice(VERBS)} the {b} . the {b} is {rng.choice(ADJECTIVES)} .")
+        adjective, verb, other = rng.choice(ADJECTIVES), rng.choice(VERBS), rng.choice(ADJECTIVES)
+        text.append(f"the {adjective} {a} {verb} the {b} . the {b} is {other} .")
     (root / "train.txt").write_text("\n".join(text) + "\n")
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", ".", "is"] + NOUNS + VERBS + ADJECTIVES
     FastformerTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(root / "tokenizer")
@@ -49,7 +50,8 @@ def corpus(tmp_path_factory):
 def arguments(corpus, output_dir, **overrides):
     options = dict(
         output_dir=output_dir, train_file=corpus / "train.txt", tokenizer_name=corpus / "tokenizer",
-        max_seq_length=32, max_train_samples=160, hidden_size=32, num_attention_heads=4, intermediate_size=37, hidden_dropout_prob=0.0,
+        max_seq_length=32, max_train_samples=160, hidden_size=32, num_attention_heads=4, intermediate_size=37,
+        hidden_dropout_prob=0.0,
         per_device_train_batch_size=8, per_device_eval_batch_size=2, learning_rate=1e-2, warmup_steps=0,
         max_steps=60, save_steps=30, logging_steps=10, seed=0, use_cpu=True, disable_tqdm=True,
         dataloader_num_workers=0, report_to="none",
