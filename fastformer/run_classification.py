@@ -345,13 +345,34 @@ def compute_metrics_fn():
 
 
 def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
-    """The final checkpoint path and an empty temporary directory next to it (renamed into place at the end)."""
+    """The final checkpoint path and the working directory next to it, `.<name>.partial-run`, which is renamed into
+    place at the end. Its name is fixed, so that every process of a multi-process run uses the same one and an
+    interrupted run's Trainer checkpoints (`--save_strategy`) can be found again for `--resume_from_checkpoint`.
+    The main process empties it first unless the checkpoint to resume from lies inside it."""
     output_dir = Path(training_args.output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise InputError(f"output directory {output_dir} exists and is not empty; choose another --output_dir")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.partial-"))
+    tmp = output_dir.parent / f".{output_dir.name}.partial-run"
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and not (Path(resume) / "trainer_state.json").is_file():
+        raise InputError(f"--resume_from_checkpoint {resume} is not a Trainer checkpoint (no trainer_state.json)")
+    with training_args.main_process_first(desc="preparing the output directory"):
+        if training_args.process_index == 0:
+            inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
+            if tmp.exists() and not inside:
+                shutil.rmtree(tmp)  # leftovers of an earlier failed run
+            tmp.mkdir(parents=True, exist_ok=True)
     return output_dir, tmp
+
+
+def _clean_up_after_failure(tmp: Path):
+    """Removes the working directory, unless it holds Trainer checkpoints to resume from (then says where)."""
+    checkpoints = sorted(tmp.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]))
+    if checkpoints:
+        logger.error(f"the run did not finish; its training checkpoints are kept in {tmp}: continue it with "
+                     f"--resume_from_checkpoint {checkpoints[-1]} (same --output_dir and options)")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def results_table(rows: list[dict]) -> str:
@@ -375,7 +396,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         raise InputError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}")
     output_dir, tmp = _prepare_output_dir(training_args)
     try:
-        data = load_data(data_args)
+        with training_args.main_process_first(desc="loading the data"):
+            data = load_data(data_args)
         (train_texts, train_labels), (test_texts, test_labels) = data["train"], data["test"]
         if data_args.max_train_samples is not None:
             train_texts, train_labels = (train_texts[: data_args.max_train_samples],
@@ -389,7 +411,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         set_seed(training_args.seed)
         model = build_model(model_args, tokenizer, data_args.max_seq_length, data["label_names"])
         logger.info(f"{model_args.model_type}: {sum(p.numel() for p in model.parameters()):,} parameters")
-        training_args.output_dir = str(tmp)  # the Trainer's own files go to the temporary directory too
+        training_args.output_dir = str(tmp)  # the Trainer's own files go to the working directory too
+        push, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, below, when complete
         trainer = Trainer(
             model=model,
             args=training_args,
@@ -400,7 +423,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             compute_metrics=compute_metrics_fn(),
         )
         start = time.perf_counter()
-        train_result = trainer.train()
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         metrics = trainer.evaluate()
@@ -411,23 +434,27 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"],
             "train_seconds": train_seconds, "eval_seconds": eval_seconds, "seed": training_args.seed,
             "train_loss": train_result.training_loss, "dataset": data["id"],
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "num_processes": training_args.world_size,
         }
-        print(results_table([row]))
-
         trainer.save_model(str(tmp))  # model + config + custom code, tokenizer + its code, training_args.bin
+        if not trainer.is_world_process_zero():
+            return row  # the main process writes and renames the checkpoint
+        print(results_table([row]))
+        for checkpoint in tmp.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)  # intermediate Trainer checkpoints are not part of the result
         write_model_card(tmp, output_dir, model_args, data_args, training_args, data, row)
         row["job_seconds"] = time.perf_counter() - job_start  # data, tokenization, training, evaluation, saving
         (tmp / "all_results.json").write_text(json.dumps(row, indent=2) + "\n")
-        if training_args.push_to_hub:
-            _push(tmp, output_dir, training_args)
         if output_dir.exists():
             output_dir.rmdir()  # empty (checked at the start)
         os.replace(tmp, output_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if training_args.process_index == 0:
+            _clean_up_after_failure(tmp)
         raise
     logger.info(f"checkpoint written to {output_dir}")
+    if push:  # the checkpoint is complete and stays in place whether or not the upload succeeds
+        _push(output_dir, training_args)
     return row
 
 
@@ -466,13 +493,13 @@ def write_model_card(directory: Path, output_dir: Path, model_args, data_args, t
     card.save(directory / "README.md")
 
 
-def _push(directory: Path, output_dir: Path, training_args: TrainingArguments):
+def _push(output_dir: Path, training_args: TrainingArguments):
     from huggingface_hub import HfApi
 
     api = HfApi(token=training_args.hub_token)
     repo_id = training_args.hub_model_id or output_dir.name
     repo = api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
-    api.upload_folder(folder_path=str(directory), repo_id=repo.repo_id, commit_message="fastformer-classify")
+    api.upload_folder(folder_path=str(output_dir), repo_id=repo.repo_id, commit_message="fastformer-classify")
     logger.info(f"pushed to https://huggingface.co/{repo.repo_id}")
 
 

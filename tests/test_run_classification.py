@@ -5,14 +5,17 @@ import csv
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 from fastformer import FastformerForSequenceClassification, FastformerTokenizer
 from fastformer import run_classification as job
@@ -25,6 +28,7 @@ pytest.importorskip("evaluate")
 TINY = ["--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--num_hidden_layers", "1",
         "--max_seq_length", "48", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
         "--learning_rate", "5e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0"]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILLER = "the film story actor scene plot director camera music end".split()
 
 
@@ -233,3 +237,87 @@ def test_existing_output_is_never_overwritten(tmp_path):
     with pytest.raises(SystemExit, match="exists and is not empty"):
         job.main(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------------------- resuming, several processes
+
+
+class PowerCut(RuntimeError):
+    pass
+
+
+def interrupted_trainer(after_step):
+    """A `Trainer` whose run dies at the end of step `after_step`, before that step's checkpoint is saved."""
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == after_step:
+                raise PowerCut(f"interrupted after step {after_step}")
+
+    class InterruptedTrainer(job.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, callbacks=[Interrupt()], **kwargs)
+
+    return InterruptedTrainer
+
+
+def test_interrupted_job_resumes_from_its_checkpoint_to_the_weights_of_the_uninterrupted_run(tmp_path, monkeypatch):
+    """With dropout and `--save_steps 3`: a run killed during step 5 keeps its step-3 checkpoint (and nothing at
+    `--output_dir`); `--resume_from_checkpoint` then ends bit-identical to the run that was never interrupted.
+    (`--train_sampling_strategy random`: transformers' length-grouped sampler cannot be resumed exactly.)"""
+    path = write_csv(tmp_path / "reviews.csv", reviews(32))
+    options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--save_strategy", "steps",
+               "--save_steps", "3", "--hidden_dropout_prob", "0.2"]
+    expected = job.main(["--output_dir", str(tmp_path / "uninterrupted"), *options])
+    assert not list((tmp_path / "uninterrupted").glob("checkpoint-*"))  # intermediate checkpoints are dropped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "Trainer", interrupted_trainer(after_step=5))
+        with pytest.raises(PowerCut):
+            job.main(["--output_dir", str(tmp_path / "out"), *options])
+    kept = tmp_path / ".out.partial-run"
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in kept.glob("checkpoint-*")) == ["checkpoint-3"]
+
+    resumed = job.main(["--output_dir", str(tmp_path / "out"), *options,
+                        "--resume_from_checkpoint", str(kept / "checkpoint-3")])
+    assert not no_leftovers(tmp_path) and not kept.exists()
+    # (`train_loss` is not compared: the Trainer averages it over the steps of the resumed process only)
+    assert resumed["accuracy"] == expected["accuracy"]
+    reference = load_file(tmp_path / "uninterrupted" / "model.safetensors")
+    for name, tensor in load_file(tmp_path / "out" / "model.safetensors").items():
+        assert torch.equal(tensor, reference[name]), name
+
+
+def test_resume_from_something_that_is_not_a_checkpoint(tmp_path):
+    assert "is not a Trainer checkpoint (no trainer_state.json)" in run_error(
+        tmp_path, "--train_file", "x.csv", "--resume_from_checkpoint", str(tmp_path))
+
+
+def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2 examples/run_classification.py ... --use_cpu` (gloo): two
+    processes of 4 documents per step see the same 8 documents per step as one process of 8 (random sampler, no
+    dropout, 32 training documents: no uneven last batch), and the evaluation gathers all test documents once. Only
+    the float summation order differs; one checkpoint is written, by the main process."""
+    path = write_csv(tmp_path / "reviews.csv", reviews(40))
+    options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--hidden_dropout_prob", "0",
+               "--use_cpu", "true"]
+    single = job.main(["--output_dir", str(tmp_path / "one"), *options, "--per_device_train_batch_size", "8"])
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", "29519", str(EXAMPLES / "run_classification.py"),
+         "--output_dir", str(tmp_path / "two"), *options, "--per_device_train_batch_size", "4"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not no_leftovers(tmp_path)
+    two = json.loads((tmp_path / "two" / "all_results.json").read_text())
+    assert (two["num_processes"], single["num_processes"]) == (2, 1)
+    assert (two["train_docs"], two["test_docs"]) == (single["train_docs"], single["test_docs"]) == (32, 8)
+    assert two["accuracy"] == single["accuracy"] and two["macro_f1"] == single["macro_f1"]
+    assert two["train_loss"] == pytest.approx(single["train_loss"], abs=1e-4)
+    reference = load_file(tmp_path / "one" / "model.safetensors")
+    for name, tensor in load_file(tmp_path / "two" / "model.safetensors").items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=1e-4, msg=name)
