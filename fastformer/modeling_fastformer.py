@@ -912,6 +912,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
         if not config.is_decoder:
@@ -948,10 +949,12 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> CausalLMOutputWithPast:
         r"""
         labels (`(batch, seq)`, *optional*): the input ids themselves (shifted inside); `-100` is ignored.
         logits_to_keep (`int`, defaults to 0): compute logits for the last `logits_to_keep` positions only (0: all).
+        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         outputs = self.fastformer(
             input_ids,
@@ -972,7 +975,9 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         if labels is not None:
             if labels.shape != logits.shape[:2]:
                 raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size)
+            next_tokens = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts token t+1
+            loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), next_tokens.reshape(-1),
+                                       num_items_in_batch=num_items_in_batch)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -1006,6 +1011,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
     `FastformerCache` and the encoder output's cross-attention projections, and follows beam reordering.
     """
 
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
     _tied_weights_keys = {
         "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
         "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
@@ -1075,6 +1081,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         logits_to_keep: int = 0,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> Seq2SeqLMOutput:
         r"""
         input_ids (`(batch, enc_seq)`): the source tokens; `attention_mask` their 1/0 padding mask.
@@ -1083,6 +1090,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
             covering the cached tokens too).
         encoder_outputs (*optional*): a precomputed encoder output (as `generate()` passes it).
         labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
+        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         if labels is not None:  # token ids or -100 (the shape is checked against the logits below)
             _check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
@@ -1129,7 +1137,8 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         if labels is not None:
             if labels.shape != logits.shape[:2]:
                 raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
-            loss = CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device))
+            loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                       num_items_in_batch=num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

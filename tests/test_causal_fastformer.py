@@ -292,6 +292,15 @@ def test_loss_is_next_token_cross_entropy_and_embeddings_are_tied():
         out.logits[:, :-1].reshape(-1, 99), labels[:, 1:].reshape(-1), ignore_index=-100
     )
     torch.testing.assert_close(out.loss, expected)
+    # The Trainer's `num_items_in_batch` (labelled tokens of the whole optimizer step) divides the summed loss.
+    summed = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].reshape(-1, 99), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    torch.testing.assert_close(model(input_ids, labels=labels, num_items_in_batch=100, use_cache=False).loss,
+                               summed / 100)
+    # Nothing to predict (every label ignored): zero, not the NaN of a mean over no tokens.
+    nothing = model(input_ids, labels=torch.full_like(labels, -100), use_cache=False).loss
+    assert nothing.item() == 0.0
 
 
 def test_auto_class_and_save_load_round_trip(tmp_path):

@@ -338,3 +338,19 @@ def test_bad_seq2seq_inputs_raise_clear_errors():
         no_start(torch.randint(3, 99, (1, 10)), labels=labels)
     with pytest.raises(ValueError, match="cross_attention_type"):
         seq2seq_config(cross_attention_type="linear")
+
+
+def test_loss_is_the_token_mean_and_honours_num_items_in_batch():
+    model = seq2seq_model()
+    input_ids, attention_mask = source_batch()
+    labels = torch.randint(3, 99, (2, 9))
+    labels[1, 6:] = -100  # a shorter summary, padded with -100
+    out = model(input_ids, attention_mask=attention_mask, labels=labels)
+    flat_logits, flat_labels = out.logits.reshape(-1, 99), labels.reshape(-1)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(flat_logits, flat_labels))
+    summed = torch.nn.functional.cross_entropy(flat_logits, flat_labels, reduction="sum")
+    with_items = model(input_ids, attention_mask=attention_mask, labels=labels, num_items_in_batch=40).loss
+    torch.testing.assert_close(with_items, summed / 40)
+    # every label ignored: zero, not the NaN of `CrossEntropyLoss`'s mean over no tokens
+    nothing = model(input_ids, attention_mask=attention_mask, labels=torch.full_like(labels, -100)).loss
+    assert nothing.item() == 0.0
