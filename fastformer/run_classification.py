@@ -348,7 +348,8 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
     """The final checkpoint path and the working directory next to it, `.<name>.partial-run`, which is renamed into
     place at the end. Its name is fixed, so that every process of a multi-process run uses the same one and an
     interrupted run's Trainer checkpoints (`--save_strategy`) can be found again for `--resume_from_checkpoint`.
-    The main process empties it first unless the checkpoint to resume from lies inside it."""
+    It must not exist unless the checkpoint to resume from lies inside it: a leftover of a killed run, or the
+    directory of another run still going, is never deleted or shared."""
     output_dir = Path(training_args.output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise InputError(f"output directory {output_dir} exists and is not empty; choose another --output_dir")
@@ -360,7 +361,9 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
         if training_args.process_index == 0:
             inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
             if tmp.exists() and not inside:
-                shutil.rmtree(tmp)  # leftovers of an earlier failed run
+                raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on, or "
+                                 "one was killed; delete it, or resume with --resume_from_checkpoint "
+                                 f"{tmp}/checkpoint-N")
             tmp.mkdir(parents=True, exist_ok=True)
     return output_dir, tmp
 

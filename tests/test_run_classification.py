@@ -294,6 +294,15 @@ def test_resume_from_something_that_is_not_a_checkpoint(tmp_path):
         tmp_path, "--train_file", "x.csv", "--resume_from_checkpoint", str(tmp_path))
 
 
+def test_working_directory_of_another_run_is_never_reused(tmp_path):
+    """A leftover `.out.partial-run` (a killed run, or one still going) is refused, not deleted or shared."""
+    (tmp_path / ".out.partial-run").mkdir()
+    (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
+    with pytest.raises(SystemExit, match=r"working directory .*\.out\.partial-run exists: another run"):
+        job.main(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    assert (tmp_path / ".out.partial-run" / "model.safetensors").read_text() == "another run's"
+
+
 def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2 examples/run_classification.py ... --use_cpu` (gloo): two
     processes of 4 documents per step see the same 8 documents per step as one process of 8 (random sampler, no
