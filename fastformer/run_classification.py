@@ -11,8 +11,9 @@ fixed stratified 80/20 train/test split, and reports test accuracy and macro-F1:
     fastformer-classify --output_dir outputs/mine --train_file train.csv [--test_file test.csv]
     fastformer-classify --output_dir outputs/hub --dataset_name some/hub-dataset
 
-The checkpoint (model, tokenizer, their custom code, model card, `all_results.json`) is written into a temporary
-directory next to `--output_dir` and renamed into place only when everything succeeded.
+The checkpoint (model, tokenizer, their custom code, model card, `all_results.json`) is written into the working
+directory `.<name>.partial-run` next to `--output_dir` and renamed into place only when everything succeeded.
+`--resume_from_checkpoint` continues a run from a Trainer checkpoint; several processes work under `accelerate launch`.
 """
 
 import json
@@ -21,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
