@@ -38,6 +38,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_utils import get_last_checkpoint
 
 from . import metrics as offline_metrics
 from .configuration_fastformer import FastformerConfig
@@ -370,10 +371,10 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
 
 def _clean_up_after_failure(tmp: Path):
     """Removes the working directory, unless it holds Trainer checkpoints to resume from (then says where)."""
-    checkpoints = sorted(tmp.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[-1]))
-    if checkpoints:
+    last = get_last_checkpoint(str(tmp)) if tmp.is_dir() else None
+    if last is not None:
         logger.error(f"the run did not finish; its training checkpoints are kept in {tmp}: continue it with "
-                     f"--resume_from_checkpoint {checkpoints[-1]} (same --output_dir and options)")
+                     f"--resume_from_checkpoint {last} (same --output_dir and options)")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
 
