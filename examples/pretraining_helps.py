@@ -70,20 +70,27 @@ def train_and_test(name, model, tokenizer, train_set, test_set, training_args) -
             "train_seconds": seconds}
 
 
+def pop_option(argv: list[str], name: str) -> str | None:
+    """Removes `name VALUE` from `argv` and returns VALUE; None when `name` is absent, an error when VALUE is."""
+    if name not in argv:
+        return None
+    at = argv.index(name)
+    if at + 1 >= len(argv) or argv[at + 1].startswith("--"):
+        sys.exit(f"pretraining_helps.py: error: {name} needs a value")
+    value = argv[at + 1]
+    del argv[at : at + 2]
+    return value
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--pretrained" not in argv or argv.index("--pretrained") + 1 >= len(argv):
+    pretrained = pop_option(argv, "--pretrained")
+    if pretrained is None:
         sys.exit("pretraining_helps.py: error: pass --pretrained DIR (a run_mlm.py checkpoint)")
-    at = argv.index("--pretrained")
-    pretrained = argv[at + 1]
-    del argv[at : at + 2]
-    arms = ARMS
-    if "--arms" in argv:
-        at = argv.index("--arms")
-        arms = tuple(argv[at + 1].split(",")) if at + 1 < len(argv) else ()
-        del argv[at : at + 2]
-        if not arms or any(arm not in ARMS for arm in arms):
-            sys.exit(f"pretraining_helps.py: error: --arms takes a comma-separated subset of {','.join(ARMS)}")
+    arms_option = pop_option(argv, "--arms")
+    arms = ARMS if arms_option is None else tuple(arms_option.split(","))
+    if any(arm not in ARMS for arm in arms):
+        sys.exit(f"pretraining_helps.py: error: --arms takes a comma-separated subset of {','.join(ARMS)}")
     model_args, data_args, training_args = job.parse_args(argv)
     if model_args.model_type != "fastformer":
         sys.exit("pretraining_helps.py: error: the masked-LM checkpoint is a Fastformer: --model_type fastformer")

@@ -358,14 +358,15 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
     resume = training_args.resume_from_checkpoint
     if resume is not None and not (Path(resume) / "trainer_state.json").is_file():
         raise InputError(f"--resume_from_checkpoint {resume} is not a Trainer checkpoint (no trainer_state.json)")
-    with training_args.main_process_first(desc="preparing the output directory"):
-        if training_args.process_index == 0:
-            inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
-            if tmp.exists() and not inside:
-                raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on, or "
-                                 "one was killed; delete it, or resume with --resume_from_checkpoint "
-                                 f"{tmp}/checkpoint-N")
-            tmp.mkdir(parents=True, exist_ok=True)
+    inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
+    taken = tmp.exists() and not inside  # every process looks (same file system) ...
+    with training_args.main_process_first(desc="checking the working directory"):
+        pass  # ... before the main process can create it: all of them refuse together, none waits at a barrier
+    if taken:
+        raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on, or "
+                         f"one was killed; delete it, or resume with --resume_from_checkpoint {tmp}/checkpoint-N")
+    if training_args.process_index == 0:
+        tmp.mkdir(parents=True, exist_ok=True)  # the others wait for it in the data loading's main_process_first
     return output_dir, tmp
 
 

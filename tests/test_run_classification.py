@@ -330,3 +330,20 @@ def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
     reference = load_file(tmp_path / "one" / "model.safetensors")
     for name, tensor in load_file(tmp_path / "two" / "model.safetensors").items():
         torch.testing.assert_close(tensor, reference[name], rtol=0, atol=1e-4, msg=name)
+
+
+def test_two_processes_both_refuse_an_occupied_working_directory(tmp_path):
+    """Every process of an `accelerate launch` run sees the leftover `.out.partial-run` and exits with the error
+    line; none is left waiting at a barrier for a main process that has already failed, and nothing is deleted."""
+    (tmp_path / ".out.partial-run").mkdir()
+    (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    result = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", "29521", str(EXAMPLES / "run_classification.py"),
+         "--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY, "--use_cpu", "true"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("fastformer-classify: error: working directory") == 2, result.stderr[-3000:]
+    assert (tmp_path / ".out.partial-run" / "model.safetensors").read_text() == "another run's"

@@ -182,3 +182,7 @@ def test_pretraining_helps_fine_tunes_the_classifier_from_the_mlm_checkpoint(cor
                                 *options, "--hidden_size", "16", "--num_attention_heads", "4"])
     with pytest.raises(SystemExit, match="--arms takes a comma-separated subset of scratch,pretrained"):
         pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--arms", "both", *options])
+    with pytest.raises(SystemExit, match="--arms needs a value"):
+        pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--arms", *options])
+    with pytest.raises(SystemExit, match="pass --pretrained DIR"):
+        pretraining_helps.main(options)
