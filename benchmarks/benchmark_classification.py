@@ -81,10 +81,11 @@ def main():
                 rows.append(run_one(output_dir, model_type, length, seed, extra))
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}\n")
-    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s |\n|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s | torch threads |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in rows:  # a run read back may have had other threads than this process: each row says its own
         print(f"| {r['model_type']} | {r['max_seq_length']} | {r['seed']} | {r['accuracy']:.4f} | "
-              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} |")
+              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} | {r['torch_threads']} |")
     print()
     print(summarize(rows))
     if args.json:
