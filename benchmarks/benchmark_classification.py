@@ -81,11 +81,13 @@ def main():
                 rows.append(run_one(output_dir, model_type, length, seed, extra))
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}\n")
-    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s | torch threads |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s | torch threads | peak memory (MiB) |"
+          "\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:  # a run read back may have had other threads than this process: each row says its own
+        peak = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "—"  # older runs lack it
         print(f"| {r['model_type']} | {r['max_seq_length']} | {r['seed']} | {r['accuracy']:.4f} | "
-              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} | {r['torch_threads']} |")
+              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} | {r['torch_threads']} | "
+              f"{peak} |")
     print()
     print(summarize(rows))
     if args.json:

@@ -380,6 +380,17 @@ def _clean_up_after_failure(tmp: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def peak_memory_mib() -> float | None:
+    """This process's peak resident memory so far in MiB (Python, torch, data and training); None where the platform
+    does not report it (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def results_table(rows: list[dict]) -> str:
     header = ["model", "max tokens", "train docs", "test docs", "cut docs", "accuracy", "macro-F1", "train s",
               "eval s"]
@@ -440,6 +451,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             "train_seconds": train_seconds, "eval_seconds": eval_seconds, "seed": training_args.seed,
             "train_loss": train_result.training_loss, "dataset": data["id"],
             "torch_threads": torch.get_num_threads(), "num_processes": training_args.world_size,
+            "peak_memory_mib": peak_memory_mib(),
         }
         trainer.save_model(str(tmp))  # model + config + custom code, tokenizer + its code, training_args.bin
         if not trainer.is_world_process_zero():

@@ -27,7 +27,8 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
         run_dir.mkdir()
         (run_dir / "all_results.json").write_text(json.dumps({
             "model_type": model_type, "max_seq_length": 2048, "seed": seed, "accuracy": accuracy,
-            "macro_f1": accuracy, "train_seconds": seconds, "eval_seconds": 1.0, "torch_threads": 1 + seed}))
+            "macro_f1": accuracy, "train_seconds": seconds, "eval_seconds": 1.0, "torch_threads": 1 + seed,
+            **({"peak_memory_mib": 512.4} if seed else {})}))
     module = load()
     def no_new_run(*args, **kwargs):
         raise AssertionError(f"re-ran a finished run: {args}")
@@ -37,7 +38,8 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
                                       "2048", "--seeds", "0", "1", "--json", str(tmp_path / "rows.json")])
     module.main()
     out = capsys.readouterr().out
-    assert "| fastformer | 2048 | 1 | 0.8400 | 0.8400 | 140 | 1.0 | 2 |" in out  # each row's own thread count
+    assert "| fastformer | 2048 | 1 | 0.8400 | 0.8400 | 140 | 1.0 | 2 | 512 |" in out  # each row's own threads
+    assert "| bert | 2048 | 0 | 0.8100 | 0.8100 | 1000 | 1.0 | 1 | — |" in out  # a run without a memory reading
     # means 0.820 vs 0.820 (difference +0.000), std 0.028; time 120 s vs 1,200 s: 0.10x
     assert "| fastformer | 2048 | 0,1 | 0.820 ± 0.028 | 0.820 ± 0.028 | 120 | +0.000 | 0.10x |" in out
     assert "| bert | 2048 | 0,1 | 0.820 ± 0.014 | 0.820 ± 0.014 | 1200 | — | — |" in out

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -79,8 +80,10 @@ REMOTE_SCRIPT = textwrap.dedent(
 def test_job_end_to_end_on_a_local_csv(tmp_path):
     train_file = write_csv(tmp_path / "reviews.csv", reviews())
     output_dir = tmp_path / "checkpoint"
+    resident_before = psutil.Process().memory_info().rss / 2**20
     row = job.main(["--output_dir", str(output_dir), "--train_file", train_file, "--test_size", "0.25", *TINY])
     assert (row["train_docs"], row["test_docs"]) == (36, 12)
+    assert row["peak_memory_mib"] >= resident_before  # the peak includes what this process held before the job
     assert not no_leftovers(tmp_path)
     for name in ("config.json", "model.safetensors", "modeling_fastformer.py", "configuration_fastformer.py",
                  "tokenizer.json", "tokenizer_config.json", "tokenization_fastformer.py", "README.md",
