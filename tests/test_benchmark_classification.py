@@ -30,6 +30,7 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
             "macro_f1": accuracy, "train_seconds": seconds, "eval_seconds": 1.0, "torch_threads": 1 + seed,
             **({"peak_memory_mib": 512.4} if seed else {})}))
     module = load()
+
     def no_new_run(*args, **kwargs):
         raise AssertionError(f"re-ran a finished run: {args}")
 

@@ -54,6 +54,18 @@ def reviews(n=48, seed=0):
     return rows
 
 
+def launch_two_processes(port, *job_args, timeout):
+    """`accelerate launch --multi_gpu --num_processes 2 examples/run_classification.py JOB_ARGS` (gloo with
+    `--use_cpu`), one thread a process; returns the finished `CompletedProcess` with its output captured."""
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    return subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", str(port), str(EXAMPLES / "run_classification.py"),
+         *job_args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=timeout,
+    )
+
+
 def no_leftovers(parent):
     return [p.name for p in parent.iterdir() if ".partial-" in p.name]
 
@@ -315,14 +327,8 @@ def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
     options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--hidden_dropout_prob", "0",
                "--use_cpu", "true"]
     single = job.main(["--output_dir", str(tmp_path / "one"), *options, "--per_device_train_batch_size", "8"])
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "29519", str(EXAMPLES / "run_classification.py"),
-         "--output_dir", str(tmp_path / "two"), *options, "--per_device_train_batch_size", "4"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    result = launch_two_processes(29519, "--output_dir", str(tmp_path / "two"), *options,
+                                  "--per_device_train_batch_size", "4", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not no_leftovers(tmp_path)
     two = json.loads((tmp_path / "two" / "all_results.json").read_text())
@@ -340,13 +346,8 @@ def test_two_processes_both_refuse_an_occupied_working_directory(tmp_path):
     line; none is left waiting at a barrier for a main process that has already failed, and nothing is deleted."""
     (tmp_path / ".out.partial-run").mkdir()
     (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
-    result = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "29521", str(EXAMPLES / "run_classification.py"),
-         "--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY, "--use_cpu", "true"],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120,
-    )
+    result = launch_two_processes(29521, "--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY,
+                                  "--use_cpu", "true", timeout=120)
     assert result.returncode != 0
     assert result.stderr.count("fastformer-classify: error: working directory") == 2, result.stderr[-3000:]
     assert (tmp_path / ".out.partial-run" / "model.safetensors").read_text() == "another run's"
