@@ -12,6 +12,10 @@ VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt", "tokenizer_file": "tokenizer.jso
 # The shipped default vocabulary (bert-base-uncased's 30,522 WordPieces, Apache-2.0; see data/NOTICE.md). It exists
 # only next to the installed package: a checkpoint always carries its own vocabulary in tokenizer.json.
 DEFAULT_VOCAB_FILE = Path(__file__).resolve().parent / "data" / "vocab.txt"
+# The longest input of a tokenizer built without `model_max_length`: `FastformerConfig`'s default
+# `max_position_embeddings` (256, the official code's position table). transformers' own default (1e30, "no limit")
+# would let `truncation=True` return more ids than a model's position table holds.
+DEFAULT_MODEL_MAX_LENGTH = 256
 
 
 def load_vocab(vocab_file: str | Path) -> dict[str, int]:
@@ -46,8 +50,11 @@ class FastformerTokenizer(TokenizersBackend):
     >>> tokenizer.save_pretrained("my-tokenizer")  # then AutoTokenizer.from_pretrained("my-tokenizer")
     ```
 
-    The model reads `input_ids` and `attention_mask` only (no segment ids), padding is on the right, and
-    `model_max_length` should equal the model's `max_position_embeddings` (the training script sets both).
+    The model reads `input_ids` and `attention_mask` only (no segment ids) and padding is on the right.
+    `model_max_length` (what `truncation=True` and pipelines cut to) must not exceed the model's
+    `max_position_embeddings`: it defaults to 256, `FastformerConfig`'s default, and the training scripts set it to
+    the length they train on before saving the tokenizer beside the model. A tokenizer saved with a model of another
+    length must be given it: `FastformerTokenizer(model_max_length=config.max_position_embeddings)`.
 
     Args:
         vocab (`str` or `dict[str, int]`, *optional*): a `vocab.txt` path or a `{token: id}` map; the shipped
@@ -55,6 +62,7 @@ class FastformerTokenizer(TokenizersBackend):
         do_lower_case (`bool`, defaults to `True`): lower-case and strip accents (the shipped vocabulary is
             uncased).
         unk_token, sep_token, pad_token, cls_token, mask_token (`str`): the special tokens, BERT's by default.
+        model_max_length (`int`, defaults to 256): the longest input in tokens, with `[CLS]`/`[SEP]`.
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
@@ -74,6 +82,7 @@ class FastformerTokenizer(TokenizersBackend):
         **kwargs,
     ):
         self.do_lower_case = do_lower_case
+        kwargs.setdefault("model_max_length", DEFAULT_MODEL_MAX_LENGTH)  # a saved tokenizer passes its own
         # A serialized backend (`from_pretrained` with remote code, `train_new_from_iterator`) is built by the base
         # class; otherwise build the pipeline from the vocabulary.
         if kwargs.get("tokenizer_object") is None and kwargs.get("tokenizer_file") is None:

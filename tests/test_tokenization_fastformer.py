@@ -58,11 +58,11 @@ def test_special_tokens_pairs_padding_and_truncation(tokenizer):
 
 
 def test_save_load_round_trip_and_auto_tokenizer(tmp_path, tokenizer):
-    tokenizer.model_max_length = 2048
+    default, tokenizer.model_max_length = tokenizer.model_max_length, 2048
     try:
         tokenizer.save_pretrained(tmp_path)
     finally:
-        tokenizer.model_max_length = int(1e30)
+        tokenizer.model_max_length = default
     saved = json.loads((tmp_path / "tokenizer_config.json").read_text())
     assert saved["tokenizer_class"] == "FastformerTokenizer"
     assert saved["auto_map"]["AutoTokenizer"][0] == "tokenization_fastformer.FastformerTokenizer"
@@ -109,3 +109,31 @@ def test_vocab_argument_and_bad_vocabularies(tmp_path):
     with pytest.raises(ValueError, match="appears twice"):
         FastformerTokenizer(vocab=str(duplicated))
     assert DEFAULT_VOCAB_FILE.is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The length limit (issue #13, item 6)
+
+
+def test_default_length_limit_is_the_default_position_table_and_pipelines_truncate_to_it(tmp_path):
+    """Catches a tokenizer without a length limit (transformers' 1e30): `truncation=True` then returned 402 ids for a
+    model whose position table holds 256, and `pipeline("text-classification")(..., truncation=True)` crashed."""
+    from transformers import pipeline
+
+    from fastformer import FastformerForSequenceClassification
+
+    long_text = " ".join([TEXT] * 20)
+    tokenizer = FastformerTokenizer()
+    assert len(tokenizer(long_text)["input_ids"]) > 256  # without the limit the input would not fit
+    assert tokenizer.model_max_length == 256 == FastformerConfig().max_position_embeddings
+    assert len(tokenizer(long_text, truncation=True)["input_ids"]) == 256
+    assert FastformerTokenizer(model_max_length=64).model_max_length == 64  # an explicit limit wins
+
+    config = FastformerConfig(hidden_size=16, num_attention_heads=2, intermediate_size=32, num_hidden_layers=1)
+    FastformerForSequenceClassification(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["model_max_length"] == 256
+    assert AutoTokenizer.from_pretrained(tmp_path).model_max_length == 256
+    classify = pipeline("text-classification", model=str(tmp_path), device="cpu")
+    (result,) = classify(long_text, truncation=True)
+    assert result["label"] in config.id2label.values() and 0 < result["score"] <= 1
