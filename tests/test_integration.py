@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_modeling_fastformer import random_batch, tiny_config
+from helpers import tiny_config
+from test_modeling_fastformer import random_batch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
 from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel

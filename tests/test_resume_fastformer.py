@@ -2,25 +2,14 @@
 
 import pytest
 import torch
-from test_modeling_fastformer import tiny_config
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from helpers import StopAfter, tiny_config
+from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from fastformer import FastformerForSequenceClassification
 
 
 datasets = pytest.importorskip("datasets")
-
-
-class StopAfter(TrainerCallback):
-    """Interrupts training after a given step (its checkpoint has been written by then)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def collate(features):

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import StopAfter
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, TrainerCallback, pipeline
+from transformers import AutoModelForMaskedLM, pipeline
 
 
 pytest.importorskip("datasets")
@@ -97,17 +98,6 @@ def test_run_mlm_pretrains_and_the_checkpoint_reloads(corpus, uninterrupted):
     with torch.no_grad():
         logits = model(**encoded).logits[0, encoded.input_ids[0].tolist().index(tokenizer.mask_token_id)]
     assert [r["token"] for r in results] == logits.topk(3).indices.tolist()
-
-
-class StopAfter(TrainerCallback):
-    """Interrupts training after a given step (its checkpoint has been written by then)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def test_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(corpus, uninterrupted, tmp_path):

@@ -1,0 +1,105 @@
+"""Helpers shared by the test files: tiny configs, weights large enough that tokens mix, and the checks that a
+comparison can fail at all.
+
+(They live here, not in `conftest.py`, because test modules import them by name: a nested `conftest.py`, e.g.
+under `tests/conformance/`, would shadow a top-level `import conftest`.)
+
+Why `randomize_`: at the default initialisation (std 0.02) one token barely moves another (a causal LM's logits
+with full context vs. every token alone differ by < 1e-4), so a model that mixes nothing passes every whole-model
+comparison. Every such test therefore randomizes the weights and first asserts, with `assert_far`, that the output
+moves by at least 100x the tolerance without the property under test.
+"""
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+from fastformer import FastformerConfig
+
+
+def tiny_config(**kwargs) -> FastformerConfig:
+    """A bidirectional encoder: hidden 32, 4 heads of 8, 2 layers, no dropout, 64 positions, vocabulary 99."""
+    defaults = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        hidden_dropout_prob=0.0,
+        max_position_embeddings=64,
+    )
+    defaults.update(kwargs)
+    return FastformerConfig(**defaults)
+
+
+def causal_config(**kwargs) -> FastformerConfig:
+    """`tiny_config` made causal (`is_decoder`), 512 positions, pad/bos/eos = 0/1/2."""
+    defaults = dict(max_position_embeddings=512, is_decoder=True, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    defaults.update(kwargs)
+    return tiny_config(**defaults)
+
+
+def seq2seq_config(**kwargs) -> FastformerConfig:
+    """`tiny_config` as an encoder-decoder: 2 + 2 layers, 128 positions, decoder start = bos = 1."""
+    defaults = dict(
+        num_decoder_layers=2,
+        max_position_embeddings=128,
+        is_encoder_decoder=True,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    defaults.update(kwargs)
+    return tiny_config(**defaults)
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
+    """Re-draw every parameter of `model` in place (seeded) so that tokens mix and no parameter has a value that
+    hides its loss: matrices ~ N(0, std) (embedding tables ~ N(0, 1)), biases ~ N(0, 0.2), LayerNorm weights
+    ~ 1 + N(0, 0.2), LayerNorm biases ~ N(0, 0.2). Shared (tied) parameters are drawn once. Returns `model`."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def draw(param, mean, scale):
+        param.copy_(mean + scale * torch.randn(param.shape, generator=generator, dtype=torch.float64))
+
+    seen = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            if isinstance(module, nn.LayerNorm):
+                draw(param, 1.0 if name == "weight" else 0.0, 0.2)
+            elif isinstance(module, nn.Embedding):
+                draw(param, 0.0, 1.0)
+            elif name == "bias" or param.dim() < 2:
+                draw(param, 0.0, 0.2)
+            else:
+                draw(param, 0.0, std)
+    return model
+
+
+def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.double() - b.double()).abs().max().item()
+
+
+def assert_far(actual: torch.Tensor, baseline: torch.Tensor, atol: float, factor: float = 100.0):
+    """The comparison under test can fail: `actual` differs from `baseline` (the output without the property under
+    test, e.g. with no context, no source, another model) by at least `factor * atol` somewhere."""
+    difference = max_difference(actual, baseline)
+    assert difference >= factor * atol, (
+        f"the test cannot tell the property from its absence: max difference {difference:.3g} < {factor} x {atol:g}"
+    )
+
+
+class StopAfter(TrainerCallback):
+    """Interrupts training after a given step (its checkpoint has been written by then)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
