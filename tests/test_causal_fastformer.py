@@ -1,42 +1,26 @@
 """Causal Fastformer: prefix pooling, the constant-size cache, FastformerForCausalLM and generate()."""
 
-import math
-
 import pytest
 import torch
+from helpers import assert_far, causal_config, max_difference, randomize_
+from reference import causal_lm_logits, naive_prefix_pool
 from transformers import AutoModelForCausalLM, pipeline
 
 from toys import toy_tokenizer
 
-from fastformer import FastformerCache, FastformerConfig, FastformerForCausalLM, FastformerModel
-from fastformer.modeling_fastformer import FastformerCausalAdditiveAttention, causal_softmax_pool
+from fastformer import FastformerCache, FastformerForCausalLM
+from fastformer.modeling_fastformer import causal_softmax_pool
 
 
-def causal_config(**kwargs):
-    defaults = dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        hidden_dropout_prob=0.0,
-        max_position_embeddings=512,
-        is_decoder=True,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    defaults.update(kwargs)
-    return FastformerConfig(**defaults)
+def causal_lm(seed=0, **kwargs):
+    """A `FastformerForCausalLM` at weights large enough that tokens mix (`helpers.randomize_`)."""
+    return randomize_(FastformerForCausalLM(causal_config(**kwargs)), seed=seed).eval()
 
 
-def causal_lm(**kwargs):
-    model = FastformerForCausalLM(causal_config(**kwargs)).eval()
-    with torch.no_grad():  # non-zero biases, so that bias bugs cannot hide
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.normal_(0.0, 0.1)
-    return model
+def tokens_alone(model, input_ids):
+    """The logits of every token run alone, without any context: `(batch, seq, vocab)` (the no-mixing baseline)."""
+    with torch.no_grad():
+        return model(input_ids.reshape(-1, 1), use_cache=False).logits.view(*input_ids.shape, -1)
 
 
 def decode_incrementally(model, input_ids, attention_mask=None, prefill=1, step=1):
@@ -54,17 +38,6 @@ def decode_incrementally(model, input_ids, attention_mask=None, prefill=1, step=
 
 
 # ------------------------------------------------------------------------------- the math, independently
-
-
-def naive_prefix_pool(logits, values, keep):
-    """Per prefix, an explicit softmax over the real tokens `j <= t` (float64, O(seq^2)); 0 before any."""
-    batch, seq, heads = logits.shape
-    out = torch.zeros(batch, seq, heads, values.shape[-1], dtype=torch.float64)
-    for t in range(seq):
-        a = logits[:, : t + 1].double().masked_fill(~keep[:, : t + 1, None], -math.inf)  # (batch, t+1, heads)
-        weights = torch.softmax(a, dim=1).nan_to_num(0.0)  # rows without a real token: all -inf -> 0
-        out[:, t] = torch.einsum("bjh,bjhd->bhd", weights, values[:, : t + 1].double())
-    return out
 
 
 @pytest.mark.parametrize("seq", [1, 5, 64, 65, 150])
@@ -87,50 +60,52 @@ def test_causal_pool_state_continues_exactly():
     torch.testing.assert_close(state, whole_state, atol=1e-5, rtol=1e-5)
 
 
-def naive_causal_attention(attention, x):
-    """Eqs. of section 8.1 written out token by token, from the module's weights (float64)."""
-    sd = {k: v.double() for k, v in attention.state_dict().items()}
-    x = x.double()
-    heads, d = attention.num_heads, attention.head_dim
-    linear = lambda name, t: torch.nn.functional.linear(t, sd[f"{name}.weight"], sd.get(f"{name}.bias"))  # noqa
-    q, k = linear("query", x), linear("key", x)
-    a = linear("query_att", q) / math.sqrt(d)  # (batch, seq, heads)
-    keep = torch.ones(x.shape[:2], dtype=torch.bool)
-    gq = naive_prefix_pool(a, q.view(*q.shape[:2], heads, d), keep).reshape(q.shape)
-    p = gq * k
-    b = linear("key_att", p) / math.sqrt(d)
-    gk = naive_prefix_pool(b, p.view(*p.shape[:2], heads, d), keep).reshape(p.shape)
-    return linear("transform", gk * q) + q
-
-
-def test_causal_attention_equals_the_equations():
-    config = causal_config()
-    attention = FastformerCausalAdditiveAttention(config)
-    for module in attention.modules():
-        if isinstance(module, torch.nn.Linear):
-            torch.nn.init.normal_(module.weight, std=0.3)
-            torch.nn.init.normal_(module.bias, std=0.3)
-    x = torch.randn(2, 70, config.hidden_size)
-    out, _, _ = attention(x)
-    torch.testing.assert_close(out.double(), naive_causal_attention(attention, x), atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("share_layer_parameters", [False, True])
+@pytest.mark.parametrize("layout, share_query_value", [("dense", True), ("per_head", True), ("per_head", False),
+                                                       ("dense", False)])
+def test_causal_lm_equals_the_reference_in_every_layout(layout, share_query_value, share_layer_parameters):
+    """The whole causal LM against the float64 token-by-token reference (section 8.1 equations, prefix softmaxes
+    written out), with left padding and holes, in every layout: catches bugs in the prefix pools, the causal
+    masks, the positions of left-padded rows, the value projection and layer sharing."""
+    config = causal_config(attention_logit_layout=layout, share_query_value=share_query_value,
+                           share_layer_parameters=share_layer_parameters, num_hidden_layers=3)
+    model = randomize_(FastformerForCausalLM(config)).eval()
+    input_ids = torch.randint(3, 99, (2, 24))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :6] = 0  # left padding
+    attention_mask[0, 9:11] = 0  # a hole
+    with torch.no_grad():
+        logits = model(input_ids, attention_mask=attention_mask, use_cache=False).logits
+    expected = causal_lm_logits(model.state_dict(), config, input_ids, attention_mask)
+    real = attention_mask.bool()
+    torch.testing.assert_close(logits[real].double(), expected[real], atol=5e-4, rtol=1e-5)  # measured: 6e-5
+    assert_far(logits[real], tokens_alone(model, input_ids)[real], atol=5e-4)
 
 
 # ------------------------------------------------------------------------- incremental == full, causality
 
 
-@pytest.mark.parametrize("prefill, step", [(1, 1), (64, 1), (100, 7)])
-def test_incremental_decoding_equals_full_forward(prefill, step):
-    """Every prefix length from 1 to 300 is checked: position t of the full pass is the logits after t+1 tokens."""
-    model = causal_lm()
-    input_ids = torch.randint(3, 99, (2, 300))
+@pytest.mark.parametrize("prefill, step, share_layer_parameters", [(1, 1, False), (64, 1, False), (100, 7, False),
+                                                                   (5, 1, True)])
+def test_incremental_decoding_equals_full_forward(prefill, step, share_layer_parameters):
+    """Every prefix length from 1 to 300 is checked: position t of the full pass is the logits after t+1 tokens.
+    Catches decoding that never reads (or never writes) the cached state, a wrong merge of the state, and shared
+    layer weights sharing one cache slot (each depth must keep its own state)."""
+    model = causal_lm(share_layer_parameters=share_layer_parameters, num_hidden_layers=3 if share_layer_parameters
+                      else 2)
+    length = 100 if share_layer_parameters else 300
+    input_ids = torch.randint(3, 99, (2, length))
     with torch.no_grad():
         full = model(input_ids, use_cache=False).logits
         incremental, cache = decode_incrementally(model, input_ids, prefill=prefill, step=step)
-    assert cache.get_seq_length() == 300
-    torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+    assert cache.get_seq_length() == length
+    torch.testing.assert_close(incremental, full, atol=5e-4, rtol=0)  # measured: <= 5e-5 on logits of ~20
+    assert_far(full, tokens_alone(model, input_ids), atol=5e-4)
 
 
 def test_incremental_decoding_with_left_padding_matches_unpadded_rows():
+    """Left-padded rows, full and incremental, give the logits of the unpadded rows (catches padding that enters
+    the prefix pools or shifts the positions); without the mask they would be far off."""
     model = causal_lm()
     lengths = [40, 25, 9]
     width = max(lengths)
@@ -143,13 +118,17 @@ def test_incremental_decoding_with_left_padding_matches_unpadded_rows():
     with torch.no_grad():
         full = model(input_ids, attention_mask=attention_mask, use_cache=False).logits
         incremental, _ = decode_incrementally(model, input_ids, attention_mask, prefill=5)
-        torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(incremental, full, atol=5e-4, rtol=0)
+        unmasked = model(input_ids, use_cache=False).logits
         for i, row in enumerate(rows):
             alone = model(row[None], use_cache=False).logits[0]
-            torch.testing.assert_close(full[i, width - len(row) :], alone, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(full[i, width - len(row) :], alone, atol=5e-4, rtol=0)
+            if len(row) < width:
+                assert_far(unmasked[i, width - len(row) :], alone, atol=5e-4)
 
 
 def test_changing_a_token_never_changes_earlier_outputs():
+    """Causality, exactly, at chunk borders (catches a scan that lets later tokens into a prefix)."""
     model = causal_lm()
     input_ids = torch.randint(3, 99, (1, 130))
     with torch.no_grad():
@@ -174,6 +153,7 @@ def _scale_attention_logits(model, factor):
 
 
 def test_large_attention_logits_stay_finite_and_parallel_equals_recurrent():
+    """Logit gaps of thousands: catches an exp() without max-subtraction (inf / NaN) in either path."""
     model = causal_lm()
     _scale_attention_logits(model, 1e3)  # logit gaps of thousands: exp() without care gives inf / 0 / NaN
     input_ids = torch.randint(3, 99, (2, 200))
@@ -181,7 +161,7 @@ def test_large_attention_logits_stay_finite_and_parallel_equals_recurrent():
         full = model(input_ids, use_cache=False).logits
         incremental, _ = decode_incrementally(model, input_ids, prefill=50)
     assert torch.isfinite(full).all()
-    torch.testing.assert_close(incremental, full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(incremental, full, atol=5e-4, rtol=0)
     model.train()
     loss = model(input_ids, labels=input_ids, use_cache=False).loss
     loss.backward()
@@ -189,29 +169,33 @@ def test_large_attention_logits_stay_finite_and_parallel_equals_recurrent():
 
 
 def test_16k_tokens_parallel_equals_recurrent_chunks():
+    """Carrying the state across 16k tokens in 4k pieces equals the one-pass scan (catches drift in the merge)."""
     model = causal_lm(max_position_embeddings=16384, hidden_size=16, intermediate_size=16, num_hidden_layers=1)
-    _scale_attention_logits(model, 30.0)
     input_ids = torch.randint(3, 99, (1, 16384))
     with torch.no_grad():
         full = model(input_ids, use_cache=False).logits
         pieces, cache = decode_incrementally(model, input_ids, prefill=5000, step=4000)
     assert torch.isfinite(full).all()
     assert cache.get_seq_length() == 16384
-    torch.testing.assert_close(pieces, full, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(pieces, full, atol=5e-4, rtol=0)
 
 
 def test_bf16_autocast_is_finite_and_close_to_float32():
+    """Under bf16 autocast the logits (full and incremental) stay within 3% of their scale of the float32 logits
+    (measured: ~0.5%), a tolerance that rejects an unrelated model: catches a low-precision path (the prefix pools
+    must run in float32) that computes something else."""
     model = causal_lm()
-    _scale_attention_logits(model, 100.0)
     input_ids = torch.randint(3, 99, (2, 300))
     with torch.no_grad():
         reference = model(input_ids, use_cache=False).logits
+        unrelated = causal_lm(seed=1)(input_ids, use_cache=False).logits
         with torch.autocast("cpu", dtype=torch.bfloat16):
             full = model(input_ids, use_cache=False).logits
             incremental, _ = decode_incrementally(model, input_ids, prefill=100, step=50)
-    assert torch.isfinite(full).all() and torch.isfinite(incremental).all()
-    torch.testing.assert_close(incremental.float(), full.float(), atol=0.1, rtol=0.05)
-    assert (full.float() - reference).abs().mean() < 0.05
+    tolerance = 0.03 * reference.abs().max().item()
+    torch.testing.assert_close(full.float(), reference, atol=tolerance, rtol=0)
+    torch.testing.assert_close(incremental.float(), reference, atol=tolerance, rtol=0)
+    assert_far(unrelated, reference, atol=tolerance, factor=10)
 
 
 # ---------------------------------------------------------------------------------------- cache and generate
@@ -224,7 +208,7 @@ def test_cache_size_does_not_grow_with_the_text():
         for length in (3, 300):
             cache = model(torch.randint(3, 99, (2, length)), use_cache=True).cache
             assert isinstance(cache, FastformerCache) and cache.get_seq_length() == length
-            tensors = [s for layer in cache.layers for s in layer.recurrent_states.values()]
+            tensors = [s for layer in cache.layers for s in layer.recurrent_states.values() if s is not None]
             assert len(tensors) == 2 * model.config.num_hidden_layers
             sizes.append(sum(t.numel() * t.element_size() for t in tensors))
     assert sizes[0] == sizes[1] == 2 * 2 * 2 * 4 * (8 + 2) * 4  # layers x pools x batch x heads x (d + 2) x fp32
@@ -304,6 +288,8 @@ def test_loss_is_next_token_cross_entropy_and_embeddings_are_tied():
 
 
 def test_auto_class_and_save_load_round_trip(tmp_path):
+    """Every parameter (random biases and LayerNorms) survives save/load: a key lost on the way would reload at its
+    fresh initialisation, far from the saved model."""
     model = causal_lm(share_layer_parameters=True)
     model.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
@@ -311,7 +297,9 @@ def test_auto_class_and_save_load_round_trip(tmp_path):
     assert loaded.lm_head.weight is loaded.fastformer.embeddings.word_embeddings.weight
     input_ids = torch.randint(3, 99, (2, 30))
     with torch.no_grad():
-        assert torch.equal(loaded(input_ids).logits, model(input_ids).logits)
+        expected = model(input_ids).logits
+        torch.testing.assert_close(loaded(input_ids).logits, expected, atol=1e-5, rtol=1e-5)
+        assert_far(FastformerForCausalLM(model.config).eval()(input_ids).logits, expected, atol=1e-5)
     # one cache state per depth, also with shared weights
     assert len(model(input_ids, use_cache=True).cache.layers) == 2
 
@@ -332,7 +320,7 @@ def test_prompt_longer_than_the_position_table_is_refused():
     model = causal_lm(max_position_embeddings=32)
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.randint(3, 99, (1, 33)))
-    with pytest.raises(ValueError, match="at most 32 tokens"):
+    with pytest.raises(ValueError, match="at most 32"):
         model.generate(torch.randint(3, 99, (1, 30)), max_new_tokens=10, min_new_tokens=10, do_sample=False)
 
 
@@ -342,12 +330,7 @@ def test_bad_causal_inputs_raise_clear_errors():
     cache = model(input_ids, use_cache=True).cache
     with pytest.raises(ValueError, match="cached"):
         model(input_ids[:, :1], attention_mask=torch.ones(2, 1), cache=cache)
-    with pytest.raises(ValueError, match="output_attentions"):
-        model(input_ids, output_attentions=True)
     with pytest.raises(ValueError, match="FastformerCache"):
         model(input_ids, cache=object())
     with pytest.raises(ValueError, match="labels"):
         model(input_ids, labels=input_ids[:, :5])
-    encoder = FastformerModel(causal_config(is_decoder=False))
-    with pytest.raises(ValueError, match="is_decoder"):
-        encoder(input_ids, use_cache=True)
