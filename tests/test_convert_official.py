@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_far
 from reference import official_layer
 from transformers import AutoModelForSequenceClassification
 
@@ -62,7 +63,8 @@ def official_forward(sd, input_ids, config=OFFICIAL_CONFIG):
     x = sd["word_embedding.weight"][input_ids] + sd["fastformer_model.position_embeddings.weight"][: input_ids.shape[1]]
     x = F.layer_norm(x, (h,), sd["fastformer_model.LayerNorm.weight"], sd["fastformer_model.LayerNorm.bias"], eps)
     for i in range(config["num_hidden_layers"]):
-        x = official_layer(sd, f"fastformer_model.encoders.{i}", x, mask, config["num_attention_heads"], eps)
+        x = official_layer(sd, f"fastformer_model.encoders.{i}", x, mask, config["num_attention_heads"], eps,
+                           act=config["hidden_act"])
     pooler = "fastformer_model.poolers.0"
     e = torch.tanh(F.linear(x, sd[f"{pooler}.att_fc1.weight"], sd[f"{pooler}.att_fc1.bias"]))
     alpha = torch.exp(F.linear(e, sd[f"{pooler}.att_fc2.weight"], sd[f"{pooler}.att_fc2.bias"]))
@@ -96,6 +98,25 @@ def test_converted_model_gives_the_official_logits():
     assert torch.equal(ours_sd["fastformer.encoder.layer.1.attention.self.key_att.weight"],
                        sd["fastformer_model.encoders.1.attention.self.key_att.weight"])
     assert torch.equal(ours_sd["classifier.bias"], sd["dense_linear.bias"])
+
+
+# BertConfig entries a checkpoint may set away from the defaults; the official code (BERT's modules) honours them.
+NON_DEFAULT_CONFIG = {**OFFICIAL_CONFIG, "hidden_act": "relu", "layer_norm_eps": 0.1}
+
+
+def test_converted_model_honours_hidden_act_and_layer_norm_eps():
+    """With `hidden_act="relu"` and `layer_norm_eps=0.1` in fastformer.json, the converted model gives the
+    official logits computed with them; catches a converter (or model) that ignores either entry (the logits under
+    the default GELU and 1e-12 are checked to be far from these)."""
+    sd = official_state_dict(seed=2)
+    model = convert_official_state_dict(sd, NON_DEFAULT_CONFIG)
+    assert (model.config.hidden_act, model.config.layer_norm_eps) == ("relu", 0.1)
+    ids = padded_ids()
+    expected = official_forward(sd, ids, NON_DEFAULT_CONFIG)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, attention_mask=(ids != 0).long()).logits, expected, rtol=1e-5, atol=1e-5)
+    for default in ({"hidden_act": "gelu"}, {"layer_norm_eps": 1e-12}):
+        assert_far(official_forward(sd, ids, {**NON_DEFAULT_CONFIG, **default}), expected, atol=1e-5)
 
 
 def test_dataparallel_prefix_is_accepted():
