@@ -8,9 +8,9 @@ window, BigBird its block-sparse attention (block 64, 3 random blocks). A step i
 random upstream gradient of the last hidden state. The GEMM floor is Fastformer's own linear layers alone (the same
 shapes, each run forward and backward on a random input), i.e. what any implementation of these layers must pay.
 
-Each (model, length) runs in a fresh subprocess: it builds the model and input, runs warm-up steps until the step
-time settles (at least 3 steps and 10 s, at most 10 steps: the first steps pay for the allocator's page faults),
-then times `--repeats` steps and reports the median. Peak memory is the process's peak resident set size during the
+Each (model, length) runs in a fresh subprocess: it builds the model and input, runs two warm-up steps (the first
+steps pay for the allocator's page faults), then times `--repeats` steps and reports their mean
+(`common.seconds_per_call`). Peak memory is the process's peak resident set size during the
 steps minus its resident size just before the first step.
 
 Run: `python benchmarks/benchmark_encoder.py [--lengths 512 2048 8192] [--models ...] [--json out.json]`.
@@ -19,14 +19,13 @@ Run: `python benchmarks/benchmark_encoder.py [--lengths 512 2048 8192] [--models
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+
+from common import machine, seconds_per_call
 
 
 HIDDEN, HEADS, FFN, LAYERS, VOCAB = 512, 8, 2048, 2, 30522
@@ -108,18 +107,9 @@ def rss_bytes() -> int:
 def worker(name: str, length: int, repeats: int) -> dict:
     step = build(name, length)
     baseline = rss_bytes()
-    warm, started = [], time.perf_counter()
-    while len(warm) < 10 and (len(warm) < 3 or time.perf_counter() - started < 10):
-        t0 = time.perf_counter()
-        step()
-        warm.append(time.perf_counter() - t0)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    seconds = seconds_per_call(step, repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": statistics.median(times), "peak_mib": max(peak - baseline, 0) / 2**20, "warmup_steps": len(warm)}
+    return {"seconds": seconds, "peak_mib": max(peak - baseline, 0) / 2**20}
 
 
 def run_case(name: str, length: int, repeats: int, timeout: int) -> dict:
@@ -132,14 +122,6 @@ def run_case(name: str, length: int, repeats: int, timeout: int) -> dict:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": last[:120]}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main():
@@ -169,9 +151,9 @@ def main():
         a, b = results.get(("fastformer", length), {}), results.get((other, length), {})
         return f"{a['seconds'] / b['seconds']:.2f}" if "seconds" in a and "seconds" in b else "-"
 
-    print(f"Machine: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"Machine: {machine()}")
     print(f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, batch 1, fp32, forward+backward, "
-          f"median of {args.repeats} steps after warm-up\n")
+          f"mean of {args.repeats} steps after 2 warm-up steps\n")
     print("| tokens | " + " | ".join(f"{m} s" for m in args.models) + " | " + " | ".join(
         f"{m} MiB" for m in args.models if m != "gemm_floor") + " |")
     print("|---:" * (1 + len(args.models) + len([m for m in args.models if m != "gemm_floor"])) + "|")

@@ -21,25 +21,18 @@ Run: `python benchmarks/benchmark_generation.py [--contexts 128 1024 8192 32768]
 import argparse
 import copy
 import json
-import platform
 import statistics
 import time
 
 import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
+from common import cpu_name, machine
+
 from fastformer import FastformerConfig, FastformerForCausalLM
 
 
 HIDDEN, HEADS, LAYERS, FFN, VOCAB = 512, 8, 4, 2048, 50257
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def fastformer_state(model, batch: int, context: int):
@@ -127,7 +120,7 @@ def main():
             print(f"batch {batch}, context {context}: fastformer {row['fastformer_ms']:.2f} ms/step, "
                   f"gpt2 {row['gpt2_ms']:.2f} ms/step", flush=True)
 
-    print(f"\nMachine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"\nMachine: {machine()}")
     print(f"Models: hidden {HIDDEN}, {HEADS} heads, {LAYERS} layers, FFN {FFN}, vocab {VOCAB}, fp32; "
           f"{args.steps} greedy steps per run, median of {args.repeats} runs\n")
     print("| batch | context | Fastformer ms/token | GPT-2 ms/token | GPT-2 / Fastformer | Fastformer cache | GPT-2 cache |")

@@ -11,7 +11,7 @@ All four models have the same width, depth, heads, FFN and vocabulary (defaults:
 - `bart`: `BartForConditionalGeneration` with its learned position table extended to 4,096 (full O(n^2)
   attention through SDPA).
 
-Measured, each as the median of `--repeats` runs after a warm-up run:
+Measured, each as the mean of `--repeats` runs after two warm-up runs (`common.seconds_per_call`):
 
 - training step: forward + backward + `AdamW.step()` on a batch of `--batch` random documents of `--source`
   tokens with summaries of `--target` tokens (teacher forcing);
@@ -24,25 +24,16 @@ Run: `python benchmarks/benchmark_seq2seq.py [--source 4096] [--repeats 3] [--js
 
 import argparse
 import json
-import platform
-import statistics
-import time
 
 import torch
 from transformers import BartConfig, BartForConditionalGeneration, LEDConfig, LEDForConditionalGeneration
+
+from common import cpu_name, machine, seconds_per_call
 
 from fastformer import FastformerConfig, FastformerForConditionalGeneration
 
 
 PAD, START, END = 0, 2, 3
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def build_models(args) -> dict[str, torch.nn.Module]:
@@ -82,16 +73,6 @@ def model_inputs(name: str, input_ids: torch.Tensor) -> dict:
     return inputs
 
 
-def median_seconds(function, repeats: int) -> float:
-    timings = []
-    for run in range(repeats + 1):  # run 0 is a warm-up
-        start = time.perf_counter()
-        function()
-        if run:
-            timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
-
-
 def time_training_step(name, model, args) -> float:
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -104,7 +85,7 @@ def time_training_step(name, model, args) -> float:
         loss.backward()
         optimizer.step()
 
-    seconds = median_seconds(step, args.repeats)
+    seconds = seconds_per_call(step, args.repeats)
     del optimizer
     return seconds
 
@@ -120,7 +101,7 @@ def time_generation(name, model, args) -> float:
         assert out.shape[1] >= args.new_tokens, out.shape
 
     with torch.no_grad():
-        return median_seconds(generate, args.repeats)
+        return seconds_per_call(generate, args.repeats)
 
 
 def main():
@@ -153,7 +134,7 @@ def main():
               f"summary {row['generate_s']:.3f} s", flush=True)
 
     by_name = {row["model"]: row for row in rows}
-    print(f"\nMachine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"\nMachine: {machine()}")
     print(f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers}+{args.layers} layers, FFN {args.ffn}, "
           f"vocab {args.vocab}, fp32. Training step: fwd+bwd+AdamW, batch {args.batch} x {args.source} source / "
           f"{args.target} target tokens. Summary: 1 document of {args.source} tokens, beam {args.beams}, "
