@@ -28,7 +28,7 @@ def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: li
     run_dir = output_dir / f"{model_type}-{length}-seed{seed}"
     results = run_dir / "all_results.json"
     if not results.is_file():
-        command = [sys.executable, "-m", "fastformer.run_classification", "--output_dir", str(run_dir),
+        command = [sys.executable, "-m", "fastformer.classify.run_classification", "--output_dir", str(run_dir),
                    "--model_type", model_type, "--max_seq_length", str(length), "--seed", str(seed),
                    "--disable_tqdm", "true", *extra]
         print("+", " ".join(command), flush=True)

@@ -7,7 +7,7 @@ trained here once on the training split and shared by all, the same width/depth/
 size, learning-rate schedule and seed, and the same decoding (beam search, no-repeat n-gram size, maximum length).
 Documents are truncated only at `--max_source_length` (4,096 tokens by default, the position table of every model:
 BART's is extended to 4,096); summaries at 64 tokens. Each run is a separate process; the script prints ROUGE-1/2/L
-(stemmed F-measures x 100, `fastformer.metrics.load("rouge")`) on the test split for each model and for the lead-1
+(stemmed F-measures x 100, `fastformer.classify.metrics.load("rouge")`) on the test split for each model and for the lead-1
 baseline (the document's first sentence), the teacher-forced cross-entropy of the test summaries (nats per token,
 a smoother measure than ROUGE on 100 pairs) and the training time.
 
@@ -77,8 +77,8 @@ def main():
     common = data_args + [
         "--tokenizer_name", str(tokenizer_dir),
         "--hidden_size", str(args.hidden_size), "--num_attention_heads", str(args.num_attention_heads),
-        "--num_encoder_layers", str(args.layers), "--num_decoder_layers", str(args.layers),
-        "--intermediate_size", str(args.intermediate_size), "--dropout", str(args.dropout),
+        "--num_hidden_layers", str(args.layers), "--num_decoder_layers", str(args.layers),
+        "--intermediate_size", str(args.intermediate_size), "--hidden_dropout_prob", str(args.dropout),
         "--max_position_embeddings", str(args.max_source_length), "--max_source_length", str(args.max_source_length),
         "--max_target_length", "64", "--do_train", "--do_predict", "--predict_with_generate",
         "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.batch_size),

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from transformers import DataCollatorWithPadding, Trainer, set_seed
 
 from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerTokenizer
-from fastformer import run_classification as job
+from fastformer.classify import run_classification as job
 
 
 ARMS = ("scratch", "pretrained")
@@ -91,7 +91,7 @@ def main(argv=None):
     arms = ARMS if arms_option is None else tuple(arms_option.split(","))
     if any(arm not in ARMS for arm in arms):
         sys.exit(f"pretraining_helps.py: error: --arms takes a comma-separated subset of {','.join(ARMS)}")
-    model_args, data_args, training_args = job.parse_args(argv)
+    model_args, data_args, training_args = job.parse_args(argv, prog="pretraining_helps.py")
     if model_args.model_type != "fastformer":
         sys.exit("pretraining_helps.py: error: the masked-LM checkpoint is a Fastformer: --model_type fastformer")
     output_dir = Path(training_args.output_dir)

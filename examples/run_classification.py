@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
-"""Train a Fastformer (or same-size BERT) text classifier on long documents; see `fastformer/run_classification.py`.
+"""Train a Fastformer (or same-size BERT) text classifier on long documents; see `fastformer/classify/run_classification.py`.
 
 The same job as the console command `fastformer-classify` (installed with the package):
 
@@ -10,7 +10,7 @@ The same job as the console command `fastformer-classify` (installed with the pa
     python examples/run_classification.py --help      # every option, including all of `TrainingArguments`
 """
 
-from fastformer.run_classification import main
+from fastformer.classify.run_classification import main
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ import transformers
 from transformers import (
     AutoModelForMaskedLM,
     DataCollatorForLanguageModeling,
-    HfArgumentParser,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -64,6 +63,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from fastformer import FastformerConfig, FastformerForMaskedLM, FastformerTokenizer
+from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
 
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ CORPORA = ("python-docs", "enwiki-sample")
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(ModelSizeArguments):
     """The model: a new Fastformer of the given size (by default the shape of the main job's classifier, so that
     `examples/pretraining_helps.py` can start it from the checkpoint), or `--model_name_or_path` to continue."""
 
@@ -83,11 +83,6 @@ class ModelArguments:
         default=None,
         metadata={"help": "A saved tokenizer (directory or Hub id); default: the checkpoint's, else the shipped one."},
     )
-    hidden_size: int = field(default=128, metadata={"help": "Model width (new model only)."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers (new model only)."})
-    num_attention_heads: int = field(default=8, metadata={"help": "Number of heads (new model only)."})
-    intermediate_size: int = field(default=256, metadata={"help": "Feed-forward width (new model only)."})
-    hidden_dropout_prob: float = field(default=0.1, metadata={"help": "Dropout (new model only)."})
     max_position_embeddings: int | None = field(
         default=None,
         metadata={"help": "Size of the position table (new model only); default: --max_seq_length. Make it the "
@@ -141,11 +136,12 @@ TRAINING_DEFAULTS = dict(
 
 
 def parse_args(argv=None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), description=__doc__)
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    """The options from `argv` (default: the command line, or the one JSON file named there); a bad option ends the
+    process with one line `run_mlm.py: error: ...` (exit status 2)."""
+    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), prog="run_mlm.py",
+                                  description=__doc__)
+    parser.set_defaults(hidden_dropout_prob=0.1, **TRAINING_DEFAULTS)
+    return parse_command_line(parser, argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

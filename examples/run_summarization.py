@@ -15,7 +15,7 @@ Tokenizer: `--tokenizer_name` (a saved tokenizer), the checkpoint's own (`--mode
 `FastformerTokenizer` WordPiece vocabulary of `--vocab_size` trained on the training documents and summaries.
 Fastformer and BART models built from scratch get the same tokenizer, width, depth, heads and FFN size.
 
-ROUGE comes from the package's offline `evaluate` module (`fastformer.metrics.load("rouge")`, stemmed,
+ROUGE comes from the package's offline `evaluate` module (`fastformer.classify.metrics.load("rouge")`, stemmed,
 sentences split by regex for rougeLsum). With `--do_predict`, the lead-1 baseline (the document's first sentence)
 is scored on the same test split.
 
@@ -44,14 +44,15 @@ from transformers import (
     BartConfig,
     BartForConditionalGeneration,
     DataCollatorForSeq2Seq,
-    HfArgumentParser,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     set_seed,
 )
 
 import fastformer
-from fastformer import FastformerConfig, FastformerForConditionalGeneration, FastformerTokenizer, metrics
+from fastformer import FastformerConfig, FastformerForConditionalGeneration, FastformerTokenizer
+from fastformer.classify import metrics
+from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
 
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,11 @@ SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(ModelSizeArguments):
+    """The model: a checkpoint to fine-tune, or a new Fastformer or BART of the given size (`--hidden_size` is BART's
+    `d_model`, `--num_hidden_layers` the encoder's depth, `--hidden_dropout_prob` BART's `dropout`; no attention
+    dropout)."""
+
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved seq2seq checkpoint to fine-tune; a new model is built if unset."}
     )
@@ -79,13 +84,8 @@ class ModelArguments:
         default=None, metadata={"help": "A saved tokenizer; else the checkpoint's, else a new one is trained."}
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
-    hidden_size: int = field(default=256, metadata={"help": "Width (BART's d_model)."})
-    num_encoder_layers: int = field(default=2, metadata={"help": "Encoder depth."})
     num_decoder_layers: int = field(default=2, metadata={"help": "Decoder depth."})
-    num_attention_heads: int = field(default=8, metadata={"help": "Attention heads (every attention block)."})
-    intermediate_size: int = field(default=1024, metadata={"help": "Feed-forward width."})
     max_position_embeddings: int = field(default=4096, metadata={"help": "Learned position table length."})
-    dropout: float = field(default=0.1, metadata={"help": "Hidden dropout (BART: `dropout`; no attention dropout)."})
     cross_attention_type: str = field(
         default=None,
         metadata={"help": "Fastformer's cross-attention: 'scaled_dot_product' or 'additive' (config default: unset)."},
@@ -117,7 +117,7 @@ class DataTrainingArguments:
 def fail(message: str):
     """Stops with one clear error line (no traceback) for bad command-line input or data."""
     logger.error(message)
-    sys.exit(f"error: {message}")
+    sys.exit(f"run_summarization.py: error: {message}")
 
 
 # ----------------------------------------------------------------------------------------------------- data
@@ -225,12 +225,12 @@ def build_model(model_args: ModelArguments, tokenizer):
         config = FastformerConfig(
             vocab_size=len(tokenizer),
             hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_encoder_layers,
+            num_hidden_layers=model_args.num_hidden_layers,
             num_decoder_layers=model_args.num_decoder_layers,
             num_attention_heads=model_args.num_attention_heads,
             intermediate_size=model_args.intermediate_size,
             max_position_embeddings=model_args.max_position_embeddings,
-            hidden_dropout_prob=model_args.dropout,
+            hidden_dropout_prob=model_args.hidden_dropout_prob,
             is_encoder_decoder=True,
             **extra,
             **tokens,
@@ -241,14 +241,14 @@ def build_model(model_args: ModelArguments, tokenizer):
     config = BartConfig(
         vocab_size=len(tokenizer),
         d_model=model_args.hidden_size,
-        encoder_layers=model_args.num_encoder_layers,
+        encoder_layers=model_args.num_hidden_layers,
         decoder_layers=model_args.num_decoder_layers,
         encoder_attention_heads=model_args.num_attention_heads,
         decoder_attention_heads=model_args.num_attention_heads,
         encoder_ffn_dim=model_args.intermediate_size,
         decoder_ffn_dim=model_args.intermediate_size,
         max_position_embeddings=model_args.max_position_embeddings,
-        dropout=model_args.dropout,
+        dropout=model_args.hidden_dropout_prob,
         attention_dropout=0.0,
         activation_dropout=0.0,
         activation_function="gelu",
@@ -262,11 +262,10 @@ def build_model(model_args: ModelArguments, tokenizer):
 
 
 def main(argv: list[str] | None = None):
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments))
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(json_file=sys.argv[1])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments),
+                                  prog="run_summarization.py", description=__doc__.strip().split("\n\n")[0])
+    parser.set_defaults(hidden_size=256, intermediate_size=1024, hidden_dropout_prob=0.1)
+    model_args, data_args, training_args = parse_command_line(parser, argv)
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
                         handlers=[logging.StreamHandler(sys.stdout)])

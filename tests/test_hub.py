@@ -243,7 +243,7 @@ print(json.dumps({"card_data": card.data.to_dict(), "card_text": card.text, "log
 def test_main_job_publishes_its_checkpoint_and_model_card(tmp_path):
     """The main job's `--push_to_hub` over the test server; a fresh process without the package reads the model
     card (library, task, tags, dataset, the run's metrics, the trust_remote_code snippet) and the model."""
-    pytest.importorskip("fastformer.run_classification")
+    pytest.importorskip("fastformer.classify.run_classification")
     pytest.importorskip("datasets")
     pytest.importorskip("evaluate")
     import csv
@@ -265,7 +265,7 @@ def test_main_job_publishes_its_checkpoint_and_model_card(tmp_path):
             "1", "--max_seq_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
             "--disable_tqdm", "true", "--seed", "0", "--test_size", "0.25", "--report_to", "none"]
     with HubServer(TOKENS) as hub:
-        run(["-m", "fastformer.run_classification", "--output_dir", str(tmp_path / "checkpoint"),
+        run(["-m", "fastformer.classify.run_classification", "--output_dir", str(tmp_path / "checkpoint"),
              "--train_file", str(tmp_path / "reviews.csv"), *tiny, "--push_to_hub", "true",
              "--hub_model_id", "alice/tiny-reviews", "--hub_token", "hf_test_alice"],
             client_env(hub, tmp_path / "job-home"), tmp_path)

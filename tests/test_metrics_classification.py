@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from fastformer import metrics
+from fastformer.classify import metrics
 
 
 pytest.importorskip("evaluate")

@@ -1,11 +1,11 @@
-"""The offline ROUGE module (`fastformer.metrics.load("rouge")`) against `rouge_score` called directly."""
+"""The offline ROUGE module (`fastformer.classify.metrics.load("rouge")`) against `rouge_score` called directly."""
 
 import pytest
 
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 pytest.importorskip("evaluate")
 
-from fastformer import metrics  # noqa: E402
+from fastformer.classify import metrics  # noqa: E402
 
 PREDICTIONS = [
     "The cat sat on the mat. It was happy!",

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,8 +20,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 from fastformer import FastformerForSequenceClassification, FastformerTokenizer
-from fastformer import run_classification as job
-from fastformer.pang_lee import CACHE_NAME
+from fastformer.classify import run_classification as job
+from fastformer.classify.pang_lee import CACHE_NAME
 
 
 pytest.importorskip("datasets")
@@ -54,9 +55,18 @@ def reviews(n=48, seed=0):
     return rows
 
 
-def launch_two_processes(port, *job_args, timeout):
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), so that parallel runs never collide on a fixed one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_two_processes(*job_args, timeout):
     """`accelerate launch --multi_gpu --num_processes 2 examples/run_classification.py JOB_ARGS` (gloo with
-    `--use_cpu`), one thread a process; returns the finished `CompletedProcess` with its output captured."""
+    `--use_cpu`) on a free port, one thread a process; returns the finished `CompletedProcess` with its output
+    captured."""
+    port = free_port()
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     return subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -327,7 +337,7 @@ def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
     options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--hidden_dropout_prob", "0",
                "--use_cpu", "true"]
     single = job.main(["--output_dir", str(tmp_path / "one"), *options, "--per_device_train_batch_size", "8"])
-    result = launch_two_processes(29519, "--output_dir", str(tmp_path / "two"), *options,
+    result = launch_two_processes("--output_dir", str(tmp_path / "two"), *options,
                                   "--per_device_train_batch_size", "4", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not no_leftovers(tmp_path)
@@ -346,7 +356,7 @@ def test_two_processes_both_refuse_an_occupied_working_directory(tmp_path):
     line; none is left waiting at a barrier for a main process that has already failed, and nothing is deleted."""
     (tmp_path / ".out.partial-run").mkdir()
     (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
-    result = launch_two_processes(29521, "--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY,
+    result = launch_two_processes("--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY,
                                   "--use_cpu", "true", timeout=120)
     assert result.returncode != 0
     assert result.stderr.count("fastformer-classify: error: working directory") == 2, result.stderr[-3000:]

