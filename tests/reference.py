@@ -116,8 +116,8 @@ def official_classifier(sd, input_ids, attention_mask, num_heads, num_layers, ep
 
 
 # ------------------------------------------------------------------------ causal and encoder-decoder models
-# Written from the docstring equations (paper digest sections 8.1 and 8.3), token by token in float64, reading
-# the state dict by name. A per-head logit layout is recognised by its `(heads, head_dim)` weight.
+# Written from the equations of docs/architecture.md (causal layer, additive cross-attention), token by token in
+# float64, reading the state dict by name. A per-head logit layout is recognised by its `(heads, head_dim)` weight.
 
 
 def _layer_norm(sd, name, x, eps):
