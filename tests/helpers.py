@@ -10,6 +10,8 @@ comparison. Every such test therefore randomizes the weights and first asserts, 
 moves by at least 100x the tolerance without the property under test.
 """
 
+import socket
+
 import torch
 from torch import nn
 from transformers import TrainerCallback
@@ -103,3 +105,11 @@ class StopAfter(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), for `accelerate launch --main_process_port`: fixed ports
+    collide when two test runs (or two tests) launch at the same time."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

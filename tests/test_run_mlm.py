@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import StopAfter
+from helpers import StopAfter, free_port
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, pipeline
 
@@ -123,7 +123,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(corpus, unin
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLES)}
     result = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", "29517", str(EXAMPLES / "run_mlm.py"),
+         "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(EXAMPLES / "run_mlm.py"),
          *arguments(corpus, output_dir, per_device_train_batch_size=4, per_device_eval_batch_size=1)],
         env=env, capture_output=True, text=True, timeout=300,
     )

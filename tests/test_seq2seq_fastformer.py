@@ -44,7 +44,7 @@ def test_scaled_dot_product_cross_attention_equals_plain_softmax_attention():
     x, memory = torch.randn(2, 7, 32), torch.randn(2, 11, 32)
     mask = torch.ones(2, 11, dtype=torch.long)
     mask[1, 6:] = 0
-    out = attention(x, memory, mask)
+    out = attention(x, memory, mask)[0]
     heads, d = 4, 8
     q = attention.query(x).view(2, 7, heads, d).transpose(1, 2)
     k = attention.key(memory).view(2, 11, heads, d).transpose(1, 2)
@@ -65,7 +65,7 @@ def test_additive_cross_attention_equals_the_equations(layout, share_query_value
     mask = torch.ones(2, 9, dtype=torch.long)
     mask[0, 5:] = 0
     with torch.no_grad():
-        out = attention(x, memory, mask)
+        out = attention(x, memory, mask)[0]
     sd = {f"x.{k}": v.double() for k, v in attention.state_dict().items()}
     keep = torch.ones(2, 6, dtype=torch.bool)
     expected = additive_cross_attention(sd, "x", x.double(), keep, memory.double(), mask, 4)
