@@ -369,11 +369,7 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
     try:
         config = FastformerConfig(
             vocab_size=len(tokenizer),
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            hidden_dropout_prob=model_args.hidden_dropout_prob,
+            **model_args.size(),
             max_position_embeddings=model_args.max_position_embeddings or data_args.max_seq_length,
             pad_token_id=tokenizer.pad_token_id,
             tokenizer_class=type(tokenizer).__name__,

@@ -224,13 +224,9 @@ def build_model(model_args: ModelArguments, tokenizer):
         extra = {} if cross is None else {"cross_attention_type": cross}
         config = FastformerConfig(
             vocab_size=len(tokenizer),
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
+            **model_args.size(),
             num_decoder_layers=model_args.num_decoder_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
             max_position_embeddings=model_args.max_position_embeddings,
-            hidden_dropout_prob=model_args.hidden_dropout_prob,
             is_encoder_decoder=True,
             **extra,
             **tokens,

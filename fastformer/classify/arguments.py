@@ -27,6 +27,11 @@ class ModelSizeArguments:
         default=0.3, metadata={"help": "Dropout on embeddings and after every sub-block (new model only)."}
     )
 
+    def size(self) -> dict:
+        """The size as `FastformerConfig` / `BertConfig` keyword arguments."""
+        return {name: getattr(self, name) for name in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                        "intermediate_size", "hidden_dropout_prob")}
+
 
 class ScriptArgumentParser(HfArgumentParser):
     """`HfArgumentParser` whose errors are one line, `PROG: error: MESSAGE`, exit status 2 (argparse prints the

@@ -305,11 +305,7 @@ def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, wh
 def build_model(model_args: ModelArguments, tokenizer, max_length: int, label_names: list[str]):
     common = dict(
         vocab_size=len(tokenizer),
-        hidden_size=model_args.hidden_size,
-        num_hidden_layers=model_args.num_hidden_layers,
-        num_attention_heads=model_args.num_attention_heads,
-        intermediate_size=model_args.intermediate_size,
-        hidden_dropout_prob=model_args.hidden_dropout_prob,
+        **model_args.size(),
         max_position_embeddings=max_length,
         pad_token_id=tokenizer.pad_token_id,
         num_labels=len(label_names),

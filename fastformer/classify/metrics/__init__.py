@@ -23,3 +23,17 @@ def load(name: str, **kwargs):
     import evaluate  # imported lazily: `import evaluate` costs seconds
 
     return evaluate.load(str(METRICS_DIR / name), **kwargs)
+
+
+def label_metric_info(description: str, inputs_description: str, reference_url: str):
+    """The `evaluate.MetricInfo` of a metric over integer class labels (`predictions` and `references`, int32)."""
+    import datasets
+    import evaluate
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation="",
+        inputs_description=inputs_description,
+        features=datasets.Features({"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}),
+        reference_urls=[reference_url],
+    )

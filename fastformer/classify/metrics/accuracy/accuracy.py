@@ -1,9 +1,10 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """Accuracy as an offline `evaluate` module (the Hub's `accuracy` metric, computed with scikit-learn)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
+
+from fastformer.classify.metrics import label_metric_info
 
 
 _DESCRIPTION = """
@@ -29,15 +30,7 @@ Example:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],
-        )
+        return label_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html")
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         score = accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)

@@ -1,9 +1,10 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """F1 as an offline `evaluate` module (the Hub's `f1` metric, computed with scikit-learn)."""
 
-import datasets
 import evaluate
 from sklearn.metrics import f1_score
+
+from fastformer.classify.metrics import label_metric_info
 
 
 _DESCRIPTION = """
@@ -33,15 +34,7 @@ Example:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class F1(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html"],
-        )
+        return label_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html")
 
     def _compute(self, predictions, references, labels=None, pos_label=1, average="binary", sample_weight=None,
                  zero_division="warn"):
