@@ -192,6 +192,9 @@ def test_beam_search_with_and_without_cache_gives_the_same_sequences(cross_atten
 
 @pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
 def test_beam_reordering_moves_the_decoder_state_and_keeps_the_shared_encoder_projections(cross_attention_type):
+    """`_reorder_cache` moves every decoder state to its beam and leaves the encoder projections in place (not
+    copied); decoding on from the reordered cache gives the logits of the reordered prefixes run from scratch
+    (catches a state left behind or the projections of one batch item moved to another)."""
     model = seq2seq_model(cross_attention_type=cross_attention_type)
     beams = 3
     input_ids, attention_mask = source_batch()
@@ -210,7 +213,16 @@ def test_beam_reordering_moves_the_decoder_state_and_keeps_the_shared_encoder_pr
     for before, after in zip(states, moved, strict=True):
         torch.testing.assert_close(after, before[beam_idx], atol=0, rtol=0)
     assert cache.cross_attention_cache.layers[0].keys is cross_keys  # not copied
-    torch.testing.assert_close(cross_keys[beam_idx], cross_keys, atol=0, rtol=0)  # reordering it would change nothing
+    next_tokens = torch.randint(3, 99, (2 * beams, 1))
+    reordered = torch.cat([decoder_input_ids[beam_idx], next_tokens], dim=1)
+    with torch.no_grad():
+        continued = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=next_tokens,
+                          cache=cache, use_cache=True).logits[:, -1]
+        from_scratch = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=reordered).logits[:, -1]
+        unordered = model(encoder_outputs=(memory,), attention_mask=mask,
+                          decoder_input_ids=torch.cat([decoder_input_ids, next_tokens], dim=1)).logits[:, -1]
+    torch.testing.assert_close(continued, from_scratch, atol=5e-4, rtol=0)
+    assert_far(unordered, from_scratch, atol=5e-4)
 
 
 @pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
