@@ -1,23 +1,26 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """PyTorch Fastformer (Wu et al., 2021, arXiv:2108.09084), laid out like the authors' official code.
 
+Reading order: embeddings -> additive attention (encoder) -> causal prefix pool, decoding cache and causal
+attention -> cross-attention -> layer and stack -> pretrained base -> model -> heads.
+
 This file only imports torch, transformers and its sibling `configuration_fastformer.py`, so that both can be
 copied alone into a checkpoint directory and loaded with `trust_remote_code=True`.
 """
 
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, LinearAttentionLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
-    BaseModelOutputWithPast,
+    BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithPast,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
@@ -26,28 +29,148 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.utils import can_return_tuple, logging
+from transformers.loss.loss_utils import fixed_cross_entropy
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.pytorch_utils import apply_chunking_to_forward
+from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_fastformer import FastformerConfig
 
 
 logger = logging.get_logger(__name__)
 
-# Chunk length of the parallel causal scan: work is O(seq * CAUSAL_CHUNK_SIZE * hidden), memory the same.
-CAUSAL_CHUNK_SIZE = 64
+
+class FastformerEmbeddings(nn.Module):
+    """Word embeddings + learned absolute positions (optional), then LayerNorm and dropout (official layout)."""
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        if config.position_embedding_type == "absolute":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        else:
+            self.position_embeddings = None
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, inputs_embeds=None, position_ids=None) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)  # (batch, seq, hidden)
+        embeddings = inputs_embeds
+        if self.position_embeddings is not None:
+            embeddings = embeddings + self.position_embeddings(position_ids)  # (batch or 1, seq, hidden)
+        return self.dropout(self.LayerNorm(embeddings))
+
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Softmax of `logits` along `dim` in float32, ignoring positions where `mask` is False.
+    """Softmax of `logits` along `dim` in at least float32 (float64 stays float64), ignoring positions where
+    `mask` is False.
 
-    Masked logits are replaced by the most negative finite float32, so the weights of masked positions are exactly
-    zero whenever the row has a real position, and a row without any real position gets uniform (finite) weights
-    instead of the NaN of `0 / 0`. Returns float32 weights of the shape of `logits`.
+    Masked logits are replaced by the most negative finite float of the compute dtype, so the weights of masked
+    positions are exactly zero whenever the row has a real position, and a row without any real position gets
+    uniform (finite) weights instead of the NaN of `0 / 0`. Returns weights of the shape of `logits`.
     """
-    logits = logits.float()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if mask is not None:
-        logits = logits.masked_fill(~mask, torch.finfo(torch.float32).min)
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     return torch.softmax(logits, dim=dim)
+
+
+class FastformerPerHeadLogits(nn.Module):
+    """The paper's attention-logit layout: one vector `w^h` of size `head_dim` per head, no bias.
+
+    `logits[b, i, h] = w^h . x[b, i, h*head_dim:(h+1)*head_dim]`. Computed as one `F.linear` against the
+    block-diagonal `(heads, hidden)` matrix built from `w`, which avoids a `(batch, seq, hidden)` temporary.
+    """
+
+    def __init__(self, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.weight = nn.Parameter(torch.empty(num_heads, head_dim))
+
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent `Linear(hidden -> heads)` weight: block-diagonal, `(heads, hidden)`."""
+        eye = torch.eye(self.num_heads, device=self.weight.device, dtype=self.weight.dtype)
+        return (eye.unsqueeze(-1) * self.weight.unsqueeze(0)).view(self.num_heads, -1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(hidden_states, self.dense_weight())  # (batch, seq, heads)
+
+
+def attention_logit_layer(config: FastformerConfig, bias: bool = True) -> nn.Module:
+    """`(batch, seq, hidden) -> (batch, seq, heads)` logits: `Linear(hidden -> heads)` (official `"dense"` layout)
+    or one vector per head (paper, `"per_head"`, never a bias)."""
+    if config.attention_logit_layout == "dense":
+        return nn.Linear(config.hidden_size, config.num_attention_heads, bias=bias)
+    return FastformerPerHeadLogits(config.num_attention_heads, config.head_dim)
+
+
+class FastformerAdditiveAttention(nn.Module):
+    r"""Fastformer's additive attention (paper eqs. 3-6; `FastSelfAttention` of the official code).
+
+    Per head `h` with `d = head_dim`, for a sequence `x_1..x_N` and real-token mask `m`:
+
+        q_i = W_Q x_i + b_Q,   k_i = W_K x_i + b_K,   v_i = q_i (query-value sharing) or W_V x_i + b_V
+        alpha_i = softmax_i(w_q . q_i / sqrt(d))        over the real tokens
+        q_glob  = sum_i alpha_i q_i                     (global query)
+        p_i     = q_glob * k_i                          (element-wise)
+        beta_i  = softmax_i(w_k . p_i / sqrt(d))
+        k_glob  = sum_i beta_i p_i                      (global key)
+        u_i     = k_glob * v_i
+        out_i   = W_T u_i + b_T + q_i
+
+    The logits `w . x` come from `attention_logit_layer`. Softmaxes run in at least float32. Cost is
+    O(seq * hidden) beyond the linear layers; the global vectors broadcast over the sequence and are never expanded.
+
+    Returns `out` `(batch, seq, hidden)` and the attention weights `(batch, heads, 2, seq)`: `[:, :, 0]` is
+    `alpha` (global query), `[:, :, 1]` is `beta` (global key); each sums to 1 over the real tokens.
+    """
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        hidden = config.hidden_size
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
+        self.query_att = attention_logit_layer(config)
+        self.key_att = attention_logit_layer(config)
+        self.transform = nn.Linear(hidden, hidden)
+
+    def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
+        """Softmax-pool `values` `(batch, seq, hidden)` per head with `logits` `(batch, seq, heads)`.
+
+        Returns the pooled vector `(batch, 1, hidden)` (heads concatenated) and the weights `(batch, seq, heads)`.
+        The pooling is one `bmm` of every head's weights against all features, `(batch, heads, hidden)`, of which
+        the head-diagonal blocks are kept: `heads` times the minimal flops of this (small) product, but no
+        permuted copy of `values` in the forward or the backward pass.
+        """
+        batch = values.shape[0]
+        weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
+        pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
+        pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
+        return pooled.transpose(1, 2).reshape(batch, 1, -1), weights  # (batch, 1, hidden)
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **kwargs):
+        query = self.query(hidden_states)  # (batch, seq, hidden)
+        key = self.key(hidden_states)  # (batch, seq, hidden)
+        global_query, alpha = self.pool(self.query_att(query), query, mask)  # (batch, 1, hidden)
+        mixed = key * global_query  # p_i, (batch, seq, hidden)
+        global_key, beta = self.pool(self.key_att(mixed), mixed, mask)  # (batch, 1, hidden)
+        value = query if self.value is None else self.value(hidden_states)
+        output = self.transform(global_key * value) + query  # (batch, seq, hidden)
+        return output, torch.stack((alpha, beta), dim=-1).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
+
+
+# Chunk length of the parallel causal scan: work is O(seq * CAUSAL_CHUNK_SIZE * hidden), memory the same.
+CAUSAL_CHUNK_SIZE = 64
 
 
 def merge_softmax_pools(m, z, s, m_other, z_other, s_other):
@@ -139,13 +262,18 @@ def causal_softmax_pool(
     return pooled, new_state
 
 
-class FastformerCacheLayer(LinearAttentionLayer):
-    """One layer's decoding state: `recurrent_states[0]` for the global query's prefix pool, `[1]` for the global
-    key's (and `[2]` for the additive cross-attention's query pool), each `(batch, heads, head_dim + 2)` =
-    `[S, m, Z]` (see `causal_softmax_pool`): constant in the length."""
 
-    def __init__(self, number_of_states: int = 2):
-        super().__init__(number_of_states=number_of_states)
+
+class FastformerCacheLayer(LinearAttentionLayer):
+    """One depth's decoding state: a `(batch, heads, head_dim + 2)` `[S, m, Z]` state (see `causal_softmax_pool`)
+    per prefix pool, in named slots (`SLOTS`): the causal self-attention's global `"query"` and `"key"`, and the
+    additive cross-attention's own global query `"cross_query"`. A slot is allocated on its first write, so
+    unused slots cost nothing; the size is constant in the length."""
+
+    SLOTS = ("query", "key", "cross_query")
+
+    def __init__(self):
+        super().__init__(number_of_states=len(self.SLOTS))
 
     def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
         # The parent only marks a state as present on conv-state updates; Fastformer has recurrent states only.
@@ -155,17 +283,27 @@ class FastformerCacheLayer(LinearAttentionLayer):
 
 
 class FastformerCache(Cache):
-    """Generation state of a causal Fastformer: a `FastformerCacheLayer` per layer (depth), built on transformers'
+    """Generation state of a causal Fastformer: a `FastformerCacheLayer` per depth, built on transformers'
     `LinearAttentionLayer` (beam reordering, reset, offloading come from there), plus the count of tokens seen so
     far, which `generate()` reads through `get_seq_length()`. Its memory does not depend on the text's length.
 
     A decoder with cross-attention keeps it inside an `EncoderDecoderCache`, beside a `DynamicCache` holding the
-    cross-attention projections of the encoder output (computed once per generation)."""
+    cross-attention projections of the encoder output (computed once per generation); `split_cache` unwraps it."""
 
-    def __init__(self, config: FastformerConfig):
-        states = 3 if config.add_cross_attention and config.cross_attention_type == "additive" else 2
-        super().__init__(layers=[FastformerCacheLayer(states) for _ in range(config.num_hidden_layers)])
+    def __init__(self, num_layers: int):
+        super().__init__(layers=[FastformerCacheLayer() for _ in range(num_layers)])
         self._seen_tokens = 0
+
+    def read_state(self, layer_idx: int, slot: str) -> torch.Tensor | None:
+        """The state of prefix pool `slot` at depth `layer_idx`, or None before its first write."""
+        return self.get_recurrent_state(layer_idx, FastformerCacheLayer.SLOTS.index(slot))
+
+    def write_state(self, layer_idx: int, slot: str, state: torch.Tensor):
+        self.update_recurrent_state(state, layer_idx, FastformerCacheLayer.SLOTS.index(slot))
+
+    def advance(self, num_tokens: int):
+        """Count `num_tokens` more tokens as seen (called once per forward, after every layer has run)."""
+        self._seen_tokens += num_tokens
 
     @property
     def is_compileable(self) -> bool:
@@ -180,126 +318,32 @@ class FastformerCache(Cache):
         self._seen_tokens = 0
 
 
-class FastformerEmbeddings(nn.Module):
-    """Word embeddings + learned absolute positions (optional), then LayerNorm and dropout (official layout)."""
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        if config.position_embedding_type == "absolute":
-            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        else:
-            self.position_embeddings = None
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)  # (batch, seq, hidden)
-        embeddings = inputs_embeds
-        if self.position_embeddings is not None:
-            if position_ids is None:
-                position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
-            embeddings = embeddings + self.position_embeddings(position_ids)  # (batch or 1, seq, hidden)
-        return self.dropout(self.LayerNorm(embeddings))
+def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
+    """The one place that unwraps a decoder's cache: `(pool_cache, cross_cache)`, the `FastformerCache` of the
+    prefix pools and the `EncoderDecoderCache` holding the cross-attention projections (each None if absent)."""
+    if isinstance(cache, EncoderDecoderCache):
+        return cache.self_attention_cache, cache
+    return cache, None
 
 
-class FastformerPerHeadLogits(nn.Module):
-    """The paper's attention-logit layout: one vector `w^h` of size `head_dim` per head, no bias.
-
-    `logits[b, i, h] = w^h . x[b, i, h*head_dim:(h+1)*head_dim]`. Computed as one `F.linear` against the
-    block-diagonal `(heads, hidden)` matrix built from `w`, which avoids a `(batch, seq, hidden)` temporary.
-    """
-
-    def __init__(self, num_heads: int, head_dim: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.weight = nn.Parameter(torch.empty(num_heads, head_dim))
-
-    def dense_weight(self) -> torch.Tensor:
-        """The equivalent `Linear(hidden -> heads)` weight: block-diagonal, `(heads, hidden)`."""
-        eye = torch.eye(self.num_heads, device=self.weight.device, dtype=self.weight.dtype)
-        return (eye.unsqueeze(-1) * self.weight.unsqueeze(0)).view(self.num_heads, -1)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(hidden_states, self.dense_weight())  # (batch, seq, heads)
-
-
-class FastformerAdditiveAttention(nn.Module):
-    r"""Fastformer's additive attention (paper eqs. 3-6; `FastSelfAttention` of the official code).
-
-    Per head `h` with `d = head_dim`, for a sequence `x_1..x_N` and real-token mask `m`:
-
-        q_i = W_Q x_i + b_Q,   k_i = W_K x_i + b_K,   v_i = q_i (query-value sharing) or W_V x_i + b_V
-        alpha_i = softmax_i(w_q . q_i / sqrt(d))        over the real tokens
-        q_glob  = sum_i alpha_i q_i                     (global query)
-        p_i     = q_glob * k_i                          (element-wise)
-        beta_i  = softmax_i(w_k . p_i / sqrt(d))
-        k_glob  = sum_i beta_i p_i                      (global key)
-        u_i     = k_glob * v_i
-        out_i   = W_T u_i + b_T + q_i
-
-    The logits `w . x` come from `Linear(hidden -> heads)` (official, `attention_logit_layout="dense"`) or one
-    vector per head (paper, `"per_head"`). Softmaxes run in float32. Cost is O(seq * hidden) beyond the linear
-    layers; the global vectors broadcast over the sequence and are never expanded.
-
-    Returns `out` `(batch, seq, hidden)`, `alpha` and `beta` `(batch, heads, seq)`.
-    """
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.head_dim
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        hidden = config.hidden_size
-        self.query = nn.Linear(hidden, hidden)
-        self.key = nn.Linear(hidden, hidden)
-        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
-        if config.attention_logit_layout == "dense":
-            self.query_att = nn.Linear(hidden, self.num_heads)
-            self.key_att = nn.Linear(hidden, self.num_heads)
-        else:
-            self.query_att = FastformerPerHeadLogits(self.num_heads, self.head_dim)
-            self.key_att = FastformerPerHeadLogits(self.num_heads, self.head_dim)
-        self.transform = nn.Linear(hidden, hidden)
-
-    def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
-        """Softmax-pool `values` `(batch, seq, hidden)` per head with `logits` `(batch, seq, heads)`.
-
-        Returns the pooled vector `(batch, 1, hidden)` (heads concatenated) and the weights `(batch, seq, heads)`.
-        The pooling is one `bmm` of every head's weights against all features, `(batch, heads, hidden)`, of which
-        the head-diagonal blocks are kept: `heads` times the minimal flops of this (small) product, but no
-        permuted copy of `values` in the forward or the backward pass.
-        """
-        batch = values.shape[0]
-        weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
-        pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
-        pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
-        return pooled.transpose(1, 2).reshape(batch, 1, -1), weights  # (batch, 1, hidden)
-
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **kwargs):
-        query = self.query(hidden_states)  # (batch, seq, hidden)
-        key = self.key(hidden_states)  # (batch, seq, hidden)
-        global_query, alpha = self.pool(self.query_att(query), query, mask)  # (batch, 1, hidden)
-        mixed = key * global_query  # p_i, (batch, seq, hidden)
-        global_key, beta = self.pool(self.key_att(mixed), mixed, mask)  # (batch, 1, hidden)
-        value = query if self.value is None else self.value(hidden_states)
-        output = self.transform(global_key * value) + query  # (batch, seq, hidden)
-        return output, alpha.transpose(1, 2), beta.transpose(1, 2)
+def prefix_pool(logits, values, keep, num_heads: int, cache: FastformerCache | None, layer_idx: int, slot: str):
+    """`causal_softmax_pool` of `(batch, seq, hidden)` values split into `num_heads` heads, with logits
+    `(batch, seq, heads)`, continuing from (and updating) the state in `cache` slot `slot` of depth `layer_idx`;
+    without a cache, from an empty prefix. Returns `(batch, seq, hidden)` in the values' dtype."""
+    batch, seq, hidden = values.shape
+    state = None if cache is None else cache.read_state(layer_idx, slot)
+    pooled, state = causal_softmax_pool(logits, values.view(batch, seq, num_heads, -1), keep, state)
+    if cache is not None:
+        cache.write_state(layer_idx, slot, state)
+    return pooled.reshape(batch, seq, hidden).to(values.dtype)
 
 
 class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
-    r"""Causal additive attention: position `t` pools only positions `<= t` (`is_decoder=True`).
+    r"""Causal additive attention: position `t` pools only positions `<= t` (decoders).
 
     Same weights and equations as `FastformerAdditiveAttention`, with the two global vectors replaced by prefix
-    softmax pools (`causal_softmax_pool`), computed in parallel for training and carried as an `O(1)` state in a
-    `FastformerCache` for decoding:
+    softmax pools (`causal_softmax_pool`), computed in parallel for training and carried as an `O(1)` state in the
+    `"query"` and `"key"` slots of a `FastformerCache` for decoding:
 
         G^q_t = sum_{j<=t} e^{a_j} q_j / sum_{j<=t} e^{a_j},   a_j = w_q . q_j / sqrt(d)
         p_t   = G^q_t * k_t
@@ -307,32 +351,25 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
         out_t = W_T (G^k_t * v_t) + b_T + q_t
 
     Note `p_j` uses `G^q_j` (the pool up to `j`), not `G^q_t`: this is what makes a constant-size state possible.
-    Returns `out` `(batch, seq, hidden)` and no attention weights (each position has its own distributions).
+    Returns `out` `(batch, seq, hidden)` and no attention weights (`None`): each position has its own prefix
+    distributions, which are never materialised.
     """
 
-    def prefix_pool(self, logits, values, keep, cache, layer_idx, state_idx):
-        """`causal_softmax_pool` per head on `(batch, seq, hidden)` values, reading and updating the cache."""
-        batch, seq, _ = values.shape
-        state = None if cache is None else cache.get_recurrent_state(layer_idx, state_idx)
-        pooled, state = causal_softmax_pool(
-            logits * self.scale, values.view(batch, seq, self.num_heads, self.head_dim), keep, state
-        )
-        if cache is not None:
-            cache.update_recurrent_state(state, layer_idx, state_idx)
-        return pooled.reshape(batch, seq, -1).to(values.dtype)  # (batch, seq, hidden)
-
-    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0):
+    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0, **kwargs):
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
+        pool = lambda logits, values, slot: prefix_pool(  # noqa: E731
+            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot
+        )
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
-        global_query = self.prefix_pool(self.query_att(query), query, keep, cache, layer_idx, 0)  # (batch, seq, hidden)
+        global_query = pool(self.query_att(query), query, "query")  # G^q_t, (batch, seq, hidden)
         mixed = key * global_query  # p_t
-        global_key = self.prefix_pool(self.key_att(mixed), mixed, keep, cache, layer_idx, 1)  # (batch, seq, hidden)
+        global_key = pool(self.key_att(mixed), mixed, "key")  # G^k_t, (batch, seq, hidden)
         value = query if self.value is None else self.value(hidden_states)
-        return self.transform(global_key * value) + query, None, None
+        return self.transform(global_key * value) + query, None
 
 
-def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, compute):
+def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, compute: Callable):
     """Cross-attention `(keys, values)` of the encoder output: `compute()`d once, then read from the cache."""
     if cache is not None and cache.is_updated.get(layer_idx):
         layer = cache.cross_attention_cache.layers[layer_idx]
@@ -344,24 +381,33 @@ def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int
     return keys, values
 
 
-def encoder_mask_bias(encoder_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """`(batch, enc_seq)` 0/1 mask -> additive `(batch, 1, 1, enc_seq)` bias; a finite minimum, never -inf."""
-    if encoder_mask is None:
-        return None
-    bias = torch.zeros(encoder_mask.shape, dtype=dtype, device=encoder_mask.device)
-    return bias.masked_fill(~encoder_mask.bool(), torch.finfo(dtype).min)[:, None, None, :]
+def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0,
+                            **kwargs):
+    """Plain softmax attention, `(batch, heads, q, d)` x `(batch, heads, k, d)` -> output `(batch, q, heads, d)`
+    and weights `(batch, heads, q, k)`; `attention_mask` is an additive bias. The `"eager"` implementation."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.dropout(nn.functional.softmax(weights, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
 class FastformerCrossAttention(nn.Module):
     r"""Standard multi-head cross-attention (`cross_attention_type="scaled_dot_product"`):
-    `softmax(Q K^T / sqrt(d)) V` with `Q` from the decoder and `K, V` from the encoder output, through
-    `torch.nn.functional.scaled_dot_product_attention`. Costs `O(dec_seq * enc_seq * hidden)`; in decoding,
-    `O(enc_seq * hidden)` per token, with `K, V` computed once and kept in the cache."""
+    `softmax(Q K^T / sqrt(d)) V` with `Q` from the decoder and `K, V` from the encoder output, dispatched through
+    transformers' attention interface (`config._attn_implementation`: `"sdpa"` by default, or `"eager"`, which
+    also returns the weights). Costs `O(dec_seq * enc_seq * hidden)`; in decoding, `O(enc_seq * hidden)` per
+    token, with `K, V` computed once and kept in the cache. Returns the output `(batch, seq, hidden)` and the
+    weights `(batch, heads, seq, enc_seq)` (None under `"sdpa"`)."""
+
+    is_causal = False
 
     def __init__(self, config: FastformerConfig):
         super().__init__()
+        self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
@@ -369,8 +415,7 @@ class FastformerCrossAttention(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, seq, d)
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
-                **kwargs):
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0, **kwargs):
         batch, seq, hidden = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))  # (batch, heads, seq, d)
         keys, values = cached_encoder_projections(
@@ -378,45 +423,58 @@ class FastformerCrossAttention(nn.Module):
             layer_idx,
             lambda: (self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))),
         )  # (batch, heads, enc_seq, d) each
-        attended = nn.functional.scaled_dot_product_attention(
-            query, keys, values, attn_mask=encoder_mask_bias(encoder_mask, query.dtype)
-        )  # (batch, heads, seq, d)
-        return attended.transpose(1, 2).reshape(batch, seq, hidden)
+        bias = None
+        if encoder_mask is not None:  # (batch, 1, 1, enc_seq) additive bias, a finite minimum (never -inf)
+            bias = torch.zeros(encoder_mask.shape, dtype=query.dtype, device=query.device)
+            bias = bias.masked_fill(~encoder_mask.bool(), torch.finfo(query.dtype).min)[:, None, None, :]
+        interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        attended, weights = interface(self, query, keys, values, bias, scaling=self.scaling, dropout=0.0)
+        return attended.reshape(batch, seq, hidden), weights  # attended: (batch, seq, heads, d)
 
 
-class FastformerAdditiveCrossAttention(FastformerCausalAdditiveAttention):
-    r"""Fastformer-style cross-attention (`cross_attention_type="additive"`, paper digest section 8.3): the decoder's
-    prefix global query conditions an additive pooling of the encoder keys.
+class FastformerAdditiveCrossAttention(nn.Module):
+    r"""Fastformer-style cross-attention (`cross_attention_type="additive"`): the decoder's prefix global query
+    conditions an additive pooling of the encoder keys.
 
-    With `q_t` the decoder's query, `G^q_t` its causal prefix pool (as in the causal self-attention, carried in the
-    decoding state) and `k_j` the encoder keys:
+    With `q_t` the decoder's query, `G^q_t` its own causal prefix pool (`prefix_pool`, carried in the
+    `"cross_query"` slot of the decoding state) and `k_j` the encoder keys:
 
         p_tj  = G^q_t * k_j
         beta_tj = softmax_j(w_k . p_tj / sqrt(d))   over the real encoder tokens
         K_t   = sum_j beta_tj p_tj = G^q_t * sum_j beta_tj k_j
-        out_t = W_T (K_t * q_t) + b_T + q_t
+        out_t = W_T (K_t * v_t) + b_T + q_t,        v_t = q_t (query-value sharing) or W_V x_t + b_V
 
     Since `w_k . (G^q_t * k_j) = (w_k * G^q_t) . k_j`, the pooling is one dot-product "probe" per head and decoder
     position against the encoder keys: `O(dec_seq * enc_seq * hidden)`, never a `(dec_seq, enc_seq, hidden)` tensor.
     With the `"dense"` logit layout each head's probe spans all features (official `key_att`); the bias of
-    `key_att` would cancel in the softmax, so there is none.
+    `key_att` would cancel in the softmax, so there is none. Returns the output `(batch, seq, hidden)` and `beta`
+    `(batch, heads, seq, enc_seq)`.
     """
 
     def __init__(self, config: FastformerConfig):
-        super().__init__(config)
-        if config.attention_logit_layout == "dense":
-            self.key_att = nn.Linear(config.hidden_size, self.num_heads, bias=False)
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        hidden = config.hidden_size
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
+        self.query_att = attention_logit_layer(config)
+        self.key_att = attention_logit_layer(config, bias=False)
+        self.transform = nn.Linear(hidden, hidden)
 
     def key_logit_weight(self) -> torch.Tensor:
         """`(heads, hidden)`: row `h` maps `p` to head `h`'s key logit."""
         return self.key_att.weight if isinstance(self.key_att, nn.Linear) else self.key_att.dense_weight()
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
-                keep=None):
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0, keep=None,
+                pool_cache=None, **kwargs):
         batch, seq, hidden = hidden_states.shape
-        self_cache = None if cache is None else cache.self_attention_cache
         query = self.query(hidden_states)  # (batch, seq, hidden)
-        global_query = self.prefix_pool(self.query_att(query), query, keep, self_cache, layer_idx, 2)  # G^q_t
+        global_query = prefix_pool(  # G^q_t, (batch, seq, hidden)
+            self.query_att(query) * self.scale, query, keep, self.num_heads, pool_cache, layer_idx, "cross_query"
+        )
 
         def project():
             keys = self.key(encoder_hidden_states)  # (batch, enc_seq, hidden)
@@ -431,35 +489,16 @@ class FastformerAdditiveCrossAttention(FastformerCausalAdditiveAttention):
         beta = masked_softmax(logits, mask, dim=-1).to(head_keys.dtype)
         pooled = (beta @ head_keys).transpose(1, 2).reshape(batch, seq, hidden)  # sum_j beta_tj k_j
         value = query if self.value is None else self.value(hidden_states)
-        return self.transform(global_query * pooled * value) + query
-
-
-class FastformerCrossAttentionBlock(nn.Module):
-    """Cross-attention (`config.cross_attention_type`) followed by its own post-LN residual self-output block."""
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__()
-        attention_class = (
-            FastformerAdditiveCrossAttention if config.cross_attention_type == "additive" else FastformerCrossAttention
-        )
-        self.self = attention_class(config)
-        self.output = FastformerSelfOutput(config)
-
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0,
-                keep=None):
-        attended = self.self(
-            hidden_states, encoder_hidden_states, encoder_mask, cache=cache,
-            layer_idx=layer_idx, keep=keep,
-        )
-        return self.output(attended, hidden_states)
+        return self.transform(global_query * pooled * value) + query, beta
 
 
 class FastformerSelfOutput(nn.Module):
-    """BERT's self-output: `LayerNorm(dropout(Dense(z)) + x)` (post-LN residual around the attention)."""
+    """BERT's post-LN residual output: `LayerNorm(dropout(Dense(z)) + x)`, `z` of width `input_size` (hidden for
+    the attention sub-blocks, intermediate for the feed-forward block)."""
 
-    def __init__(self, config: FastformerConfig):
+    def __init__(self, config: FastformerConfig, input_size: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(input_size or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -468,17 +507,16 @@ class FastformerSelfOutput(nn.Module):
 
 
 class FastformerAttention(nn.Module):
-    """Additive attention followed by the self-output block (official `FastAttention`)."""
+    """An attention module (`self`) followed by its post-LN self-output block (official `FastAttention`)."""
 
-    def __init__(self, config: FastformerConfig):
+    def __init__(self, config: FastformerConfig, attention_class: type[nn.Module]):
         super().__init__()
-        attention_class = FastformerCausalAdditiveAttention if config.is_decoder else FastformerAdditiveAttention
         self.self = attention_class(config)
         self.output = FastformerSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **cache_kwargs):
-        attended, alpha, beta = self.self(hidden_states, mask, **cache_kwargs)
-        return self.output(attended, hidden_states), alpha, beta
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        attended, weights = self.self(hidden_states, *args, **kwargs)
+        return self.output(attended, hidden_states)
 
 
 class FastformerIntermediate(nn.Module):
@@ -491,89 +529,58 @@ class FastformerIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))  # (batch, seq, intermediate)
 
 
-class FastformerOutput(nn.Module):
-    def __init__(self, config: FastformerConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
-
-
 class FastformerLayer(GradientCheckpointingLayer):
-    """One post-LN Fastformer block: additive attention sub-block, then (decoders of an encoder-decoder) a
-    cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block."""
+    """One post-LN Fastformer block: additive attention sub-block (causal in a decoder), then (decoders of an
+    encoder-decoder) a cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block,
+    applied to `config.chunk_size_feed_forward` positions at a time when that is set (less activation memory)."""
 
-    def __init__(self, config: FastformerConfig):
+    def __init__(self, config: FastformerConfig, causal: bool = False, cross_attention: bool = False):
         super().__init__()
-        self.attention = FastformerAttention(config)
-        self.crossattention = FastformerCrossAttentionBlock(config) if config.add_cross_attention else None
-        self.intermediate = FastformerIntermediate(config)
-        self.output = FastformerOutput(config)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_mask: torch.Tensor | None = None,
-        cache: FastformerCache | EncoderDecoderCache | None = None,
-        layer_idx: int = 0,
-    ):
-        self_cache = cache
-        if isinstance(cache, EncoderDecoderCache):
-            self_cache = cache.self_attention_cache
-        cache_kwargs = {} if self_cache is None else {"cache": self_cache, "layer_idx": layer_idx}
-        attention_output, alpha, beta = self.attention(hidden_states, mask, **cache_kwargs)
-        if self.crossattention is not None:
-            attention_output = self.crossattention(
-                attention_output,
-                encoder_hidden_states,
-                encoder_mask,
-                cache=cache,
-                layer_idx=layer_idx,
-                keep=None if mask is None else mask.squeeze(-1),
+        self.chunk_size_feed_forward = config.chunk_size_feed_forward
+        self.attention = FastformerAttention(
+            config, FastformerCausalAdditiveAttention if causal else FastformerAdditiveAttention
+        )
+        self.crossattention = None
+        if cross_attention:
+            additive = config.cross_attention_type == "additive"
+            self.crossattention = FastformerAttention(
+                config, FastformerAdditiveCrossAttention if additive else FastformerCrossAttention
             )
-        layer_output = self.output(self.intermediate(attention_output), attention_output)
-        return layer_output, alpha, beta
+        self.intermediate = FastformerIntermediate(config)
+        self.output = FastformerSelfOutput(config, config.intermediate_size)
+
+    def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.output(self.intermediate(hidden_states), hidden_states)
+
+    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
+                layer_idx: int = 0, **kwargs):
+        pool_cache, cross_cache = split_cache(cache)
+        hidden_states = self.attention(hidden_states, mask, cache=pool_cache, layer_idx=layer_idx)
+        if self.crossattention is not None:
+            hidden_states = self.crossattention(
+                hidden_states, encoder_hidden_states, encoder_mask, cache=cross_cache, layer_idx=layer_idx,
+                keep=None if mask is None else mask.squeeze(-1), pool_cache=pool_cache,
+            )
+        return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, hidden_states)
 
 
 class FastformerEncoder(nn.Module):
-    """The stack of layers. With `share_layer_parameters` one layer's weights are applied at every depth."""
+    """The stack of `num_layers` layers. With `share_layer_parameters` one layer's weights are applied at every
+    depth; each depth keeps its own decoding state (`layer_idx`) also then."""
 
-    def __init__(self, config: FastformerConfig):
+    def __init__(self, config: FastformerConfig, num_layers: int, causal: bool = False, cross_attention: bool = False):
         super().__init__()
-        self.num_hidden_layers = config.num_hidden_layers
-        num_distinct = 1 if config.share_layer_parameters else config.num_hidden_layers
-        self.layer = nn.ModuleList([FastformerLayer(config) for _ in range(num_distinct)])
+        self.num_layers = num_layers
+        num_distinct = 1 if config.share_layer_parameters else num_layers
+        self.layer = nn.ModuleList([FastformerLayer(config, causal, cross_attention) for _ in range(num_distinct)])
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        cache: FastformerCache | EncoderDecoderCache | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_mask: torch.Tensor | None = None,
-    ) -> BaseModelOutput:
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for depth in range(self.num_hidden_layers):
-            layer = self.layer[depth % len(self.layer)]
-            # Each depth keeps its own decoding state, also when the weights are shared.
-            cache_kwargs = {} if cache is None else {"cache": cache, "layer_idx": depth}
+    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None):
+        for depth in range(self.num_layers):
             # Tensors that need gradients go positionally (re-entrant gradient checkpointing).
-            hidden_states, alpha, beta = layer(hidden_states, mask, encoder_hidden_states, encoder_mask, **cache_kwargs)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += ((alpha, beta),)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
-        )
+            hidden_states = self.layer[depth % len(self.layer)](
+                hidden_states, mask, encoder_hidden_states, encoder_mask, cache=cache, layer_idx=depth
+            )
+        return hidden_states
 
 
 class FastformerPooler(nn.Module):
@@ -607,12 +614,23 @@ class FastformerPooler(nn.Module):
         return torch.einsum("bn,bnd->bd", weights.squeeze(-1), hidden_states)  # (batch, hidden)
 
 
+@auto_docstring
 class FastformerPreTrainedModel(PreTrainedModel):
     config_class = FastformerConfig
     config: FastformerConfig
     base_model_prefix = "fastformer"
     supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
     _no_split_modules = ["FastformerEmbeddings", "FastformerLayer"]
+    _can_record_outputs = {
+        "hidden_states": FastformerLayer,
+        "attentions": OutputRecorder(FastformerAdditiveAttention, index=1),
+        "cross_attentions": [
+            OutputRecorder(FastformerCrossAttention, index=1),
+            OutputRecorder(FastformerAdditiveCrossAttention, index=1),
+        ],
+    }
 
     # Written into `config.auto_map` by `save_pretrained`, so that a checkpoint of any head also loads with the
     # other Auto classes under `trust_remote_code=True` (e.g. `AutoModel` on a classifier checkpoint).
@@ -672,55 +690,65 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_leng
     return shape
 
 
-def _position_ids(config, shape, attention_mask, position_ids, past_length):
+def _position_ids(config, causal: bool, shape, attention_mask, position_ids, past_length: int, device):
     """Positions of the new tokens, `(batch or 1, seq)`, checked against the position table (None without one).
 
     Without explicit `position_ids`: `past_length + arange(seq)`, or, for a causal model given a mask, the number
-    of real tokens before each one (so left padding does not shift positions, as in `generate()`).
+    of real tokens before each one (so left padding does not shift positions, as in `generate()`). The limit is on
+    the positions themselves: padding never counts against `max_position_embeddings`.
     """
     if config.position_embedding_type == "none":
         return None
     batch, seq = shape
     if position_ids is None:
-        if config.is_decoder and attention_mask is not None:
+        if causal and attention_mask is not None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
         else:
-            position_ids = torch.arange(past_length, past_length + seq, device=attention_mask.device
-                                        if attention_mask is not None else None).unsqueeze(0)
+            position_ids = torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)
     elif position_ids.dim() != 2 or position_ids.shape[-1] != seq or position_ids.shape[0] not in (1, batch):
         raise ValueError(f"`position_ids` must have shape (batch, {seq}), got {tuple(position_ids.shape)}.")
     limit = config.max_position_embeddings
-    if past_length + seq > limit or (not torch.compiler.is_compiling() and int(position_ids.max()) >= limit):
+    if not torch.compiler.is_compiling() and int(position_ids.max()) >= limit:
+        advice = f"prompt and generated text together may hold at most {limit} real tokens" if causal else (
+            "truncate the input or use a config with a larger position table"
+        )
         raise ValueError(
-            f"The input reaches position {max(past_length + seq, int(position_ids.max()) + 1) - 1} but the position "
-            f"table holds {limit} positions (`max_position_embeddings`): "
-            + (
-                f"prompt and generated text together may be at most {limit} tokens"
-                if config.is_decoder
-                else "truncate the input or use a config with a larger position table"
-            )
-            + "."
+            f"The input reaches position {int(position_ids.max())} but the position table holds {limit} positions "
+            f"(`max_position_embeddings`): {advice}."
         )
     return position_ids
 
 
-class FastformerModel(FastformerPreTrainedModel):
-    """The bare Fastformer: embeddings -> `num_hidden_layers` Fastformer layers.
+@auto_docstring(
+    custom_intro="""
+    The bare Fastformer: embeddings -> `num_layers` Fastformer layers.
 
-    As an encoder (default) it returns a `BaseModelOutput`; `attentions`, when requested, holds one `(alpha, beta)`
-    pair per layer, each `(batch, heads, seq)`: the additive-attention weights of the global query and key.
+    As an encoder (default), `attentions` (with `output_attentions=True`) holds one `(batch, heads, 2, seq)` tensor
+    per layer: `[:, :, 0]` the global-query weights `alpha`, `[:, :, 1]` the global-key weights `beta`.
 
-    With `config.is_decoder=True` the layers are causal (`FastformerCausalAdditiveAttention`) and it returns a
-    `BaseModelOutputWithPast` whose `cache` is a `FastformerCache` (when `use_cache`), the constant-size
-    state from which the next tokens continue. With `config.add_cross_attention=True` as well (the decoder of
-    `FastformerForConditionalGeneration`), every layer also attends to `encoder_hidden_states`, and the cache is an
-    `EncoderDecoderCache` of the `FastformerCache` and the encoder output's cross-attention projections.
+    Causal (`config.is_decoder=True`, or `causal=True`), its `cache` is a `FastformerCache`, the constant-size state
+    from which the next tokens continue; there are no attention maps (each position has its own prefix
+    distributions, never materialised), so `attentions` is an empty tuple. With cross-attention as well (the
+    decoder of `FastformerForConditionalGeneration`), every layer also attends to `encoder_hidden_states`, the
+    cache is an `EncoderDecoderCache`, and `cross_attentions` holds `(batch, heads, seq, enc_seq)` maps (additive
+    cross-attention, or `attn_implementation="eager"`).
     """
-
-    def __init__(self, config: FastformerConfig):
+)
+class FastformerModel(FastformerPreTrainedModel):
+    def __init__(self, config: FastformerConfig, causal: bool | None = None, cross_attention: bool | None = None,
+                 num_layers: int | None = None):
+        r"""
+        causal (`bool`, *optional*): causal layers with a decoding cache; `config.is_decoder` if unset.
+        cross_attention (`bool`, *optional*): layers also attend to an encoder output; `config.add_cross_attention`
+            if unset.
+        num_layers (`int`, *optional*): the depth; `config.num_hidden_layers` if unset.
+        """
         super().__init__(config)
+        self.causal = config.is_decoder if causal is None else causal
+        self.cross_attention = config.add_cross_attention if cross_attention is None else cross_attention
+        self.num_layers = num_layers or config.num_hidden_layers
         self.embeddings = FastformerEmbeddings(config)
-        self.encoder = FastformerEncoder(config)
+        self.encoder = FastformerEncoder(config, self.num_layers, self.causal, self.cross_attention)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -730,21 +758,39 @@ class FastformerModel(FastformerPreTrainedModel):
         self.embeddings.word_embeddings = value
 
     def _decoding_cache(self, cache, use_cache: bool):
-        """Check a given cache, or create an empty one when `use_cache` asks for it."""
-        cross = self.config.add_cross_attention
+        """Check a given cache, or create an empty one when a causal model's `use_cache` asks for it."""
+        if not self.causal:
+            if cache is not None:
+                raise ValueError("`cache` needs a causal model (`config.is_decoder=True`); this one is bidirectional.")
+            return None
         if cache is None:
             if not use_cache:
                 return None
-            cache = FastformerCache(self.config)
-            return EncoderDecoderCache(cache, DynamicCache()) if cross else cache
-        self_cache = cache.self_attention_cache if cross and isinstance(
-            cache, EncoderDecoderCache) else cache
-        if not isinstance(self_cache, FastformerCache):
-            expected = "an `EncoderDecoderCache` of a `FastformerCache`" if cross else "a `FastformerCache`"
+            cache = FastformerCache(self.num_layers)
+            return EncoderDecoderCache(cache, DynamicCache()) if self.cross_attention else cache
+        if not isinstance(split_cache(cache)[0], FastformerCache) or (
+            self.cross_attention and not isinstance(cache, EncoderDecoderCache)
+        ):
+            expected = "an `EncoderDecoderCache` of a `FastformerCache`" if self.cross_attention else "a `FastformerCache`"
             raise ValueError(f"`cache` must be {expected}, got {type(cache).__name__}.")
         return cache
 
-    @can_return_tuple
+    def _check_encoder_inputs(self, encoder_hidden_states, encoder_attention_mask):
+        if not self.cross_attention:
+            if encoder_hidden_states is not None:
+                raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
+            return
+        if encoder_hidden_states is None:
+            raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
+        if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
+            raise ValueError(
+                f"`encoder_attention_mask` has shape {tuple(encoder_attention_mask.shape)} but the encoder output "
+                f"has {tuple(encoder_hidden_states.shape[:2])} tokens (batch, enc_seq)."
+            )
+
+    @merge_with_config_defaults
+    @capture_outputs
+    @auto_docstring
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
@@ -756,398 +802,26 @@ class FastformerModel(FastformerPreTrainedModel):
         encoder_attention_mask: torch.Tensor | None = None,
         cache: FastformerCache | EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | BaseModelOutputWithPast:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         r"""
-        input_ids (`(batch, seq)`): token ids in `[0, vocab_size)`.
         attention_mask (`(batch, seq)`, *optional*): 1 for real tokens, 0 for padding. With a cache: `(batch,
             cached + seq)`, covering the cached tokens too.
-        position_ids (`(batch, seq)`, *optional*): positions in the position table (see `_position_ids`).
-        inputs_embeds (`(batch, seq, hidden)`, *optional*): used instead of `input_ids`.
-        encoder_hidden_states (`(batch, enc_seq, hidden)`, cross-attention only): the encoder output.
-        encoder_attention_mask (`(batch, enc_seq)`, *optional*, cross-attention only): its 1/0 padding mask.
-        cache (*optional*, causal only): the state of the tokens before `input_ids`.
-        use_cache (`bool`, *optional*, causal only): return the updated state.
+        cache (*optional*, causal only): the state of the tokens before `input_ids`; `use_cache` (causal only,
+            ignored by an encoder) returns the updated state.
         """
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        if not self.config.is_decoder:
-            if cache is not None or use_cache:
-                raise ValueError("`cache` and `use_cache` need a causal model (`config.is_decoder=True`).")
-        else:
-            if output_attentions:
-                raise ValueError(
-                    "`output_attentions` is not available for the causal Fastformer: every position has its own "
-                    "prefix distributions, which are never materialised."
-                )
-            use_cache = self.config.use_cache if use_cache is None else use_cache
-            cache = self._decoding_cache(cache, use_cache)
-        if self.config.add_cross_attention:
-            if encoder_hidden_states is None:
-                raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
-            if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
-                raise ValueError(
-                    f"`encoder_attention_mask` has shape {tuple(encoder_attention_mask.shape)} but the encoder output "
-                    f"has {tuple(encoder_hidden_states.shape[:2])} tokens (batch, enc_seq)."
-                )
-        elif encoder_hidden_states is not None:
-            raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
+        cache = self._decoding_cache(cache, use_cache)
+        self._check_encoder_inputs(encoder_hidden_states, encoder_attention_mask)
         past_length = 0 if cache is None else cache.get_seq_length()
         shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
-        position_ids = _position_ids(self.config, shape, attention_mask, position_ids, past_length)
-        mask = None
-        if attention_mask is not None:
-            mask = attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
+        device = (input_ids if input_ids is not None else inputs_embeds).device
+        position_ids = _position_ids(self.config, self.causal, shape, attention_mask, position_ids, past_length, device)
+        mask = None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
         hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
-        outputs = self.encoder(
-            hidden_states,
-            mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            cache=cache,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_mask=encoder_attention_mask,
-        )
-        if not self.config.is_decoder:
-            return outputs
+        hidden_states = self.encoder(hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache)
         if cache is not None:
-            self_cache = getattr(cache, "self_attention_cache", cache)
-            self_cache._seen_tokens += shape[1]
-        return BaseModelOutputWithPast(
-            last_hidden_state=outputs.last_hidden_state,
-            cache=cache if use_cache else None,
-            hidden_states=outputs.hidden_states,
-        )
-
-
-class FastformerForSequenceClassification(FastformerPreTrainedModel):
-    """Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier.
-
-    The loss follows `config.problem_type`: mean-squared error for regression (`num_labels == 1`), cross-entropy
-    for single-label classification (integer labels), binary cross-entropy with logits for multi-label
-    classification (float multi-hot labels).
-    """
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.fastformer = FastformerModel(config)
-        self.pooler = FastformerPooler(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
-
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput:
-        r"""
-        labels (`(batch,)` or `(batch, num_labels)`, *optional*): class ids, regression targets or multi-hot
-            vectors, according to `config.problem_type`.
-        """
-        outputs = self.fastformer(
-            input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        pooled = self.pooler(outputs.last_hidden_state, attention_mask)  # (batch, hidden)
-        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
-        loss = None if labels is None else self.loss(logits, labels)
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        labels = labels.to(logits.device)
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "regression":
-            if self.num_labels == 1:
-                return MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-            return MSELoss()(logits, labels.to(logits.dtype))
-        if self.config.problem_type == "single_label_classification":
-            flat = labels.view(-1)
-            if not torch.compiler.is_compiling():
-                valid = (flat == -100) | ((flat >= 0) & (flat < self.num_labels))
-                if not bool(valid.all()):
-                    raise ValueError(
-                        f"`labels` must be class ids in [0, {self.num_labels}) (or -100 to ignore); got "
-                        f"{flat[~valid].unique().tolist()}."
-                    )
-            return CrossEntropyLoss()(logits.view(-1, self.num_labels), flat)
-        if labels.shape != logits.shape:
-            raise ValueError(
-                f"Multi-label `labels` must have shape {tuple(logits.shape)} (batch, num_labels), got "
-                f"{tuple(labels.shape)}."
-            )
-        return BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
-
-
-class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
-    """Causal Fastformer language model: `FastformerModel` with `is_decoder=True` + a linear head tied to the input
-    embeddings. `labels` are shifted inside (position `t` predicts token `t + 1`; `-100` is ignored).
-
-    Generation keeps a `FastformerCache` whose size does not grow with the text: per layer and head, the running
-    max, normaliser and weighted sum of the two prefix pools. Greedy search, sampling and beam search (the cache
-    follows the beams) all run through `generate()`.
-    """
-
-    _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
-    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
-
-    def __init__(self, config: FastformerConfig):
-        if not config.is_decoder:
-            logger.warning("`FastformerForCausalLM` needs causal layers: setting `config.is_decoder=True`.")
-            config.is_decoder = True
-        super().__init__(config)
-        self.fastformer = FastformerModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # `forward` creates its own `FastformerCache` on the first step; `generate()` must not build a DynamicCache.
-        return False
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings):
-        self.lm_head = new_embeddings
-
-    @can_return_tuple
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        cache: FastformerCache | None = None,
-        use_cache: bool | None = None,
-        labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        logits_to_keep: int = 0,
-        num_items_in_batch: int | torch.Tensor | None = None,
-    ) -> CausalLMOutputWithPast:
-        r"""
-        labels (`(batch, seq)`, *optional*): the input ids themselves (shifted inside); `-100` is ignored.
-        logits_to_keep (`int`, defaults to 0): compute logits for the last `logits_to_keep` positions only (0: all).
-        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
-        """
-        outputs = self.fastformer(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            cache=cache,
-            use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        hidden_states = outputs.last_hidden_state
-        if logits_to_keep:
-            hidden_states = hidden_states[:, -logits_to_keep:]
-        logits = self.lm_head(hidden_states)  # (batch, seq, vocab)
-        loss = None
-        if labels is not None:
-            if labels.shape != logits.shape[:2]:
-                raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
-            next_tokens = nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts token t+1
-            loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), next_tokens.reshape(-1),
-                                       num_items_in_batch=num_items_in_batch)
-        return CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            hidden_states=outputs.hidden_states,
-        )
-
-
-def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
-    """Decoder inputs from labels: `[start, y_1, ..., y_{n-1}]`, with the `-100` of ignored labels made padding."""
-    if decoder_start_token_id is None:
-        raise ValueError("`config.decoder_start_token_id` must be set to build decoder inputs from `labels`.")
-    if pad_token_id is None:
-        raise ValueError("`config.pad_token_id` must be set to build decoder inputs from `labels`.")
-    shifted = input_ids.new_zeros(input_ids.shape)
-    shifted[:, 1:] = input_ids[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == -100, pad_token_id)
-
-
-class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMixin):
-    r"""Encoder-decoder Fastformer for summarization and other sequence-to-sequence tasks, laid out like BART.
-
-    - `fastformer`: the bidirectional Fastformer encoder (`FastformerModel`, `num_hidden_layers` layers);
-    - `decoder`: a causal `FastformerModel` (`num_decoder_layers` layers) whose layers add a cross-attention
-      sub-block over the encoder output (`config.cross_attention_type`);
-    - `lm_head`: a linear layer; encoder, decoder and head share one embedding matrix.
-
-    `labels` are shifted right into the decoder inputs (`decoder_start_token_id` first). In `generate()`, the
-    encoder runs once; the decoding state (an `EncoderDecoderCache`) holds the decoder's constant-size
-    `FastformerCache` and the encoder output's cross-attention projections, and follows beam reordering.
-    """
-
-    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
-    _tied_weights_keys = {
-        "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
-        "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
-    }
-
-    def __init__(self, config: FastformerConfig):
-        if not config.is_encoder_decoder:
-            logger.warning("`FastformerForConditionalGeneration` is an encoder-decoder: setting `is_encoder_decoder`.")
-            config.is_encoder_decoder = True
-        super().__init__(config)
-        encoder_config = copy.deepcopy(config)
-        encoder_config.is_encoder_decoder = False
-        encoder_config.is_decoder = False
-        encoder_config.add_cross_attention = False
-        decoder_config = copy.deepcopy(encoder_config)
-        decoder_config.is_decoder = True
-        decoder_config.add_cross_attention = True
-        decoder_config.num_hidden_layers = config.num_decoder_layers or config.num_hidden_layers
-        self.fastformer = FastformerModel(encoder_config)
-        self.decoder = FastformerModel(decoder_config)
-        self.decoder.embeddings.word_embeddings = self.fastformer.embeddings.word_embeddings
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
-
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # `forward` creates its own cache (an `EncoderDecoderCache` of a `FastformerCache`) on the first step.
-        return False
-
-    def get_encoder(self, modality=None):
-        return self.fastformer
-
-    def get_decoder(self):
-        return self.decoder
-
-    def get_output_embeddings(self):
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings):
-        self.lm_head = new_embeddings
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-
-    def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
-        """Beam search: reorder the decoder's state only. `beam_idx` picks, for each batch item, among that item's
-        own beams, whose cross-attention projections are identical copies of one encoder output (`generate()`
-        repeats it per beam), so copying those `(batch * beams, ..., enc_seq, ...)` tensors at every step is skipped."""
-        cache.self_attention_cache.reorder_cache(beam_idx)
-        return cache
-
-    @can_return_tuple
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        decoder_input_ids: torch.LongTensor | None = None,
-        decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: BaseModelOutput | tuple | None = None,
-        cache: EncoderDecoderCache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        decoder_inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        logits_to_keep: int = 0,
-        num_items_in_batch: int | torch.Tensor | None = None,
-    ) -> Seq2SeqLMOutput:
-        r"""
-        input_ids (`(batch, enc_seq)`): the source tokens; `attention_mask` their 1/0 padding mask.
-        decoder_input_ids (`(batch, dec_seq)`, *optional*): decoder inputs; built from `labels` when omitted.
-        decoder_attention_mask (`(batch, dec_seq)`, *optional*): 1/0 mask of the decoder inputs (with a cache:
-            covering the cached tokens too).
-        encoder_outputs (*optional*): a precomputed encoder output (as `generate()` passes it).
-        labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
-        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
-        """
-        if labels is not None:  # token ids or -100 (the shape is checked against the logits below)
-            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-        if encoder_outputs is None:
-            encoder_outputs = self.fastformer(
-                input_ids,
-                attention_mask=attention_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-                return_dict=True,
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(*encoder_outputs)
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
-        if decoder_attention_mask is not None:
-            decoder_shape = (decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds).shape[:2]
-            past_length = 0 if cache is None else cache.get_seq_length()
-            expected = (decoder_shape[0], past_length + decoder_shape[1])
-            if tuple(decoder_attention_mask.shape) != expected:
-                raise ValueError(
-                    f"`decoder_attention_mask` has shape {tuple(decoder_attention_mask.shape)} but the decoder inputs "
-                    f"need (batch, {past_length} cached + {decoder_shape[1]} new tokens) = {expected}."
-                )
-        decoder_outputs = self.decoder(
-            decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            inputs_embeds=decoder_inputs_embeds,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
-            cache=cache,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-        )
-        hidden_states = decoder_outputs.last_hidden_state
-        if logits_to_keep:
-            hidden_states = hidden_states[:, -logits_to_keep:]
-        logits = self.lm_head(hidden_states)  # (batch, dec_seq, vocab)
-        loss = None
-        if labels is not None:
-            if labels.shape != logits.shape[:2]:
-                raise ValueError(f"`labels` must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}.")
-            loss = _mean_cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                       num_items_in_batch=num_items_in_batch)
-        return Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
-        )
+            split_cache(cache)[0].advance(shape[1])
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache)
 
 
 def _require_bidirectional(config: FastformerConfig, head: str):
@@ -1168,25 +842,320 @@ def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: t
         valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
         if not bool(valid.all()):
             raise ValueError(
-                f"`{name}` must be ids in [0, {num_classes}) (or -100 to ignore); got {labels[~valid].unique().tolist()}."
+                f"`{name}` must be class ids in [0, {num_classes}) (or -100 to ignore); got {labels[~valid].unique().tolist()}."
             )
 
 
-def _mean_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100, num_items_in_batch=None
-) -> torch.Tensor:
-    """Cross-entropy of `logits (n, classes)` against `labels (n,)`, summed over the labels that are not
-    `ignore_index` and divided by their number, in float32. Zero (not NaN, as `CrossEntropyLoss` gives) when every
-    label is ignored, e.g. a batch in which the masking collator happened to mask no token.
+def _token_loss_kwargs(counted_labels: torch.Tensor, kwargs: dict, ignore_index: int = -100) -> dict:
+    """`kwargs` for the library's summed token losses (`self.loss_function`, `fixed_cross_entropy`), with
+    `num_items_in_batch` defaulting to the number of labels that are not `ignore_index` (at least 1): the loss is
+    then their mean, and 0 (not NaN) when every label is ignored, e.g. a batch in which the masking collator masked nothing. The `Trainer` passes the count of
+    the whole optimizer step instead (all accumulation micro-batches and processes): the exact global token mean."""
+    if kwargs.get("num_items_in_batch") is None:
+        kwargs = {**kwargs, "num_items_in_batch": (counted_labels != ignore_index).sum().clamp(min=1)}
+    return kwargs
 
-    `num_items_in_batch` (from the `Trainer`) replaces the divisor by the number of labelled tokens in the whole
-    optimizer step (all gradient-accumulation micro-batches on all processes), so that the gradient is the exact
-    token mean of the global batch, whatever the number of processes or accumulation steps."""
-    labels = labels.to(logits.device)
-    total = nn.functional.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
-    if num_items_in_batch is not None:
-        return total / num_items_in_batch
-    return total / (labels != ignore_index).sum().clamp(min=1)
+
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
+    `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
+    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
+    """
+)
+class FastformerForSequenceClassification(FastformerPreTrainedModel):
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.fastformer = FastformerModel(config)
+        self.pooler = FastformerPooler(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        labels (`(batch,)` or `(batch, num_labels)`, *optional*): class ids, regression targets or multi-hot
+            vectors, according to `config.problem_type`.
+        """
+        outputs = self.fastformer(
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
+        pooled = self.pooler(outputs.last_hidden_state, attention_mask)  # (batch, hidden)
+        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
+        loss = None
+        if labels is not None:
+            labels = self._checked_labels(labels, logits)
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    def _checked_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Set `config.problem_type` from the labels when unset (the library's rule), check the labels against it,
+        and give regression and multi-label targets the logits' dtype."""
+        labels = labels.to(logits.device)
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "single_label_classification":
+            _check_class_ids(labels.view(-1), self.num_labels, "labels", (logits.shape[0],))
+            return labels
+        if self.config.problem_type == "multi_label_classification" and labels.shape != logits.shape:
+            raise ValueError(
+                f"Multi-label `labels` must have shape {tuple(logits.shape)} (batch, num_labels), got "
+                f"{tuple(labels.shape)}."
+            )
+        return labels.to(logits.dtype)
+
+
+@auto_docstring(
+    custom_intro="""
+    Causal Fastformer language model: `FastformerModel` with causal layers + a linear head tied to the input
+    embeddings. `labels` are shifted inside (position `t` predicts token `t + 1`; `-100` is ignored).
+
+    Generation keeps a `FastformerCache` whose size does not grow with the text: per layer and head, the running
+    max, normaliser and weighted sum of the two prefix pools. Greedy search, sampling and beam search (the cache
+    follows the beams) all run through `generate()`; assisted decoding cannot (the state cannot be rolled back).
+    """
+)
+class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
+    _is_stateful = True
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
+
+    def __init__(self, config: FastformerConfig):
+        if not config.is_decoder:  # the model owns a causal copy; the caller's config is left as it was
+            logger.warning("`FastformerForCausalLM` needs causal layers: using `is_decoder=True`.")
+            config = copy.deepcopy(config)
+            config.is_decoder = True
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # `forward` creates its own `FastformerCache` on the first step; `generate()` must not build a DynamicCache.
+        return False
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    @can_return_tuple
+    @auto_docstring
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: FastformerCache | None = None,
+        use_cache: bool | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CausalLMOutputWithPast:
+        r"""
+        cache (`FastformerCache`, *optional*): the state of the tokens before `input_ids`.
+        labels (`(batch, seq)`, *optional*): the input ids themselves (shifted inside); `-100` is ignored. A
+            `shift_labels` keyword (already shifted) takes precedence, as in transformers' `ForCausalLMLoss`.
+        """
+        outputs = self.fastformer(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(outputs.last_hidden_state[:, kept])  # (batch, seq, vocab)
+        loss = None
+        if labels is not None:
+            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
+            counted = kwargs.get("shift_labels")
+            counted = labels[:, 1:] if counted is None else counted
+            loss = self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(counted, kwargs))
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+    """Decoder inputs from labels: `[start, y_1, ..., y_{n-1}]`, with the `-100` of ignored labels made padding."""
+    if decoder_start_token_id is None:
+        raise ValueError("`config.decoder_start_token_id` must be set to build decoder inputs from `labels`.")
+    if pad_token_id is None:
+        raise ValueError("`config.pad_token_id` must be set to build decoder inputs from `labels`.")
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+@auto_docstring(
+    custom_intro="""
+    Encoder-decoder Fastformer for summarization and other sequence-to-sequence tasks, laid out like BART, with one
+    config that the encoder and the decoder both read:
+
+    - `fastformer`: the bidirectional Fastformer encoder (`FastformerModel`, `num_hidden_layers` layers);
+    - `decoder`: a causal `FastformerModel` (`num_decoder_layers` layers, `num_hidden_layers` if unset) whose
+      layers add a cross-attention sub-block over the encoder output (`config.cross_attention_type`);
+    - `lm_head`: a linear layer; encoder, decoder and head share one embedding matrix.
+
+    `labels` are shifted right into the decoder inputs (`decoder_start_token_id` first). In `generate()`, the
+    encoder runs once; the decoding state (an `EncoderDecoderCache`) holds the decoder's constant-size
+    `FastformerCache` and the encoder output's cross-attention projections, and follows beam reordering.
+    """
+)
+class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {
+        "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
+        "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
+    }
+    _is_stateful = True
+    accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
+
+    def __init__(self, config: FastformerConfig):
+        if not config.is_encoder_decoder or config.is_decoder or config.add_cross_attention:
+            # the model owns an encoder-decoder copy; the caller's config is left as it was
+            config = copy.deepcopy(config)
+            config.is_encoder_decoder, config.is_decoder, config.add_cross_attention = True, False, False
+        super().__init__(config)
+        self.fastformer = FastformerModel(config)
+        self.decoder = FastformerModel(
+            config, causal=True, cross_attention=True, num_layers=config.num_decoder_layers or config.num_hidden_layers
+        )
+        self.decoder.embeddings.word_embeddings = self.fastformer.embeddings.word_embeddings
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # `forward` creates its own cache (an `EncoderDecoderCache` of a `FastformerCache`) on the first step.
+        return False
+
+    def get_encoder(self, modality=None):
+        return self.fastformer
+
+    def get_decoder(self):
+        return self.decoder
+
+    def get_input_embeddings(self):
+        return self.fastformer.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        """The encoder and the decoder read one embedding table: both get `value`."""
+        self.fastformer.set_input_embeddings(value)
+        self.decoder.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+        """Beam search: reorder the decoder's state only. `beam_idx` picks, for each batch item, among that item's
+        own beams, whose cross-attention projections are identical copies of one encoder output (`generate()`
+        repeats it per beam), so copying those `(batch * beams, ..., enc_seq, ...)` tensors at every step is skipped."""
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
+
+    @can_return_tuple
+    @auto_docstring
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: EncoderDecoderCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Seq2SeqLMOutput:
+        r"""
+        decoder_attention_mask (`(batch, dec_seq)`, *optional*): 1/0 mask of the decoder inputs (with a cache:
+            covering the cached tokens too).
+        cache (`EncoderDecoderCache`, *optional*): the decoding state of the decoder inputs before these.
+        labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
+        """
+        if labels is not None:  # token ids or -100 (the shape is checked against the logits below)
+            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        if encoder_outputs is None:
+            encoder_outputs = self.fastformer(
+                input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
+        decoder_outputs = self.decoder(
+            decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            inputs_embeds=decoder_inputs_embeds,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(decoder_outputs.last_hidden_state[:, kept])  # (batch, dec_seq, vocab)
+        loss = None
+        if labels is not None:
+            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
+            loss = self.loss_function(  # labels are not shifted: they are the next tokens of the decoder inputs
+                logits, labels, self.config.vocab_size, shift_labels=labels, **_token_loss_kwargs(labels, kwargs)
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
 
 
 class FastformerLMPredictionHead(nn.Module):
@@ -1205,15 +1174,15 @@ class FastformerLMPredictionHead(nn.Module):
         return self.decoder(hidden_states)
 
 
-class FastformerForMaskedLM(FastformerPreTrainedModel):
-    """Bidirectional Fastformer encoder + BERT's masked-LM head (dense -> activation -> LayerNorm -> decoder tied to
+@auto_docstring(
+    custom_intro="""
+    Bidirectional Fastformer encoder + BERT's masked-LM head (dense -> activation -> LayerNorm -> decoder tied to
     the word embeddings, with its own bias), for pretraining with `DataCollatorForLanguageModeling` and for
-    `pipeline("fill-mask")`.
-
-    The loss is the cross-entropy of the tokens whose label is not `-100` (the masked ones, as the collator labels
-    them), averaged over those tokens; it is 0 for a batch without any.
+    `pipeline("fill-mask")`. The loss is the cross-entropy of the tokens whose label is not `-100`, averaged over
+    those tokens; it is 0 for a batch without any.
     """
-
+)
+class FastformerForMaskedLM(FastformerPreTrainedModel):
     _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
@@ -1231,45 +1200,39 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
         self.lm_head.decoder = new_embeddings
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         r"""
         labels (`(batch, seq)`, *optional*): the original ids at the masked positions, `-100` elsewhere.
-        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         outputs = self.fastformer(
-            input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (batch, seq, vocab)
         loss = None
         if labels is not None:
             _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-            flat_logits = logits.view(-1, logits.shape[-1])  # (batch * seq, vocab)
-            loss = _mean_cross_entropy(flat_logits, labels.reshape(-1), num_items_in_batch=num_items_in_batch)
+            loss = self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(labels, kwargs))
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
-class FastformerForTokenClassification(FastformerPreTrainedModel):
-    """Fastformer encoder + dropout + one linear classifier per token (`(batch, seq, hidden)` ->
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + dropout + one linear classifier per token (`(batch, seq, hidden)` ->
     `(batch, seq, num_labels)`), e.g. for named-entity recognition. The loss is the cross-entropy over the tokens
-    whose label is not `-100` (give padding and sub-word continuations -100)."""
-
+    whose label is not `-100` (give padding and sub-word continuations -100).
+    """
+)
+class FastformerForTokenClassification(FastformerPreTrainedModel):
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
@@ -1283,48 +1246,41 @@ class FastformerForTokenClassification(FastformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         r"""
         labels (`(batch, seq)`, *optional*): class ids in `[0, num_labels)` per token, `-100` to ignore.
-        num_items_in_batch (*optional*): divisor of the summed loss (see `_mean_cross_entropy`); the `Trainer` sets it.
         """
         outputs = self.fastformer(
-            input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (batch, seq, num_labels)
         loss = None
         if labels is not None:
             _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
-            flat_logits = logits.view(-1, self.num_labels)  # (batch * seq, num_labels)
-            loss = _mean_cross_entropy(flat_logits, labels.reshape(-1), num_items_in_batch=num_items_in_batch)
+            loss = self.loss_function(logits, labels, self.config, **_token_loss_kwargs(labels, kwargs))
         return TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
-class FastformerForQuestionAnswering(FastformerPreTrainedModel):
-    """Fastformer encoder + a linear layer giving every token a span-start and a span-end logit (extractive question
-    answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`).
-
-    The loss is BERT's: `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2`, where positions
-    outside the input (e.g. an answer cut off by truncation) are clamped to `seq` and ignored.
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + a linear layer giving every token a span-start and a span-end logit (extractive question
+    answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`). The loss is BERT's
+    (as `ForQuestionAnsweringLoss`): `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2`,
+    where positions outside the input (e.g. an answer cut off by truncation) are clamped to `seq` and ignored; 0,
+    not NaN, when every position is outside.
     """
-
+)
+class FastformerForQuestionAnswering(FastformerPreTrainedModel):
     def __init__(self, config: FastformerConfig):
         _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
@@ -1333,6 +1289,7 @@ class FastformerForQuestionAnswering(FastformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1340,43 +1297,31 @@ class FastformerForQuestionAnswering(FastformerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
-        r"""
-        start_positions, end_positions (`(batch,)`, *optional*): token index of the first and last answer token.
-            Both or neither.
-        """
         outputs = self.fastformer(
-            input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
         logits = self.qa_outputs(outputs.last_hidden_state)  # (batch, seq, 2)
         start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))
-        loss = None
         if (start_positions is None) != (end_positions is None):
             raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+        loss = None
         if start_positions is not None:
             batch, seq = start_logits.shape
             losses = []
             for name, positions, position_logits in (
-                ("start_positions", start_positions, start_logits),
-                ("end_positions", end_positions, end_logits),
+                ("start_positions", start_positions, start_logits), ("end_positions", end_positions, end_logits)
             ):
-                if positions.dim() == 2 and positions.shape[-1] == 1:
-                    positions = positions.squeeze(-1)
+                positions = positions.squeeze(-1) if positions.dim() == 2 else positions
                 if tuple(positions.shape) != (batch,) or positions.is_floating_point():
                     raise ValueError(
                         f"`{name}` must be integer token indices of shape ({batch},), got {positions.dtype} of shape "
                         f"{tuple(positions.shape)}."
                     )
                 positions = positions.to(position_logits.device).clamp(0, seq)  # seq = outside the input: ignored
-                losses.append(_mean_cross_entropy(position_logits, positions, ignore_index=seq))
+                divisor = _token_loss_kwargs(positions, {}, ignore_index=seq)
+                losses.append(fixed_cross_entropy(position_logits.float(), positions, ignore_index=seq, **divisor))
             loss = (losses[0] + losses[1]) / 2
         return QuestionAnsweringModelOutput(
             loss=loss,
@@ -1387,14 +1332,15 @@ class FastformerForQuestionAnswering(FastformerPreTrainedModel):
         )
 
 
-class FastformerForMultipleChoice(FastformerPreTrainedModel):
-    """Fastformer encoder + pooler (`config.pooler_type`) + dropout + a linear layer giving one logit per choice.
-
-    The `(batch, num_choices, seq)` inputs (e.g. a context paired with each candidate ending) are flattened to
-    `(batch * num_choices, seq)`, encoded and pooled independently; the logits `(batch, num_choices)` are scored
-    against `labels`, the index of the right choice, with cross-entropy.
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + pooler (`config.pooler_type`) + dropout + a linear layer giving one logit per choice. The
+    `(batch, num_choices, seq)` inputs are flattened to `(batch * num_choices, seq)`, encoded and pooled
+    independently; the logits `(batch, num_choices)` are scored against `labels`, the index of the right choice,
+    with cross-entropy.
     """
-
+)
+class FastformerForMultipleChoice(FastformerPreTrainedModel):
     def __init__(self, config: FastformerConfig):
         _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
@@ -1406,15 +1352,14 @@ class FastformerForMultipleChoice(FastformerPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MultipleChoiceModelOutput:
         r"""
         input_ids (`(batch, num_choices, seq)`): token ids of every choice; `attention_mask` of the same shape.
@@ -1436,19 +1381,15 @@ class FastformerForMultipleChoice(FastformerPreTrainedModel):
             )
         flat = lambda tensor: None if tensor is None else tensor.flatten(0, 1)  # noqa: E731
         outputs = self.fastformer(
-            flat(input_ids),
-            attention_mask=flat(attention_mask),
-            inputs_embeds=flat(inputs_embeds),
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
+            flat(input_ids), attention_mask=flat(attention_mask), inputs_embeds=flat(inputs_embeds), return_dict=True,
+            **kwargs,
         )
         pooled = self.pooler(outputs.last_hidden_state, flat(attention_mask))  # (batch * num_choices, hidden)
         logits = self.classifier(self.dropout(pooled)).view(batch, num_choices)
         loss = None
         if labels is not None:
             _check_class_ids(labels, num_choices, "labels", (batch,))
-            loss = _mean_cross_entropy(logits, labels)
+            loss = fixed_cross_entropy(logits.float(), labels.to(logits.device), **_token_loss_kwargs(labels, kwargs))
         return MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
