@@ -14,7 +14,6 @@ Every skipped or overridden upstream test says why, next to it.
 
 import unittest
 
-import pytest
 import torch
 from transformers.models.auto import modeling_auto
 
@@ -209,7 +208,21 @@ if UPSTREAM_ERROR is None:
                 "The comparison runs in FastformerForConditionalGenerationTest, where the implementations differ."
             ))
 
-    class FastformerModelTest(SingleAttentionImplementation, FastformerCommonTests, unittest.TestCase):
+    class AlphaBetaAttentions:
+        """For the bidirectional classes, whose `attentions` hold one `(batch, heads, 2, seq)` tensor per layer."""
+
+        def test_attention_outputs(self):
+            """Upstream's test, with the attention shape Fastformer documents: each layer's attentions are `(batch,
+            heads, 2, seq)` (`[:, :, 0]` alpha, `[:, :, 1]` beta: the additive attention's two distributions over the
+            sequence) instead of a `seq x seq` map. The mixin reads the expected last two dimensions from the tester's
+            `encoder_seq_length` and `key_length`; every other assertion is upstream's."""
+            self.model_tester.encoder_seq_length = 2
+            self.model_tester.key_length = self.model_tester.seq_length
+            super().test_attention_outputs()
+
+    class FastformerModelTest(
+        AlphaBetaAttentions, SingleAttentionImplementation, FastformerCommonTests, unittest.TestCase
+    ):
         all_model_classes = (
             FastformerModel,
             FastformerForSequenceClassification,
@@ -227,6 +240,12 @@ if UPSTREAM_ERROR is None:
     ):
         all_model_classes = (FastformerModel, FastformerForCausalLM)
 
+        # The causal model returns no attention maps (`attentions` is an empty tuple): each position has its own
+        # prefix distributions, which are never materialised. `has_attentions = False` is the mixin's switch for
+        # such models (test_attention_outputs is skipped, test_retain_grad_hidden_states_attentions checks only
+        # hidden states).
+        has_attentions = False
+
         def setUp(self):
             self.model_tester = FastformerModelTester(self, is_decoder=True)
 
@@ -236,3 +255,50 @@ if UPSTREAM_ERROR is None:
 
         def setUp(self):
             self.model_tester = FastformerSeq2SeqTester(self)
+
+        def attention_outputs(self, config, inputs):
+            model = FastformerForConditionalGeneration._from_config(config, attn_implementation="eager")
+            return model.to(common.torch_device), model(**inputs)
+
+        def test_attention_outputs(self):
+            """Replaces upstream's test, which expects `seq x seq` maps from the encoder, the decoder and the
+            cross-attention. Here, from the argument and from `config.output_attentions`: the encoder's `(batch, heads,
+            2, seq)` alpha/beta per layer; no decoder self-attention maps (the causal decoder's prefix distributions
+            are never materialised: an empty tuple); cross-attention maps `(batch, heads, dec_seq, enc_seq)` per
+            layer; attentions never returned unless asked for."""
+            tester = self.model_tester
+            batch, heads, seq = tester.batch_size, tester.num_attention_heads, tester.seq_length
+            layers = tester.num_hidden_layers
+            config, inputs = tester.prepare_config_and_inputs_for_common()
+            with torch.no_grad():
+                _, plain = self.attention_outputs(config, inputs)
+                _, by_argument = self.attention_outputs(config, {**inputs, "output_attentions": True})
+                config.output_attentions = True
+                _, by_config = self.attention_outputs(config, inputs)
+            self.assertIsNone(plain.encoder_attentions)
+            self.assertIsNone(plain.cross_attentions)
+            for outputs in (by_argument, by_config):
+                self.assertEqual(len(outputs.encoder_attentions), layers)
+                self.assertEqual(len(outputs.cross_attentions), layers)
+                self.assertFalse(outputs.decoder_attentions)
+                for encoder, cross in zip(outputs.encoder_attentions, outputs.cross_attentions):
+                    self.assertEqual(tuple(encoder.shape), (batch, heads, 2, seq))
+                    self.assertEqual(tuple(cross.shape), (batch, heads, seq, seq))
+
+        def test_retain_grad_hidden_states_attentions(self):
+            """Upstream's check (gradients reach the returned hidden states and attention maps) without the decoder's
+            self-attention maps, which the causal decoder does not have (see test_attention_outputs)."""
+            config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+            config.output_hidden_states = config.output_attentions = True
+            model, outputs = self.attention_outputs(config, inputs)
+            returned = {
+                "encoder_hidden_states": outputs.encoder_hidden_states[0],
+                "decoder_hidden_states": outputs.decoder_hidden_states[0],
+                "encoder_attentions": outputs.encoder_attentions[0],
+                "cross_attentions": outputs.cross_attentions[0],
+            }
+            for tensor in returned.values():
+                tensor.retain_grad()
+            outputs[0].flatten()[0].backward()
+            for name, tensor in returned.items():
+                self.assertIsNotNone(tensor.grad, f"no gradient reaches `{name}`")
