@@ -3,12 +3,9 @@
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
-from transformers.tokenization_utils_tokenizers import TokenizersBackend
+from transformers.models.bert.tokenization_bert import BertTokenizer
 
 
-VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt", "tokenizer_file": "tokenizer.json"}
 # The shipped default vocabulary (bert-base-uncased's 30,522 WordPieces, Apache-2.0; see data/NOTICE.md). It exists
 # only next to the installed package: a checkpoint always carries its own vocabulary in tokenizer.json.
 DEFAULT_VOCAB_FILE = Path(__file__).resolve().parent / "data" / "vocab.txt"
@@ -33,11 +30,12 @@ def load_vocab(vocab_file: str | Path) -> dict[str, int]:
     return vocab
 
 
-class FastformerTokenizer(TokenizersBackend):
+class FastformerTokenizer(BertTokenizer):
     r"""
-    Fast WordPiece tokenizer for Fastformer (the BERT pipeline: `BertNormalizer` (lower-casing, accent stripping,
-    control-character cleaning) → `BertPreTokenizer` (whitespace and punctuation) → WordPiece with `##`
-    continuations → `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`).
+    Fast WordPiece tokenizer for Fastformer: transformers' `BertTokenizer` (`BertNormalizer` (lower-casing, accent
+    stripping, control-character cleaning) → `BertPreTokenizer` (whitespace and punctuation) → WordPiece with `##`
+    continuations → `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`) with the shipped vocabulary, no segment ids and a
+    length limit.
 
     With no `vocab`, it uses the vocabulary shipped with the package: bert-base-uncased's 30,522 WordPieces
     (`[PAD]`=0, `[UNK]`=100, `[CLS]`=101, `[SEP]`=102, `[MASK]`=103), which matches the default
@@ -65,10 +63,8 @@ class FastformerTokenizer(TokenizersBackend):
         model_max_length (`int`, defaults to 256): the longest input in tokens, with `[CLS]`/`[SEP]`.
     """
 
-    vocab_files_names = VOCAB_FILES_NAMES
     model_input_names = ["input_ids", "attention_mask"]
     padding_side = "right"
-    model = WordPiece
 
     def __init__(
         self,
@@ -81,45 +77,25 @@ class FastformerTokenizer(TokenizersBackend):
         mask_token: str = "[MASK]",
         **kwargs,
     ):
-        self.do_lower_case = do_lower_case
+        # A serialized backend (`from_pretrained` with remote code, `train_new_from_iterator`) replaces the pipeline
+        # the parent builds; otherwise the pipeline is built from `vocab`, the shipped one by default.
+        serialized = kwargs.get("tokenizer_object") is not None or kwargs.get("tokenizer_file") is not None
+        if vocab is None and not serialized:
+            if not DEFAULT_VOCAB_FILE.is_file():
+                raise ValueError(
+                    f"No `vocab` given and the default vocabulary {DEFAULT_VOCAB_FILE} is missing: pass `vocab=` "
+                    "or load a saved tokenizer with `from_pretrained`."
+                )
+            vocab = DEFAULT_VOCAB_FILE
+        if isinstance(vocab, (str, Path)):
+            vocab = load_vocab(vocab)
+        for name, token in (("unk_token", unk_token), ("sep_token", sep_token), ("pad_token", pad_token),
+                            ("cls_token", cls_token), ("mask_token", mask_token)):
+            if vocab is not None and str(token) not in vocab:
+                raise ValueError(f"`{name}` {str(token)!r} is not in the vocabulary.")
         kwargs.setdefault("model_max_length", DEFAULT_MODEL_MAX_LENGTH)  # a saved tokenizer passes its own
-        # A serialized backend (`from_pretrained` with remote code, `train_new_from_iterator`) is built by the base
-        # class; otherwise build the pipeline from the vocabulary.
-        if kwargs.get("tokenizer_object") is None and kwargs.get("tokenizer_file") is None:
-            if vocab is None:
-                if not DEFAULT_VOCAB_FILE.is_file():
-                    raise ValueError(
-                        f"No `vocab` given and the default vocabulary {DEFAULT_VOCAB_FILE} is missing: pass `vocab=` "
-                        "or load a saved tokenizer with `from_pretrained`."
-                    )
-                vocab = DEFAULT_VOCAB_FILE
-            if isinstance(vocab, (str, Path)):
-                vocab = load_vocab(vocab)
-            for name, token in (("unk_token", unk_token), ("sep_token", sep_token), ("pad_token", pad_token),
-                                ("cls_token", cls_token), ("mask_token", mask_token)):
-                if str(token) not in vocab:
-                    raise ValueError(f"`{name}` {str(token)!r} is not in the vocabulary.")
-            self._tokenizer = Tokenizer(WordPiece(vocab, unk_token=str(unk_token)))
-            self._tokenizer.normalizer = normalizers.BertNormalizer(
-                clean_text=True, handle_chinese_chars=True, strip_accents=do_lower_case, lowercase=do_lower_case
-            )
-            self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-            self._tokenizer.decoder = decoders.WordPiece(prefix="##")
-        super().__init__(
-            do_lower_case=do_lower_case,
-            unk_token=unk_token,
-            sep_token=sep_token,
-            pad_token=pad_token,
-            cls_token=cls_token,
-            mask_token=mask_token,
-            **kwargs,
-        )
-        cls, sep = str(self.cls_token), str(self.sep_token)
-        self._tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0",
-            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-            special_tokens=[(cls, self.cls_token_id), (sep, self.sep_token_id)],
-        )
+        super().__init__(vocab=vocab, do_lower_case=do_lower_case, unk_token=unk_token, sep_token=sep_token,
+                         pad_token=pad_token, cls_token=cls_token, mask_token=mask_token, **kwargs)
 
 
 __all__ = ["FastformerTokenizer"]
