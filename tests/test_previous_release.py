@@ -1,9 +1,10 @@
-"""Checkpoints saved by the previous release still load and compute the same logits.
+"""Checkpoints saved by the previous release still load and compute the same logits (and token ids).
 
-`tests/fixtures/previous_release/` holds tiny checkpoints written with `save_pretrained` by release 0.1.0 (commit
-878fc57; the code files `save_pretrained` copies beside the weights were left out to keep the fixture small) and
+`tests/fixtures/previous_release/` holds tiny checkpoints and a tokenizer written with `save_pretrained` by release
+0.1.0 (commit 878fc57; the code files `save_pretrained` copies beside them were left out to keep the fixture small),
 `expected_logits.json`, the logits that release computed for fixed inputs (with left padding for the causal model and
-padding on both sides of the encoder-decoder). Never regenerate them: they stand for checkpoints already published.
+padding on both sides of the encoder-decoder), and `expected_tokens.json`, its tokenizer's ids for fixed texts. Never
+regenerate them: they stand for checkpoints already published.
 """
 
 import json
@@ -55,3 +56,20 @@ def test_previous_release_checkpoint_loads_with_the_same_logits(name):
     fresh = model_class(model.config).eval()
     assert (_logits(fresh, case) - expected).abs().max() > 100 * TOLERANCE
     torch.testing.assert_close(_logits(model, case), expected, rtol=0, atol=TOLERANCE)
+
+
+def test_previous_release_tokenizer_loads_with_the_same_ids():
+    """Catches a tokenizer rewrite (e.g. the move onto transformers' `BertTokenizer`) that changes how a saved
+    tokenizer is rebuilt: its normaliser, pre-tokenizer, special-token template, truncation or length limit."""
+    from transformers import AutoTokenizer
+
+    from fastformer import FastformerTokenizer
+
+    expected = json.loads((FIXTURES / "expected_tokens.json").read_text())
+    for tokenizer in (FastformerTokenizer.from_pretrained(FIXTURES / "tokenizer"),
+                      AutoTokenizer.from_pretrained(FIXTURES / "tokenizer")):
+        assert type(tokenizer) is FastformerTokenizer
+        assert (len(tokenizer), tokenizer.model_max_length) == (expected["vocab_size"], expected["model_max_length"])
+        assert tokenizer(expected["texts"], truncation=True)["input_ids"] == expected["input_ids"]
+        assert tokenizer(*expected["pair"])["input_ids"] == expected["pair_input_ids"]
+        assert list(tokenizer(expected["texts"][0])) == ["input_ids", "attention_mask"]
