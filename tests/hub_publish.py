@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 
 import fastformer
 from fastformer import FastformerConfig, FastformerForSequenceClassification
+from helpers import randomize_  # (tests/ is this script's directory, first on sys.path)
 
 
 TEXTS = ["The movies' acting was GOOD, but long!", "a bad plot"]
@@ -44,13 +45,10 @@ def config_for(cls, **kwargs):
 
 
 def build(cls, seed, **kwargs):
+    """Random weights everywhere (non-zero biases, non-unit LayerNorms), so that a parameter lost on the way to
+    the Hub and back cannot hide behind its initial value."""
     torch.manual_seed(seed)
-    model = cls(config_for(cls, **kwargs)).eval()
-    with torch.no_grad():  # non-zero biases, so that a bias lost on the way cannot hide
-        for name, param in model.named_parameters():
-            if name.endswith("bias"):
-                param.normal_(0.0, 0.1)
-    return model
+    return randomize_(cls(config_for(cls, **kwargs)), seed=seed).eval()
 
 
 def model_inputs(cls, data):

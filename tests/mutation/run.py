@@ -83,6 +83,27 @@ def run_pytest(copy: Path, selection: list[str], timeout: int) -> tuple[int, str
     return result.returncode, lines[-1] if lines else ""
 
 
+def run_baseline(copy: Path, selections: set[tuple[str, ...]], timeout: int) -> dict:
+    """Run every selection on the unmutated copy; returns `{selection: (exit code, last line)}`. Selections of the
+    form `FILE` or `FILE -k EXPR` are merged per file into one run (`-k "(EXPR1) or (EXPR2)"`), which saves a
+    pytest start-up per selection; when a merged run fails, every selection of that file counts as failing."""
+    by_file, results = {}, {}
+    for selection in selections:
+        if len(selection) == 1 or (len(selection) == 3 and selection[1] == "-k"):
+            by_file.setdefault(selection[0], []).append(selection)
+        else:
+            results[selection] = run_pytest(copy, list(selection), timeout)
+    for path, group in sorted(by_file.items()):
+        expressions = [s[2] for s in group if len(s) == 3]
+        merged = [path] if len(expressions) < len(group) else [path, "-k", " or ".join(f"({e})" for e in expressions)]
+        outcome = run_pytest(copy, merged, timeout)
+        for selection in group:
+            results[selection] = outcome
+    for selection, (code, last) in sorted(results.items()):
+        print(f"baseline {'ok' if code == 0 else 'FAILS':5s} {' '.join(selection)}: {last}", flush=True)
+    return results
+
+
 def apply(copy: Path, mutant: dict) -> str | None:
     """Write the mutated file into the copy; return the original text, or None when the snippet is not unique."""
     path = copy / mutant["file"]
@@ -138,13 +159,8 @@ def main(argv=None) -> int:
         check_imports_from(copy)
         print(f"{len(selected)} mutants; copy of {REPO} at {copy}; pytest with PYTHONPATH={copy}", flush=True)
 
-        baseline = {}
-        if not args.no_baseline:
-            for selection in {tuple(m["tests"]) for m in selected}:
-                code, last = run_pytest(copy, list(selection), args.timeout)
-                baseline[selection] = (code, last)
-                if code != 0:
-                    print(f"baseline FAILS for {' '.join(selection)}: {last}", flush=True)
+        baseline = {} if args.no_baseline else run_baseline(copy, {tuple(m["tests"]) for m in selected},
+                                                              args.timeout)
 
         results = []
         for m in selected:
