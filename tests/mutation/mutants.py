@@ -18,7 +18,6 @@ ENCODER_REFERENCE = [T_MODEL, "-k", "attention_equals_official_code or encoder_e
 CAUSAL_REFERENCE = [T_CAUSAL, "-k", "causal_lm_equals_the_reference"]
 SEQ2SEQ_REFERENCE = [T_SEQ2SEQ, "-k", "seq2seq_equals_the_reference or additive_cross_attention_equals"]
 INCREMENTAL = [T_CAUSAL, "-k", "incremental_decoding_equals_full_forward and 5-1-True"]
-SEQ2SEQ_INCREMENTAL = [T_SEQ2SEQ, "-k", "incremental_decoding"]
 
 MUTANTS = [
     # ----------------------------------------------------------------------------------------- encoder math
