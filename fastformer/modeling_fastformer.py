@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
@@ -33,7 +34,7 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.pytorch_utils import apply_chunking_to_forward
-from transformers.utils import TransformersKwargs, auto_docstring, can_return_tuple, logging
+from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
@@ -169,16 +170,53 @@ class FastformerAdditiveAttention(nn.Module):
         return output, torch.stack((alpha, beta), dim=-1).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
 
 
-# Chunk length of the parallel causal scan: work is O(seq * CAUSAL_CHUNK_SIZE * hidden), memory the same.
-CAUSAL_CHUNK_SIZE = 64
+# Block length of the causal prefix scan at every level: work and activation memory O(seq * heads * block).
+CAUSAL_CHUNK_SIZE = 16
 
 
-def merge_softmax_pools(m, z, s, m_other, z_other, s_other):
-    """Online-softmax merge of two partial pools, each a running max `m`, normaliser `z = sum e^{a - m}` and
-    weighted sum `s = sum e^{a - m} x` (`s` has one more, trailing, dimension). Both rescalings are `<= 1`."""
+def merge_softmax_pools(m, s, m_other, s_other):
+    """Online-softmax merge of two partial pools. Each is a reference max `m` `(...)` and the sums relative to it,
+    `s = [sum_j e^{a_j - m} x_j, sum_j e^{a_j - m}]` `(..., head_dim + 1)`:
+    `m' = max(m, m_o)`, `s' = e^{m - m'} s + e^{m_o - m'} s_o` (both rescalings `<= 1`)."""
     m_new = torch.maximum(m, m_other)
-    old, new = torch.exp(m - m_new), torch.exp(m_other - m_new)
-    return m_new, old * z + new * z_other, old.unsqueeze(-1) * s + new.unsqueeze(-1) * s_other
+    return m_new, torch.exp(m - m_new).unsqueeze(-1) * s + torch.exp(m_other - m_new).unsqueeze(-1) * s_other
+
+
+def prefix_pools_within_blocks(m, s, block: int):
+    """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `s` `(B, H, n, E)` with
+    `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `s'_t = sum_{j<=t} e^{m_j - m'_t} s_j` (j, t in one
+    block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. The maxima carry no gradient:
+    they only rescale numerator and denominator alike, so the pool's gradient stays exact."""
+    batch, heads, n = m.shape
+    items = m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
+    running_max = items.detach().cummax(dim=-1).values  # (B, H, blocks, L)
+    causal = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
+    exponent = (items.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~causal, -math.inf)  # (..., L, L)
+    sums = torch.exp(exponent) @ s.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
+    return running_max.view(batch, heads, n), sums.view(batch, heads, n, -1)
+
+
+def prefix_scan(m, s, block: int):
+    """Inclusive prefix pools (see `merge_softmax_pools`) along the items of `m` `(B, H, n)`, `s` `(B, H, n, E)`.
+
+    Two-level scan, applied recursively: prefix pools inside blocks of `block` items; the blocks' totals scanned the
+    same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`); each
+    block's exclusive carry merged into its items. Linear work and memory, forward and backward.
+    """
+    batch, heads, n = m.shape
+    lowest = torch.finfo(s.dtype).min
+    blocks = (n + block - 1) // block
+    m = nn.functional.pad(m, (0, blocks * block - n), value=lowest)  # padding items: m = lowest, s = 0
+    s = nn.functional.pad(s, (0, 0, 0, blocks * block - n))
+    m, s = prefix_pools_within_blocks(m, s, block)  # (B, H, blocks * L), (B, H, blocks * L, E)
+    if blocks > 1:
+        m, s = m.view(batch, heads, blocks, block), s.view(batch, heads, blocks, block, -1)
+        carry_m, carry_s = prefix_scan(m[:, :, :, -1], s[:, :, :, -1], block)  # blocks 0..b, inclusive
+        carry_m = nn.functional.pad(carry_m[:, :, :-1], (1, 0), value=lowest)  # (B, H, blocks): blocks 0..b-1
+        carry_s = nn.functional.pad(carry_s[:, :, :-1], (0, 0, 1, 0))  # (B, H, blocks, E)
+        m, s = merge_softmax_pools(carry_m.unsqueeze(-1), carry_s.unsqueeze(-2), m, s)
+        m, s = m.view(batch, heads, blocks * block), s.view(batch, heads, blocks * block, -1)
+    return m[:, :, :n], s[:, :, :n]
 
 
 def causal_softmax_pool(
@@ -186,82 +224,53 @@ def causal_softmax_pool(
     values: torch.Tensor,
     keep: torch.Tensor | None = None,
     state: torch.Tensor | None = None,
-    chunk_size: int = CAUSAL_CHUNK_SIZE,
+    chunk_size: int | None = None,
+    recompute_in_backward: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
 
     Args:
         logits: `a`, `(batch, seq, heads)`.
         values: `x`, `(batch, seq, heads, head_dim)`.
-        keep: `(batch, seq)` bool, False for padding (weight 0). A prefix without any real token pools to 0.
-        state: `(batch, heads, head_dim + 2)` float32, the carried `[S, m, Z]` of the tokens before this call, with
-            `m` the running max of the logits, `Z = sum_j e^{a_j - m}` and `S = sum_j e^{a_j - m} x_j`.
+        keep: `(batch, seq)` bool, False for padding (weight 0). A prefix without any real token pools to exactly 0,
+            with exactly 0 gradient (no `0 / tiny` division whose backward overflows under a loss scale).
+        state: `(batch, heads, head_dim + 2)`, the carried `[S, m, Z]` of the tokens before this call, with `m` a
+            reference max of their logits, `Z = sum_j e^{a_j - m}` and `S = sum_j e^{a_j - m} x_j`.
+        chunk_size: block length of the scan (default `CAUSAL_CHUNK_SIZE`); any value gives the same result.
+        recompute_in_backward: keep only the inputs for the backward pass and recompute the pool there (activation
+            memory `O(seq * hidden)` instead of `O(seq * heads * (head_dim + chunk_size))`, one more pool forward).
 
-    Returns the pooled vectors `(batch, seq, heads, head_dim)` (float32) and the state after the last token.
+    Returns the pooled vectors `(batch, seq, heads, head_dim)` and the state after the last token, computed in the
+    inputs' dtype upcast to at least float32 (float64 stays float64).
 
-    Computed in float32 as a chunked scan that never forms a `seq x seq` matrix: inside a chunk of `L` tokens,
-    `W[t, j] = e^{a_j - cummax_t(a)}` for `j <= t` (every entry <= 1, the arg-max one exactly 1, so nothing over- or
-    underflows into a `0 / 0`) gives the chunk-local sums with one batched matmul, `O(seq * L * head_dim)`; chunk
-    summaries are then carried across chunks by the online-softmax recurrence (`merge_softmax_pools`)
-    `m' = max(m, m_c)`, `Z' = e^{m - m'} Z + e^{m_c - m'} Z_c`, `S' = e^{m - m'} S + e^{m_c - m'} S_c`,
-    which is also the one-token decoding step.
+    Computed as an online-softmax prefix scan (`prefix_scan`): forward and backward linear in `seq`, `O(log seq)`
+    dispatched ops, no Python loop over the sequence, never a `seq x seq` matrix. One token (decoding) is the same
+    computation on a single item merged into `state`, so the state keeps a constant size.
     """
+    if recompute_in_backward and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(
+            causal_softmax_pool, logits, values, keep, state, chunk_size=chunk_size, recompute_in_backward=False,
+            use_reentrant=False,
+        )
     with torch.autocast(device_type=values.device.type, enabled=False):
         batch, seq, heads = logits.shape
         head_dim = values.shape[-1]
-        lowest = torch.finfo(torch.float32).min
-        logits, values = logits.float(), values.float()
+        dtype = torch.promote_types(torch.promote_types(logits.dtype, values.dtype), torch.float32)
         if keep is None:
             keep = torch.ones(batch, seq, dtype=torch.bool, device=logits.device)
-        logits = logits.masked_fill(~keep.unsqueeze(-1), lowest)  # padding never sets the running max
-        if state is None:
-            m = torch.full((batch, heads), lowest, device=logits.device)
-            z = torch.zeros(batch, heads, device=logits.device)
-            s = torch.zeros(batch, heads, head_dim, device=logits.device)
-        else:
-            s, m, z = state[..., :head_dim], state[..., head_dim], state[..., head_dim + 1]
-
-        if seq == 1:  # decoding: one online-softmax step
-            weight = keep.to(values.dtype)  # (batch, 1): the token's own normaliser, 1 or 0
-            m, z, s = merge_softmax_pools(m, z, s, logits[:, 0], weight, values[:, 0] * weight.unsqueeze(-1))
-            pooled = (s / z.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).unsqueeze(1)
-            return pooled, torch.cat([s, m.unsqueeze(-1), z.unsqueeze(-1)], dim=-1)
-
-        length = min(chunk_size, seq)
-        pad = -seq % length
-        if pad:
-            logits = nn.functional.pad(logits, (0, 0, 0, pad), value=lowest)
-            values = nn.functional.pad(values, (0, 0, 0, 0, 0, pad))
-            keep = nn.functional.pad(keep, (0, pad), value=False)
-        chunks = logits.shape[1] // length
-        a = logits.view(batch, chunks, length, heads).permute(0, 3, 1, 2)  # (batch, heads, chunks, L)
-        x = values.view(batch, chunks, length, heads, head_dim).permute(0, 3, 1, 2, 4)  # (batch, heads, chunks, L, d)
-
-        # Chunk-local prefix sums, relative to the chunk-local running max.
-        local_max = a.cummax(dim=-1).values  # (batch, heads, chunks, L)
-        causal = torch.ones(length, length, dtype=torch.bool, device=a.device).tril()  # [t, j]: j <= t
-        exponent = (a.unsqueeze(-2) - local_max.unsqueeze(-1)).masked_fill(~causal, -math.inf)
-        weights = torch.exp(exponent) * keep.view(batch, 1, chunks, 1, length)  # (batch, heads, chunks, L, L)
-        local_sum = weights @ x  # (batch, heads, chunks, L, d)
-        local_norm = weights.sum(dim=-1)  # (batch, heads, chunks, L)
-
-        # Carry the state across chunks; `carried[c]` is the state before chunk c.
-        carried = []
-        for c in range(chunks):
-            carried.append((m, z, s))
-            m, z, s = merge_softmax_pools(m, z, s, local_max[:, :, c, -1], local_norm[:, :, c, -1], local_sum[:, :, c, -1])
-        carried_m, carried_z, carried_s = (torch.stack(parts, dim=2) for parts in zip(*carried))
-
-        # Every position: its chunk-local sums merged with the state carried into its chunk.
-        _, norm, total = merge_softmax_pools(
-            carried_m.unsqueeze(-1), carried_z.unsqueeze(-1), carried_s.unsqueeze(-2), local_max, local_norm, local_sum
-        )  # norm (batch, heads, chunks, L) is >= 1 once a real token has been seen; total (..., L, d)
-        pooled = total / norm.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)
-        pooled = pooled.permute(0, 2, 3, 1, 4).reshape(batch, chunks * length, heads, head_dim)[:, :seq]
-        new_state = torch.cat([s, m.unsqueeze(-1), z.unsqueeze(-1)], dim=-1)  # (batch, heads, d + 2)
-    return pooled, new_state
-
-
+        # Items of the scan: m = a_j (lowest for padding, which then never sets a max), s = [x_j, 1] (0 for padding).
+        m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
+        s = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
+        s = s.transpose(1, 2).contiguous()  # (batch, heads, seq, head_dim + 1)
+        m, s = prefix_scan(m, s, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
+        if state is not None:
+            state = state.to(dtype)
+            carried = torch.cat([state[..., :head_dim], state[..., head_dim + 1 :]], dim=-1)  # [S, Z]
+            m, s = merge_softmax_pools(state[..., head_dim].unsqueeze(-1), carried.unsqueeze(-2), m, s)
+        norm = s[..., head_dim]  # (batch, heads, seq): >= 1 once a real token has been seen, else exactly 0
+        pooled = s[..., :head_dim] * torch.where(norm > 0, norm, 1).reciprocal().unsqueeze(-1)
+        new_state = torch.cat([s[:, :, -1, :head_dim], m[:, :, -1:], s[:, :, -1, head_dim:]], dim=-1)  # (B, H, d + 2)
+    return pooled.transpose(1, 2), new_state
 
 
 class FastformerCacheLayer(LinearAttentionLayer):
@@ -763,8 +772,11 @@ class FastformerModel(FastformerPreTrainedModel):
             if cache is not None:
                 raise ValueError("`cache` needs a causal model (`config.is_decoder=True`); this one is bidirectional.")
             return None
-        if cache is None:
-            if not use_cache:
+        if cache is not None and not isinstance(cache, Cache):
+            raise ValueError(f"`cache` must be a `FastformerCache` (or a transformers `Cache`), got {type(cache).__name__}.")
+        if cache is None or (cache.get_seq_length() == 0 and not isinstance(split_cache(cache)[0], FastformerCache)):
+            # an empty cache of another type (e.g. generic code's `DynamicCache()`) is replaced by the model's own
+            if cache is None and not use_cache:
                 return None
             cache = FastformerCache(self.num_layers)
             return EncoderDecoderCache(cache, DynamicCache()) if self.cross_attention else cache
@@ -792,6 +804,7 @@ class FastformerModel(FastformerPreTrainedModel):
     @capture_outputs
     @auto_docstring
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -923,6 +936,23 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
         return labels.to(logits.dtype)
 
 
+class FastformerGenerationMixin(GenerationMixin):
+    """`generate()` for the causal heads, whose decoding state is a constant-size `FastformerCache` (inside an
+    `EncoderDecoderCache` for seq2seq) that `forward` creates on the first step."""
+
+    _is_stateful = True  # the state holds only the latest step: it cannot be cropped back to an earlier token
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # `generate()` must not build a `DynamicCache` for it
+
+    def _assisted_decoding(self, *args, **kwargs):
+        raise ValueError(
+            "Assisted and prompt-lookup decoding roll the cache back to an earlier token, but Fastformer's stateful "
+            "decoding cache keeps only the latest state: use greedy search, sampling or beam search."
+        )
+
+
 @auto_docstring(
     custom_intro="""
     Causal Fastformer language model: `FastformerModel` with causal layers + a linear head tied to the input
@@ -933,9 +963,8 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
     follows the beams) all run through `generate()`; assisted decoding cannot (the state cannot be rolled back).
     """
 )
-class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
+class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
-    _is_stateful = True
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
@@ -948,11 +977,6 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # `forward` creates its own `FastformerCache` on the first step; `generate()` must not build a DynamicCache.
-        return False
-
     def get_output_embeddings(self):
         return self.lm_head
 
@@ -962,6 +986,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, GenerationMixin):
     @can_return_tuple
     @auto_docstring
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1026,19 +1051,20 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decode
     - `fastformer`: the bidirectional Fastformer encoder (`FastformerModel`, `num_hidden_layers` layers);
     - `decoder`: a causal `FastformerModel` (`num_decoder_layers` layers, `num_hidden_layers` if unset) whose
       layers add a cross-attention sub-block over the encoder output (`config.cross_attention_type`);
-    - `lm_head`: a linear layer; encoder, decoder and head share one embedding matrix.
+    - `lm_head`: a linear layer; the encoder and the decoder always read one embedding matrix (tied weights),
+      which with `tie_word_embeddings` (default) is also the head's.
 
     `labels` are shifted right into the decoder inputs (`decoder_start_token_id` first). In `generate()`, the
     encoder runs once; the decoding state (an `EncoderDecoderCache`) holds the decoder's constant-size
     `FastformerCache` and the encoder output's cross-attention projections, and follows beam reordering.
     """
 )
-class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMixin):
+class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGenerationMixin):
     _tied_weights_keys = {
         "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
         "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
     }
-    _is_stateful = True
+    _decoder_embedding_tie = ("decoder.embeddings.word_embeddings.weight", "fastformer.embeddings.word_embeddings.weight")
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
@@ -1051,14 +1077,16 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
         self.decoder = FastformerModel(
             config, causal=True, cross_attention=True, num_layers=config.num_decoder_layers or config.num_hidden_layers
         )
-        self.decoder.embeddings.word_embeddings = self.fastformer.embeddings.word_embeddings
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # `forward` creates its own cache (an `EncoderDecoderCache` of a `FastformerCache`) on the first step.
-        return False
+    def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
+        """The decoder always reads the encoder's embedding table; `tie_word_embeddings` decides only whether the
+        head shares it too (transformers drops every tie when it is False)."""
+        tied = super().get_expanded_tied_weights_keys(all_submodels=all_submodels)
+        target, source = self._decoder_embedding_tie
+        tied.setdefault(target, source)
+        return tied
 
     def get_encoder(self, modality=None):
         return self.fastformer
@@ -1093,6 +1121,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
     @can_return_tuple
     @auto_docstring
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1122,10 +1151,18 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, GenerationMi
             encoder_outputs = self.fastformer(
                 input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
             )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
+        elif not isinstance(encoder_outputs, ModelOutput):  # a tuple, e.g. from `return_dict=False`
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
+        if decoder_attention_mask is not None:  # named here: the decoder itself would call it `attention_mask`
+            decoder = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+            past = cache.get_seq_length() if isinstance(cache, Cache) else 0
+            if tuple(decoder_attention_mask.shape) != (decoder.shape[0], past + decoder.shape[1]):
+                raise ValueError(
+                    f"`decoder_attention_mask` has shape {tuple(decoder_attention_mask.shape)} but the decoder inputs "
+                    f"need (batch, cached + dec_seq) = {(decoder.shape[0], past + decoder.shape[1])}."
+                )
         decoder_outputs = self.decoder(
             decoder_input_ids,
             attention_mask=decoder_attention_mask,

@@ -171,9 +171,12 @@ def test_float64_is_computed_in_float64():
     assert max_difference(exact, rounded) > 1e-9  # float32 is visibly different: the float64 path is really float64
 
 
-def test_assisted_decoding_is_refused_with_the_library_error():
-    """Without `_is_stateful`, assisted decoding failed deep in the cache code; the library now refuses it."""
+@pytest.mark.parametrize("mode", [{"assistant_model": "self"}, {"prompt_lookup_num_tokens": 2}])
+def test_assisted_decoding_is_refused_with_a_clear_error(mode):
+    """Assisted decoding failed deep in the cache code (transformers 5.24) or with "Assisted decoding requires a
+    cache" (5.25): the cache cannot be rolled back, and the model says so in either version."""
     model = FastformerForCausalLM(causal_config()).eval()
     input_ids = torch.randint(3, 99, (1, 4))
-    with pytest.raises(ValueError, match="stateful"):
-        model.generate(input_ids, assistant_model=model, max_new_tokens=2)
+    kwargs = {key: model if value == "self" else value for key, value in mode.items()}
+    with pytest.raises(ValueError, match="stateful decoding cache keeps only the latest state"):
+        model.generate(input_ids, max_new_tokens=2, **kwargs)
