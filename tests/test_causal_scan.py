@@ -9,6 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastformer import FastformerConfig, FastformerForCausalLM
 from fastformer.modeling_fastformer import causal_softmax_pool
+from helpers import causal_config
 
 
 def naive_pool(logits, values, keep):
@@ -177,19 +178,7 @@ def left_padded_causal_lm_batch(**config_kwargs):
     """#13's repro: FastformerForCausalLM (hidden 32, 4 heads, initializer_range 0.3), 200 tokens of which 130
     are left padding, labels -100 on the padding."""
     torch.manual_seed(0)
-    config = FastformerConfig(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        initializer_range=0.3,
-        max_position_embeddings=256,
-        is_decoder=True,
-        pad_token_id=0,
-        **config_kwargs,
-    )
-    model = FastformerForCausalLM(config)
+    model = FastformerForCausalLM(causal_config(initializer_range=0.3, max_position_embeddings=256, **config_kwargs))
     input_ids = torch.randint(3, 99, (2, 200))
     attention_mask = torch.ones(2, 200, dtype=torch.long)
     attention_mask[:, :130] = 0
