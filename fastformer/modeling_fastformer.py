@@ -145,6 +145,9 @@ class FastformerAdditiveAttention(nn.Module):
         self.key_att = attention_logit_layer(config)
         self.transform = nn.Linear(hidden, hidden)
 
+    # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
+    sequence_parallel_group = None
+
     def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
         """Softmax-pool `values` `(batch, seq, hidden)` per head with `logits` `(batch, seq, heads)`.
 
@@ -154,6 +157,9 @@ class FastformerAdditiveAttention(nn.Module):
         permuted copy of `values` in the forward or the backward pass.
         """
         batch = values.shape[0]
+        if self.sequence_parallel_group is not None:  # the sequence is sharded: exact pool over all the shards
+            pooled, weights = sharded_softmax_pool(logits * self.scale, values, mask, self.sequence_parallel_group)
+            return pooled.reshape(values.shape[0], 1, -1), weights
         weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
         pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
         pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
@@ -180,6 +186,90 @@ def merge_softmax_pools(m, s, m_other, s_other):
     `m' = max(m, m_o)`, `s' = e^{m - m'} s + e^{m_o - m'} s_o` (both rescalings `<= 1`)."""
     m_new = torch.maximum(m, m_other)
     return m_new, torch.exp(m - m_new).unsqueeze(-1) * s + torch.exp(m_other - m_new).unsqueeze(-1) * s_other
+
+
+# Sequence parallelism (`fastformer/sequence_parallel.py` is the user API): a sequence split in contiguous shards over
+# the processes of a `torch.distributed` group. Each softmax pool exchanges only `O(batch * hidden)` numbers per pool,
+# whatever the length. The collectives are autograd-aware: every process must run the same forward and backward.
+
+
+class AllReduceSum(torch.autograd.Function):
+    """Sum of a tensor over the processes of a group, differentiable: the gradient is the sum of the processes'
+    gradients, so that when every process's loss is its share of a total, each gets the gradient of the total."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group):
+        ctx.group = group
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return AllReduceSum.apply(grad, ctx.group), None
+
+
+def all_reduce_sum(tensor: torch.Tensor, group) -> torch.Tensor:
+    """`AllReduceSum` of `tensor` over `group`."""
+    return AllReduceSum.apply(tensor, group)
+
+
+def sharded_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, group):
+    """`masked_softmax` pooling over a sequence sharded over `group`; this process holds `logits` `(batch, n, heads)`
+    and `values` `(batch, n, heads * d)` of its shard, `mask` `(batch, n, 1)` (False: padding).
+
+    One all-reduce MAX of the shards' maxima `m`, then one all-reduce SUM of `[sum_i e^(a_i - m) v_i, sum_i
+    e^(a_i - m)]`: `(batch, heads, d + 1)` numbers. Returns the pooled vectors `(batch, heads, d)` (the same on every
+    process) and this shard's weights `(batch, n, heads)` of the global softmax, both in the values' dtype; a row
+    without any real token gets uniform weights, as in `masked_softmax`. The maximum only rescales, so it carries no
+    gradient and the gradient stays exact."""
+    batch, length, heads = logits.shape
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if mask is not None:
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    peak = logits.detach().amax(dim=1, keepdim=True)  # (batch, 1, heads)
+    torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX, group=group)
+    weights = torch.exp(logits - peak)  # (batch, n, heads), unnormalised
+    sums = torch.einsum("bnh,bnhd->bhd", weights.to(values.dtype), values.view(batch, length, heads, -1))
+    total = all_reduce_sum(torch.cat([sums.to(weights.dtype), weights.sum(dim=1).unsqueeze(-1)], dim=-1), group)
+    norm = total[..., -1:]  # (batch, heads, 1)
+    return (total[..., :-1] / norm).to(values.dtype), (weights / norm.transpose(1, 2)).to(values.dtype)
+
+
+def sharded_prefix_state(logits, values, keep, state, group):
+    """The `causal_softmax_pool` state `[S, m, Z]` `(batch, heads, head_dim + 2)` of the tokens before this process's
+    shard (`state`, e.g. a cache's, then the shards of the lower ranks of `group`: an exclusive scan), and the one
+    after the whole sequence (every shard). `logits` `(batch, n, heads)`, `values` `(batch, n, heads, head_dim)`,
+    `keep` `(batch, n)` or None. One all-reduce SUM of `(world, batch, heads, head_dim + 2)` numbers, each process
+    filling its own row (an all-gather that every backend has and autograd follows to the lower ranks)."""
+    dtype = torch.promote_types(torch.promote_types(logits.dtype, values.dtype), torch.float32)
+    lowest = torch.finfo(dtype).min
+    logits = logits.to(dtype)
+    if keep is not None:
+        logits = logits.masked_fill(~keep.unsqueeze(-1), lowest)
+    peak = logits.detach().amax(dim=1)  # (batch, heads)
+    weights = torch.exp(logits - peak.unsqueeze(1))  # (batch, n, heads)
+    if keep is not None:
+        weights = weights * keep.unsqueeze(-1)  # exactly 0 for padding, also in a shard of padding only
+    sums = torch.einsum("bnh,bnhd->bhd", weights, values.to(dtype))
+    summary = torch.cat([sums, peak.unsqueeze(-1), weights.sum(dim=1).unsqueeze(-1)], dim=-1)  # (batch, heads, d + 2)
+    rank, world = torch.distributed.get_rank(group), torch.distributed.get_world_size(group)
+    rows = torch.arange(world, device=summary.device)
+    gathered = all_reduce_sum((rows == rank).to(dtype).view(world, 1, 1, 1) * summary, group)  # (world, B, H, d + 2)
+    if state is not None:
+        gathered = torch.cat([state.to(dtype).unsqueeze(0), gathered])
+        rows = torch.cat([rows.new_full((1,), -1), rows])
+    head_dim = values.shape[-1]
+    pooled = torch.cat([gathered[..., :head_dim], gathered[..., head_dim + 1 :]], dim=-1)  # [S, Z]
+    maxima = gathered[..., head_dim].detach()
+
+    def merged(included):  # the merge of the rows `included` `(rows,)` as a state; same ops on every process
+        m = maxima.masked_fill(~included.view(-1, 1, 1), lowest)
+        top = m.amax(dim=0)  # (batch, heads)
+        s = (torch.exp(m - top).unsqueeze(-1) * pooled * included.view(-1, 1, 1, 1)).sum(dim=0)
+        return torch.cat([s[..., :head_dim], top.unsqueeze(-1), s[..., head_dim:]], dim=-1)
+
+    return merged(rows < rank), merged(rows >= -1)
 
 
 def prefix_pools_within_blocks(m, s, block: int):
@@ -335,15 +425,19 @@ def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
     return cache, None
 
 
-def prefix_pool(logits, values, keep, num_heads: int, cache: FastformerCache | None, layer_idx: int, slot: str):
+def prefix_pool(logits, values, keep, num_heads: int, cache: FastformerCache | None, layer_idx: int, slot: str,
+                group=None):
     """`causal_softmax_pool` of `(batch, seq, hidden)` values split into `num_heads` heads, with logits
     `(batch, seq, heads)`, continuing from (and updating) the state in `cache` slot `slot` of depth `layer_idx`;
     without a cache, from an empty prefix. Returns `(batch, seq, hidden)` in the values' dtype."""
     batch, seq, hidden = values.shape
     state = None if cache is None else cache.read_state(layer_idx, slot)
+    final = None
+    if group is not None:  # sequence parallelism (`sharded_prefix_state`); the cache gets the whole sequence's
+        state, final = sharded_prefix_state(logits, values.view(batch, seq, num_heads, -1), keep, state, group)
     pooled, state = causal_softmax_pool(logits, values.view(batch, seq, num_heads, -1), keep, state)
     if cache is not None:
-        cache.write_state(layer_idx, slot, state)
+        cache.write_state(layer_idx, slot, state if final is None else final)
     return pooled.reshape(batch, seq, hidden).to(values.dtype)
 
 
@@ -367,7 +461,8 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
     def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0, **kwargs):
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
         pool = lambda logits, values, slot: prefix_pool(  # noqa: E731
-            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot
+            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot,
+            group=self.sequence_parallel_group,
         )
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
@@ -609,7 +704,12 @@ class FastformerPooler(nn.Module):
             self.att_fc1 = nn.Linear(config.hidden_size, config.hidden_size)
             self.att_fc2 = nn.Linear(config.hidden_size, 1)
 
+    # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
+    sequence_parallel_group = None
+
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.sequence_parallel_group is not None:
+            return self.sharded(hidden_states, attention_mask, self.sequence_parallel_group)
         if self.pooler_type == "first":
             return hidden_states[:, 0]
         if self.pooler_type == "mean":
@@ -621,6 +721,21 @@ class FastformerPooler(nn.Module):
         mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)
         weights = masked_softmax(logits, mask, dim=1).to(hidden_states.dtype)  # (batch, seq, 1)
         return torch.einsum("bn,bnd->bd", weights.squeeze(-1), hidden_states)  # (batch, hidden)
+
+    def sharded(self, hidden_states, attention_mask, group) -> torch.Tensor:
+        """`forward` of a sequence sharded over the processes of `group` (the same vector on each): the attention
+        pool over all the shards, the first token (rank 0's), or the mean over all the real tokens."""
+        if self.pooler_type == "attention":
+            logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, n, 1)
+            mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)
+            return sharded_softmax_pool(logits, hidden_states, mask, group)[0].squeeze(1)
+        if self.pooler_type == "first":  # rank 0's first token; the other ranks add 0 (in the same ops)
+            return all_reduce_sum(hidden_states[:, 0] * float(torch.distributed.get_rank(group) == 0), group)
+        weights = torch.ones_like(hidden_states[..., :1]) if attention_mask is None else (
+            attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+        )  # (batch, n, 1)
+        total = all_reduce_sum(torch.cat([(hidden_states * weights).sum(dim=1), weights.sum(dim=1)], dim=-1), group)
+        return total[:, :-1] / total[:, -1:].clamp(min=1.0)
 
 
 @auto_docstring

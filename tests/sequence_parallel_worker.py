@@ -1,0 +1,156 @@
+"""One process of `test_sequence_parallel.py`: `python sequence_parallel_worker.py RANK WORLD INIT_FILE OUT_DIR`.
+
+Every process builds the same randomized models (`helpers.randomize_`, so that tokens mix), runs each on the whole
+batch alone (the reference), then on its shard with sequence parallelism, and writes, per case, the largest
+differences of the outputs, the loss and the parameter gradients (summed over the processes) from the reference, and
+the difference without the collectives (each shard alone), to `OUT_DIR/rank{RANK}.json`.
+"""
+
+import copy
+import json
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import causal_config, max_difference, randomize_, tiny_config  # noqa: E402
+
+from fastformer import (  # noqa: E402
+    FastformerForCausalLM,
+    FastformerForSequenceClassification,
+    FastformerModel,
+)
+from fastformer import sequence_parallel as sp  # noqa: E402
+
+
+def scale(tensor: torch.Tensor) -> float:
+    return max(1.0, tensor.detach().abs().max().item())
+
+
+def gradient_difference(model, reference) -> float:
+    """Largest |difference| of the gradients (summed over the processes) relative to max(1, |reference gradient|)."""
+    sp.all_reduce_gradients(model)
+    worst = 0.0
+    for (name, param), ref in zip(model.named_parameters(), reference.parameters()):
+        assert ref.grad is not None, name
+        worst = max(worst, max_difference(param.grad, ref.grad) / scale(ref.grad))
+    return worst
+
+
+def without_collectives(model, shard, output_of):
+    """The output with each process pooling its own shard only (sequence parallelism off), gathered."""
+    sp.enable_sequence_parallel(model, False)
+    with torch.no_grad():
+        alone = output_of(model(**shard.model_inputs()))
+    sp.enable_sequence_parallel(model)
+    return alone
+
+
+def encoder_case(masks, seed):
+    config = tiny_config()
+    reference = randomize_(FastformerModel(config), seed=seed)
+    model = sp.enable_sequence_parallel(copy.deepcopy(reference))
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
+    probe = torch.randn(*masks.shape, config.hidden_size, generator=generator)  # loss = sum_t probe_t . h_t
+    full = reference(input_ids, attention_mask=masks, output_attentions=True)
+    (full.last_hidden_state * probe).sum().backward()
+
+    shard = sp.shard_sequence(input_ids, masks)
+    local_probe = torch.nn.functional.pad(probe, (0, 0, 0, shard.input_ids.shape[1] * dist.get_world_size() - masks.shape[1]))
+    local_probe = local_probe[:, shard.offset : shard.offset + shard.input_ids.shape[1]]
+    out = model(**shard.model_inputs(), output_attentions=True)
+    sp.global_loss((out.last_hidden_state * local_probe).sum()).backward()
+    hidden = sp.gather_sequence(out.last_hidden_state, shard)
+    weights = [sp.gather_sequence(layer, shard, dim=-1) for layer in out.attentions]
+    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.last_hidden_state, shard))
+    return {
+        "output": max_difference(hidden, full.last_hidden_state) / scale(full.last_hidden_state),
+        "attention_weights": max(max_difference(w, r) for w, r in zip(weights, full.attentions)),
+        "gradients": gradient_difference(model, reference),
+        "without_collectives": max_difference(alone, full.last_hidden_state) / scale(full.last_hidden_state),
+    }
+
+
+def classifier_case(pooler_type, masks, seed):
+    config = tiny_config(num_labels=3, pooler_type=pooler_type)
+    reference = randomize_(FastformerForSequenceClassification(config), seed=seed)
+    model = sp.enable_sequence_parallel(copy.deepcopy(reference))
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
+    labels = torch.randint(0, 3, (masks.shape[0],), generator=generator)
+    full = reference(input_ids, attention_mask=masks, labels=labels)
+    full.loss.backward()
+
+    shard = sp.shard_sequence(input_ids, masks, labels)
+    out = model(**shard.model_inputs())
+    loss = sp.global_loss(out.loss, replicated=True)
+    loss.backward()
+    alone = without_collectives(model, shard, lambda o: o.logits)
+    return {
+        "output": max_difference(out.logits, full.logits) / scale(full.logits),
+        "loss": abs(loss.item() - full.loss.item()),
+        "gradients": gradient_difference(model, reference),
+        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
+    }
+
+
+def causal_case(masks, seed, checkpointing=False, **config_kwargs):
+    config = causal_config(**config_kwargs)
+    reference = randomize_(FastformerForCausalLM(config), seed=seed)
+    model = sp.enable_sequence_parallel(copy.deepcopy(reference))
+    if checkpointing:  # the layers' collectives run again in the backward pass, in the same order on every process
+        model.gradient_checkpointing_enable()
+        model.train()
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
+    labels = input_ids.masked_fill(masks == 0, -100)
+    full = reference(input_ids, attention_mask=masks, labels=labels, use_cache=False)
+    full.loss.backward()
+
+    shard = sp.shard_sequence(input_ids, masks, labels, causal=True)
+    out = model(**shard.model_inputs(), use_cache=False)
+    loss = sp.global_loss(out.loss)
+    loss.backward()
+    logits = sp.gather_sequence(out.logits, shard)
+    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
+    return {
+        "output": max_difference(logits, full.logits) / scale(full.logits),
+        "loss": abs(loss.item() - full.loss.item()),
+        "gradients": gradient_difference(model, reference),
+        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
+    }
+
+
+def main():
+    rank, world, init_file, out_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # 13 tokens over 2 processes: shards of 7, the last one padded. Row 1: padding in the middle and at the end;
+    # row 2: real tokens only in the first shard (the second is all padding).
+    masks = torch.ones(3, 13, dtype=torch.long)
+    masks[1, 4:7] = 0
+    masks[1, 11:] = 0
+    masks[2, 5:] = 0
+    left_padded = torch.ones(2, 15, dtype=torch.long)
+    left_padded[1, :4] = 0
+    results = {
+        "encoder": encoder_case(masks, seed=0),
+        "encoder_no_mask": encoder_case(torch.ones(2, 12, dtype=torch.long), seed=1),
+        "classifier_attention": classifier_case("attention", masks, seed=2),
+        "classifier_first": classifier_case("first", masks, seed=3),
+        "classifier_mean": classifier_case("mean", masks, seed=4),
+        "causal_lm": causal_case(left_padded, seed=5),
+        "causal_lm_no_positions": causal_case(masks, seed=6, position_embedding_type="none"),
+        "causal_lm_checkpointing": causal_case(left_padded, seed=7, checkpointing=True),
+    }
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
