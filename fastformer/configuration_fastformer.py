@@ -63,6 +63,13 @@ class FastformerConfig(PreTrainedConfig):
         tie_word_embeddings (`bool`, defaults to `True`): language-model heads share the input embedding matrix.
         bos_token_id / eos_token_id (`int`, *optional*): special tokens for generation.
 
+    Parallel plans (class attributes, read by transformers' native `from_pretrained(..., distributed_config=...)`):
+    `base_model_fsdp_plan` makes every `FastformerLayer` (and an untied word-embedding table) one FSDP2 unit;
+    `base_model_tp_plan` splits the vocabulary of the embeddings and LM heads, the feed-forward block
+    column-then-row, and the attention projections column-wise with gathered outputs (the official dense
+    `query_att`/`key_att` read all heads' features). No `base_model_pp_plan`: transformers 5.25's pipeline split
+    looks for Llama's module names. Details and what was run: docs/distributed.md.
+
     Example:
 
     ```python
@@ -73,6 +80,32 @@ class FastformerConfig(PreTrainedConfig):
     """
 
     model_type = "fastformer"
+    # Parallel plans of the base model `FastformerModel` for transformers' native distributed loading
+    # (`from_pretrained(..., distributed_config=DistributedConfig(...))`); the heads add their own rules (`_tp_plan`,
+    # `_fsdp_plan` in modeling_fastformer.py) and rules that name nothing in a variant are dropped. Why each layer is
+    # split the way it is: docs/distributed.md.
+    base_model_fsdp_plan = {
+        "embeddings.word_embeddings": "free_full_weight",  # kept gathered (`keep_full_weight`) when an LM head shares it
+        "encoder.layer.*": "free_full_weight",  # one FSDP2 unit per FastformerLayer
+    }
+    base_model_tp_plan = {
+        "embeddings.word_embeddings": "embedding_rowwise",  # vocabulary split, partial sums all-reduced
+        # The dense logit layers `query_att`/`key_att` (and the pools, `key * global_query`, the residual `+ query`)
+        # read every head's features: the attention projections shard their weights but gather their outputs.
+        "encoder.layer.*.attention.self.query": "colwise_rep",
+        "encoder.layer.*.attention.self.key": "colwise_rep",
+        "encoder.layer.*.attention.self.value": "colwise_rep",
+        "encoder.layer.*.attention.self.transform": "colwise_rep",
+        "encoder.layer.*.attention.output.dense": "colwise_rep",
+        "encoder.layer.*.crossattention.self.query": "colwise_rep",
+        "encoder.layer.*.crossattention.self.key": "colwise_rep",
+        "encoder.layer.*.crossattention.self.value": "colwise_rep",
+        "encoder.layer.*.crossattention.self.transform": "colwise_rep",
+        "encoder.layer.*.crossattention.output.dense": "colwise_rep",
+        # The feed-forward block is the Megatron pair: its activation stays split, one all-reduce at the end.
+        "encoder.layer.*.intermediate.dense": "colwise",
+        "encoder.layer.*.output.dense": "rowwise",
+    }
 
     vocab_size: int = 30522
     hidden_size: int = 256

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, LinearAttentionLayer
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -773,7 +774,32 @@ class FastformerPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:  # the code files are saved beside the weights
             self.config.auto_map = {**self._fastformer_auto_map, **(getattr(self.config, "auto_map", None) or {})}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        wrapper = type(self)
+        if self._auto_class is None or wrapper.__module__ == __name__:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP2's `fully_shard` swaps the class for a generated `FSDP<Name>` that lives in torch: transformers would
+        # copy torch's FSDP sources into the checkpoint and point `auto_map` there. Save the Fastformer code instead.
+        own = next(cls for cls in wrapper.__mro__ if cls.__module__ == __name__)
+        wrapper._auto_class = None
+        try:
+            result = super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del wrapper._auto_class
+        if self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
+            custom_object_save(own.__new__(own), save_directory)  # the file of `own` (and its relative imports)
+        return result
+
+    def init_parallel_plans(self) -> None:
+        """transformers' plan merge (the config's plans on the base model, then the class's and the children's), less
+        the rules that name nothing in this variant: no `value` under query-value sharing, no cross-attention outside
+        the seq2seq decoder (docs/distributed.md)."""
+        from transformers.distributed.parallel_utils import replace_layer_number_by_wildcard
+
+        super().init_parallel_plans()
+        names = {replace_layer_number_by_wildcard(name) for name, _ in self.named_modules()}
+        for plan in (self._tp_plan, self._fsdp_plan):
+            for key in [key for key in plan if key not in names]:
+                del plan[key]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -1079,6 +1105,8 @@ class FastformerGenerationMixin(GenerationMixin):
     """
 )
 class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin):
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # vocabulary split like the embedding table
+    _fsdp_plan = {"lm_head": "keep_full_weight"}
     _tied_weights_keys = {"lm_head.weight": "fastformer.embeddings.word_embeddings.weight"}
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
@@ -1175,6 +1203,7 @@ def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decode
     """
 )
 class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGenerationMixin):
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # vocabulary split like the embedding table
     _tied_weights_keys = {
         "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
         "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
@@ -1335,6 +1364,8 @@ class FastformerLMPredictionHead(nn.Module):
     """
 )
 class FastformerForMaskedLM(FastformerPreTrainedModel):
+    _tp_plan = {"lm_head.decoder": "colwise_gather_output"}  # vocabulary split like the embedding table
+    _fsdp_plan = {"lm_head.decoder": "keep_full_weight"}
     _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
