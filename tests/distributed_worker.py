@@ -1,6 +1,6 @@
 """One rank of the distributed checks of tests/test_distributed.py, run by `torchrun --nproc_per_node 2` on gloo (CPU).
 
-    torchrun --nproc_per_node 2 --master_port PORT tests/distributed_worker.py WORKDIR
+    torchrun --nproc_per_node 2 --master_port PORT tests/distributed_worker.py WORKDIR [deepspeed]
 
 WORKDIR holds the tiny checkpoints the test saved (`<name>/`, plain `save_pretrained`) and `inputs.pt`; each rank
 writes `rank<r>.json` (measured differences, placements) and rank 0 writes `fsdp_<name>.pt` (trained weights and
@@ -172,8 +172,44 @@ def check_trainer(workdir: Path, inputs: dict) -> dict:
     }
 
 
+def run_deepspeed(workdir: Path, inputs: dict, rank: int):
+    """DeepSpeed ZeRO stage 2 (`deepspeed.initialize`, CPU accelerator, gloo) on the masked LM: STEPS AdamW steps on
+    half of each global batch per rank, the gradient clipped to norm 1 (as in examples/accelerate/deepspeed_zero2.yaml;
+    the norm is of the whole gradient, which ZeRO-2 partitions over the ranks). Rank 0 writes the losses and the weights to `deepspeed.pt`."""
+    import deepspeed
+
+    model = fastformer.FastformerForMaskedLM.from_pretrained(workdir / "mlm")
+    config = {
+        "train_micro_batch_size_per_gpu": inputs["input_ids"].shape[0] // 2, "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 2}, "steps_per_print": 10**6, "gradient_clipping": 1.0,
+        "optimizer": {"type": "AdamW", "params": {"lr": LR, "weight_decay": 0.0, "torch_adam": True}},
+    }
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
+    half = inputs["input_ids"].shape[0] // 2
+    mine = model_inputs(inputs, "mlm", slice(rank * half, (rank + 1) * half))
+    losses = []
+    for _ in range(STEPS):
+        loss = engine(**mine).loss
+        engine.backward(loss)
+        engine.step()
+        value = loss.detach().clone()
+        dist.all_reduce(value)
+        losses.append(value.item() / 2)
+    if rank == 0:  # ZeRO-2 partitions the optimizer state and the gradients; the parameters stay whole
+        torch.save({"losses": losses, "weights": {n: p.detach() for n, p in engine.module.named_parameters()}},
+                   workdir / "deepspeed.pt")
+
+
 def main():
     workdir = Path(sys.argv[1])
+    if sys.argv[2:] == ["deepspeed"]:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+        torch.set_num_threads(1)
+        run_deepspeed(workdir, torch.load(workdir / "inputs.pt"), int(os.environ["RANK"]))
+        dist.destroy_process_group()
+        return
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=timedelta(seconds=120))

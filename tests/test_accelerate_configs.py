@@ -1,5 +1,6 @@
-"""The FSDP and DeepSpeed launch configs in examples/accelerate/ (documented, not run here: no GPU) are configs that
-`accelerate launch --config_file` accepts, and name classes that exist."""
+"""The FSDP and DeepSpeed launch configs in examples/accelerate/ (documented, not run here: no GPU, and accelerate
+applies neither on CPU) are configs that `accelerate launch --config_file` accepts, and name classes that exist. The
+model's own FSDP2/TP plans, the Trainer and DeepSpeed ZeRO-2 run on 2 gloo processes in tests/test_distributed.py."""
 
 from pathlib import Path
 
