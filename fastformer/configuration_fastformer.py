@@ -64,7 +64,7 @@ class FastformerConfig(PreTrainedConfig):
         bos_token_id / eos_token_id (`int`, *optional*): special tokens for generation.
 
     Parallel plans (class attributes, read by transformers' native `from_pretrained(..., distributed_config=...)`):
-    `base_model_fsdp_plan` makes every `FastformerLayer` (and an untied word-embedding table) one FSDP2 unit;
+    `base_model_fsdp_plan` makes every `FastformerLayer` and the word-embedding table an FSDP2 unit;
     `base_model_tp_plan` splits the vocabulary of the embeddings and LM heads, the feed-forward block
     column-then-row, and the attention projections column-wise with gathered outputs (the official dense
     `query_att`/`key_att` read all heads' features). No `base_model_pp_plan`: transformers 5.25's pipeline split

@@ -1,0 +1,509 @@
+#!/usr/bin/env python
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""Equal-budget causal language modelling: causal Fastformer vs GPT-2 of the same size (issue #17, item 1).
+
+Both arms share everything a comparison can share: one byte-level BPE tokenizer (trained with `tokenizers` on the
+training documents only), the same training blocks in the same order, the same steps, batch, AdamW schedule (linear
+warm-up, then cosine or linear decay to 0), seed, hidden size, depth, heads, FFN size, vocabulary, position table
+(learned, `--context` positions), activation (GELU), LayerNorm epsilon, dropout and tied input/output embeddings.
+What they cannot share is the architecture itself: `FastformerForCausalLM` (additive attention with causal prefix
+softmax pools, post-LN BERT-style layers) against `GPT2LMHeadModel` (softmax attention, pre-LN).
+
+Data: openly licensed text fetched from package registries and cached by `examples/run_mlm.py`'s loaders
+(`python-docs`, `enwiki-sample`) plus the Jargon File (Debian `jargon-text`) and Botchan (`sentencepiece==0.2.3`
+sdist), or your own `--train_file` (documents separated by blank lines). Documents are split into training and
+held-out sets by document (`--data_seed`), each set's documents are joined with `<|endoftext|>` and cut into blocks
+of `--context` tokens. Every `--eval_every` steps both arms are scored on the same fixed held-out blocks (mean
+next-token cross-entropy over `--eval_tokens` tokens, perplexity = exp of it). Training tokens/s come from the timed
+training steps of the run; generation tokens/s from `generate()` of `--gen_tokens` new tokens (greedy, batch 1, with
+the cache) after a prompt of `min(512, context - gen_tokens)` held-out tokens, timed once after a warm-up call.
+
+Each (arm, context, seed) run writes `<arm>-ctx<context>-seed<seed>.json` in `--output_dir` after every evaluation
+(with a checkpoint `.pt` next to it, removed when the run ends), so an interrupted run resumes where it stopped and a
+finished run is read back, never re-trained. The summary (printed markdown tables, `summary-ctx<context>.json`) and
+the plot (`lm-ctx<context>.png`: held-out perplexity vs steps, seeds as thin lines, the mean as a thick one) are
+computed from those files only.
+
+    python benchmarks/lm_equal_budget.py --output_dir outputs/lm --steps 200 --seeds 0 1 2
+    python benchmarks/lm_equal_budget.py --output_dir outputs/lm --steps 100 --seeds 0 --context 2048 --batch_size 1
+    python benchmarks/lm_equal_budget.py --output_dir /tmp/lm --train_file my.txt --hidden_size 32 --steps 10
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import run_mlm  # noqa: E402  (examples/ is not a package: its corpus loaders, reused)
+from common import machine  # noqa: E402
+
+EOS = "<|endoftext|>"
+ARMS = ("fastformer", "gpt2")
+LABELS = {"fastformer": "Fastformer (causal)", "gpt2": "GPT-2"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# corpora: run_mlm.py's loaders, plus two single-file corpora registered with them
+
+
+def _split_long_text(text: str, words_per_document: int = 2000) -> list[str]:
+    """A book-length file as documents of about `words_per_document` words, cut at blank lines (so that the
+    train / held-out split by document has pieces to split)."""
+    documents, current, count = [], [], 0
+    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
+        if not paragraph.strip():
+            continue
+        current.append(paragraph.strip())
+        count += len(paragraph.split())
+        if count >= words_per_document:
+            documents.append("\n\n".join(current))
+            current, count = [], 0
+    if current:
+        documents.append("\n\n".join(current))
+    return documents
+
+
+def fetch_jargon(directory: str) -> list[str]:
+    """The Jargon File 4.4.7 (public domain), from Debian's `jargon-text`, in pieces of about 2,000 words."""
+    import glob
+    import gzip
+
+    run_mlm._run(["apt-get", "download", "jargon-text"], directory, "jargon")
+    deb = glob.glob(os.path.join(directory, "jargon-text_*.deb"))[0]
+    run_mlm._run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "jargon")
+    with gzip.open(os.path.join(directory, "root/usr/share/doc/jargon-text/jargon.txt.gz"), "rt") as f:
+        return _split_long_text(f.read())
+
+
+def fetch_botchan(directory: str) -> list[str]:
+    """Botchan (Project Gutenberg), from the test data of the `sentencepiece==0.2.3` sdist, in ~2,000-word pieces."""
+    run_mlm._run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                  "--no-build-isolation", "sentencepiece==0.2.3", "-d", directory], directory, "botchan")
+    with tarfile.open(os.path.join(directory, "sentencepiece-0.2.3.tar.gz")) as archive:
+        text = archive.extractfile("sentencepiece-0.2.3/test/botchan.txt").read().decode("utf-8-sig")
+    return _split_long_text(text)
+
+
+run_mlm.FETCHERS.setdefault("jargon", fetch_jargon)
+run_mlm.FETCHERS.setdefault("botchan", fetch_botchan)
+CORPORA = ("python-docs", "enwiki-sample", "jargon", "botchan")
+
+
+def load_documents(args) -> list[str]:
+    if args.train_file:
+        text = Path(args.train_file).read_text(encoding="utf-8")
+        return [doc.strip() for doc in text.replace("\r\n", "\n").split("\n\n") if doc.strip()]
+    cache_dir = Path(args.cache_dir) if args.cache_dir else run_mlm.default_cache_dir()
+    return [doc for name in args.corpora for doc in run_mlm.load_corpus(name, cache_dir) if doc.strip()]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data: one tokenizer, token streams, blocks
+
+
+def data_signature(args) -> dict:
+    return {"corpora": None if args.train_file else list(args.corpora),
+            "train_file": os.path.abspath(args.train_file) if args.train_file else None,
+            "held_out_fraction": args.held_out_fraction, "data_seed": args.data_seed, "vocab_size": args.vocab_size}
+
+
+def prepare_data(args):
+    """(tokenizer, train ids, held-out ids), built once and cached in `--output_dir`."""
+    from tokenizers import ByteLevelBPETokenizer, Tokenizer
+
+    out = Path(args.output_dir)
+    signature = data_signature(args)
+    meta_path, tok_path = out / "data.json", out / "tokenizer.json"
+    train_path, held_path = out / "train_ids.npy", out / "held_out_ids.npy"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta["signature"] != signature:
+            sys.exit(f"lm_equal_budget.py: error: {out} holds data built with {meta['signature']}, not {signature}; "
+                     "use another --output_dir")
+        if tok_path.is_file() and train_path.is_file() and held_path.is_file():
+            return Tokenizer.from_file(str(tok_path)), np.load(train_path), np.load(held_path), meta
+    documents = load_documents(args)
+    if len(documents) < 2:
+        sys.exit("lm_equal_budget.py: error: the corpus needs at least 2 documents (separated by blank lines)")
+    order = np.random.default_rng(args.data_seed).permutation(len(documents))
+    n_held = max(1, round(len(documents) * args.held_out_fraction))
+    held_docs = [documents[i] for i in sorted(order[:n_held])]
+    train_docs = [documents[i] for i in sorted(order[n_held:])]
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(train_docs, vocab_size=args.vocab_size, min_frequency=2, special_tokens=[EOS],
+                                  show_progress=False)
+    eos = tokenizer.token_to_id(EOS)
+
+    def stream(docs):
+        ids = []
+        for encoding in tokenizer.encode_batch(docs):
+            ids.extend(encoding.ids)
+            ids.append(eos)
+        return np.asarray(ids, dtype=np.int32)
+
+    train_ids, held_ids = stream(train_docs), stream(held_docs)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(tok_path))
+    np.save(train_path, train_ids)
+    np.save(held_path, held_ids)
+    meta = {"signature": signature, "documents": {"train": len(train_docs), "held_out": len(held_docs)},
+            "words": {"train": sum(len(d.split()) for d in train_docs),
+                      "held_out": sum(len(d.split()) for d in held_docs)},
+            "tokens": {"train": int(len(train_ids)), "held_out": int(len(held_ids))},
+            "vocab_size": tokenizer.get_vocab_size()}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return Tokenizer.from_file(str(tok_path)), train_ids, held_ids, meta
+
+
+def blocks(ids: np.ndarray, context: int) -> torch.Tensor:
+    n = len(ids) // context
+    return torch.from_numpy(ids[: n * context].astype(np.int64)).view(n, context)
+
+
+def held_out_blocks(held_ids: np.ndarray, context: int, eval_tokens: int) -> torch.Tensor:
+    """The fixed evaluation blocks: `eval_tokens // context` blocks spread evenly over the held-out stream."""
+    all_blocks = blocks(held_ids, context)
+    wanted = max(1, eval_tokens // context)
+    if len(all_blocks) == 0:
+        sys.exit(f"lm_equal_budget.py: error: the held-out set has fewer than {context} tokens")
+    index = np.unique(np.linspace(0, len(all_blocks) - 1, num=min(wanted, len(all_blocks))).round().astype(int))
+    return all_blocks[torch.from_numpy(index)]
+
+
+def batch_at(step: int, train_blocks: torch.Tensor, batch_size: int, seed: int) -> torch.Tensor:
+    """The batch of step `step` (0-based): epochs of a permutation seeded by (seed, epoch), so it depends only on
+    the step (what makes a resumed run train on the batches of the uninterrupted one) and not on the arm."""
+    n = len(train_blocks)
+    rows = []
+    for position in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(position, n)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        rows.append(torch.randperm(n, generator=generator)[offset])
+    return train_blocks[torch.stack(rows)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models, schedule, evaluation
+
+
+def build_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
+    common = dict(vocab_size=vocab_size, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
+    if arm == "fastformer":
+        from fastformer import FastformerConfig, FastformerForCausalLM
+
+        config = FastformerConfig(
+            is_decoder=True, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
+            num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
+            hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
+            initializer_range=0.02, pad_token_id=None, use_cache=True, **common)
+        return FastformerForCausalLM(config)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        n_embd=args.hidden_size, n_layer=args.layers, n_head=args.heads, n_inner=args.ffn,
+        activation_function="gelu", resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+        n_positions=args.context, layer_norm_epsilon=1e-5, initializer_range=0.02, use_cache=True, **common)
+    return GPT2LMHeadModel(config)
+
+
+def learning_rate(step: int, args) -> float:
+    """Multiplier of `--lr` at (0-based) step `step`: linear warm-up, then cosine or linear decay to 0."""
+    warmup = max(1, round(args.warmup * args.steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, args.steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress)) if args.schedule == "cosine" else 1 - progress
+
+
+def next_token_loss(model, ids: torch.Tensor) -> torch.Tensor:
+    logits = model(input_ids=ids, use_cache=False).logits
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
+
+
+@torch.no_grad()
+def evaluate(model, eval_blocks: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(eval_blocks), batch_size):
+        ids = eval_blocks[start:start + batch_size]
+        n = ids.shape[0] * (ids.shape[1] - 1)
+        total += next_token_loss(model, ids).item() * n
+        count += n
+    model.train()
+    return total / count
+
+
+@torch.no_grad()
+def generation_speed(model, prompt: torch.Tensor, new_tokens: int, eos: int) -> float:
+    """Tokens/s of greedy `generate()` (batch 1, with the cache): `new_tokens` / wall seconds, prefill included."""
+    model.eval()
+    kwargs = dict(do_sample=False, use_cache=True, pad_token_id=eos, eos_token_id=None)
+    model.generate(prompt, max_new_tokens=4, min_new_tokens=4, **kwargs)  # warm-up
+    start = time.perf_counter()
+    out = model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+    seconds = time.perf_counter() - start
+    assert out.shape[1] == prompt.shape[1] + new_tokens
+    model.train()
+    return new_tokens / seconds
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one run, resumable
+
+
+def run_settings(args, arm: str, seed: int) -> dict:
+    keys = ("context", "steps", "batch_size", "lr", "warmup", "schedule", "weight_decay", "hidden_size", "layers",
+            "heads", "ffn", "dropout", "eval_every", "eval_tokens", "gen_tokens", "threads")
+    return {"arm": arm, "seed": seed, **{key: getattr(args, key) for key in keys}, "data": data_signature(args)}
+
+
+def write_json(path: Path, payload: dict):
+    partial = path.with_suffix(f".partial-{os.getpid()}")
+    partial.write_text(json.dumps(payload, indent=1))
+    os.replace(partial, path)
+
+
+def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, vocab_size: int, eos: int) -> dict:
+    out = Path(args.output_dir)
+    name = f"{arm}-ctx{args.context}-seed{seed}"
+    record_path, checkpoint_path = out / f"{name}.json", out / f"{name}.pt"
+    settings = run_settings(args, arm, seed)
+    record = None
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record["settings"] != settings:
+            sys.exit(f"lm_equal_budget.py: error: {record_path} was run with other settings "
+                     f"({record['settings']}); use another --output_dir")
+        if record["finished"]:
+            print(f"{name}: finished earlier, read back from {record_path}", flush=True)
+            return record
+    torch.manual_seed(seed)
+    model = build_model(arm, args, vocab_size, eos)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    parameters = sum(p.numel() for p in model.parameters())
+    start_step = 0
+    if record is not None and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        start_step = state["step"]
+        record["curve"] = [point for point in record["curve"] if point["step"] <= start_step]
+        record["train_loss"] = [point for point in record["train_loss"] if point["step"] <= start_step]
+        record["train_seconds"] = state["train_seconds"]
+        print(f"{name}: resuming at step {start_step}", flush=True)
+    else:
+        record = {"settings": settings, "machine": machine(), "parameters": parameters, "finished": False,
+                  "curve": [], "train_loss": [], "train_seconds": 0.0}
+        loss = evaluate(model, eval_blocks, args.batch_size)
+        record["curve"].append({"step": 0, "loss": loss, "perplexity": math.exp(loss)})
+    print(f"{name}: {parameters:,} parameters, steps {start_step}..{args.steps}", flush=True)
+    tokens_per_step = args.batch_size * args.context
+    window = []
+    for step in range(start_step, args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * learning_rate(step, args)
+        ids = batch_at(step, train_blocks, args.batch_size, seed)
+        began = time.perf_counter()
+        loss = next_token_loss(model, ids)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        record["train_seconds"] += time.perf_counter() - began
+        window.append(loss.item())
+        done = step + 1
+        if done % args.eval_every == 0 or done == args.steps:
+            record["train_loss"].append({"step": done, "loss": sum(window) / len(window)})
+            window = []
+            held = evaluate(model, eval_blocks, args.batch_size)
+            record["curve"].append({"step": done, "loss": held, "perplexity": math.exp(held)})
+            record["train_tokens"] = done * tokens_per_step
+            record["train_tokens_per_s"] = record["train_tokens"] / record["train_seconds"]
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
+                        "rng": torch.get_rng_state(), "train_seconds": record["train_seconds"]}, checkpoint_path)
+            write_json(record_path, record)
+            print(f"{name}: step {done}: train loss {record['train_loss'][-1]['loss']:.3f}, held-out loss "
+                  f"{held:.3f} (ppl {math.exp(held):.1f}), {record['train_tokens_per_s']:.0f} train tokens/s",
+                  flush=True)
+    record["generation_tokens_per_s"] = generation_speed(model, prompt, args.gen_tokens, eos)
+    record["generation_prompt_tokens"] = int(prompt.shape[1])
+    record["finished"] = True
+    write_json(record_path, record)
+    checkpoint_path.unlink(missing_ok=True)
+    print(f"{name}: done, {record['generation_tokens_per_s']:.1f} generated tokens/s", flush=True)
+    return record
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summary and plot
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def summarize(records: dict, arms, seeds, context: int) -> dict:
+    """Per arm: the final held-out perplexity (mean ± sample std over seeds), train and generation tokens/s
+    (means over seeds); and the ratios Fastformer / GPT-2 of the means."""
+    summary = {"context": context, "seeds": list(seeds), "arms": {}}
+    for arm in arms:
+        runs = [records[(arm, seed)] for seed in seeds]
+        final = [run["curve"][-1]["perplexity"] for run in runs]
+        final_loss = [run["curve"][-1]["loss"] for run in runs]
+        summary["arms"][arm] = {
+            "steps": runs[0]["curve"][-1]["step"], "parameters": runs[0]["parameters"],
+            "final_perplexity": final, "perplexity_mean": mean_std(final)[0], "perplexity_std": mean_std(final)[1],
+            "loss_mean": mean_std(final_loss)[0], "loss_std": mean_std(final_loss)[1],
+            "train_tokens": runs[0]["train_tokens"],
+            "train_tokens_per_s": mean_std([run["train_tokens_per_s"] for run in runs])[0],
+            "generation_tokens_per_s": mean_std([run["generation_tokens_per_s"] for run in runs])[0],
+        }
+    if "fastformer" in summary["arms"] and "gpt2" in summary["arms"]:
+        f, g = summary["arms"]["fastformer"], summary["arms"]["gpt2"]
+        summary["ratios"] = {key: f[key] / g[key] for key in
+                             ("perplexity_mean", "train_tokens_per_s", "generation_tokens_per_s")}
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = [f"| arm (context {summary['context']:,}, seeds {', '.join(map(str, summary['seeds']))}) | parameters | "
+             "steps | train tokens | held-out loss | held-out perplexity | train tokens/s | generation tokens/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for arm, row in summary["arms"].items():
+        lines.append(f"| {LABELS[arm]} | {row['parameters']:,} | {row['steps']:,} | {row['train_tokens']:,} | "
+                     f"{row['loss_mean']:.3f} ± {row['loss_std']:.3f} | "
+                     f"{row['perplexity_mean']:.2f} ± {row['perplexity_std']:.2f} | "
+                     f"{row['train_tokens_per_s']:,.0f} | {row['generation_tokens_per_s']:.1f} |")
+    if "ratios" in summary:
+        r = summary["ratios"]
+        lines.append(f"| **Fastformer / GPT-2** | | | | | **{r['perplexity_mean']:.3f}x** | "
+                     f"**{r['train_tokens_per_s']:.2f}x** | **{r['generation_tokens_per_s']:.2f}x** |")
+    per_seed = ["", "| seed | " + " | ".join(f"{LABELS[arm]} perplexity" for arm in summary["arms"]) + " |",
+                "|---:|" + "---:|" * len(summary["arms"])]
+    for i, seed in enumerate(summary["seeds"]):
+        per_seed.append(f"| {seed} | " + " | ".join(f"{row['final_perplexity'][i]:.2f}"
+                                                    for row in summary["arms"].values()) + " |")
+    return "\n".join(lines + per_seed)
+
+
+def plot(records: dict, arms, seeds, context: int, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"fastformer": "tab:blue", "gpt2": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for arm in arms:
+        curves = [records[(arm, seed)]["curve"] for seed in seeds]
+        for curve in curves:
+            ax.plot([p["step"] for p in curve[1:]], [p["perplexity"] for p in curve[1:]], color=colors[arm],
+                    linewidth=0.7, alpha=0.5)
+        steps = [p["step"] for p in curves[0][1:]]
+        mean = [math.exp(sum(c[i]["loss"] for c in curves) / len(curves)) for i in range(1, len(curves[0]))]
+        ax.plot(steps, mean, color=colors[arm], linewidth=2, label=f"{LABELS[arm]} ({len(seeds)} seeds)")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out perplexity")
+    ax.set_title(f"Equal-budget causal LM, context {context:,}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--output_dir", required=True, help="runs' JSON curves, tokenizer, summary and plot")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--context", type=int, default=512, help="tokens per block (training and evaluation)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up")
+    parser.add_argument("--schedule", choices=("cosine", "linear"), default="cosine", help="decay after warm-up")
+    parser.add_argument("--weight_decay", type=float, default=0.1)
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=1024)
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--vocab_size", type=int, default=8192)
+    parser.add_argument("--eval_every", type=int, default=25)
+    parser.add_argument("--eval_tokens", type=int, default=16384, help="held-out tokens scored at each evaluation")
+    parser.add_argument("--gen_tokens", type=int, default=128, help="new tokens generated for the speed measure")
+    parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--train_file", help="a local text file instead of the corpora (documents: blank-line "
+                                             "separated); split into training / held-out documents like them")
+    parser.add_argument("--held_out_fraction", type=float, default=0.05)
+    parser.add_argument("--data_seed", type=int, default=0, help="seed of the train / held-out document split")
+    parser.add_argument("--cache_dir", help="where fetched corpora are cached (as examples/run_mlm.py)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no_plot", action="store_true")
+    args = parser.parse_args(argv)
+    if args.context - args.gen_tokens < 1:
+        parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
+                     "position table)")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer, train_ids, held_ids, meta = prepare_data(args)
+    eos = tokenizer.token_to_id(EOS)
+    train_blocks = blocks(train_ids, args.context)
+    if len(train_blocks) == 0:
+        sys.exit(f"lm_equal_budget.py: error: the training set has fewer than {args.context} tokens")
+    eval_blocks = held_out_blocks(held_ids, args.context, args.eval_tokens)
+    prompt = eval_blocks[:1, : min(512, args.context - args.gen_tokens)]
+    print(f"machine: {machine()}", flush=True)
+    print(f"data: {meta['documents']} documents, {meta['words']} words, {meta['tokens']} tokens; "
+          f"{len(train_blocks):,} training blocks of {args.context}, {len(eval_blocks)} held-out blocks scored; "
+          f"{args.steps} steps x {args.batch_size} blocks = {args.steps * args.batch_size * args.context:,} tokens "
+          f"({args.steps * args.batch_size / len(train_blocks):.2f} epochs)", flush=True)
+    records = {}
+    for seed in args.seeds:
+        for arm in args.arms:
+            records[(arm, seed)] = train_run(arm, seed, args, train_blocks, eval_blocks, prompt,
+                                             tokenizer.get_vocab_size(), eos)
+    summary = summarize(records, args.arms, args.seeds, args.context)
+    summary["data"] = meta
+    write_json(out / f"summary-ctx{args.context}.json", summary)
+    print()
+    print(markdown(summary))
+    if not args.no_plot:
+        path = out / f"lm-ctx{args.context}.png"
+        plot(records, args.arms, args.seeds, args.context, path)
+        print(f"\nplot: {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
