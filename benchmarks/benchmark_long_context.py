@@ -8,9 +8,14 @@ Models (hidden 256, 16 heads, FFN 1024, 2 layers, vocabulary 30,522, batch 1, fl
     alone would be 120 GiB at a million tokens), loss `sum_t h_t . w` for a fixed random `w`;
   * `bert` (SDPA) and `longformer` (512-token window): the same dimensions, encoder loss as for `encoder`; run only
     at the lengths given with `--peer-lengths` (their time is quadratic, resp. large).
-Lengths from `--checkpoint-from` on run with gradient checkpointing (`model.gradient_checkpointing_enable()`) and
-`chunk_size_feed_forward=--ff-chunk`; `--lean-pool` additionally makes the causal prefix pool keep only its inputs
-for the backward pass (`causal_softmax_pool(..., recompute_in_backward=True)`).
+Lengths from `--checkpoint-from` on run with the memory options: gradient checkpointing
+(`model.gradient_checkpointing_enable()`) and `chunk_size_feed_forward=--ff-chunk`; or, with `--sequence-chunk N`,
+`config.sequence_chunk_size=N` instead of gradient checkpointing (each layer runs and is recomputed N positions at a
+time); `--lean-pool` additionally sets `config.recompute_causal_pool=True` (the causal prefix pools keep only their
+inputs for the backward pass). `--mmap-threshold BYTES` runs the workers with glibc's `MALLOC_MMAP_THRESHOLD_=BYTES`
+(buffers from that size on are mapped and unmapped one by one, never kept in malloc's heap: without it, the chunks'
+freed buffers fragment the heap and the resident set grows by gigabytes). `--saved-breakdown LENGTH` prints what
+autograd saves per module without any option.
 
 Every (model, length) runs in a fresh subprocess: build, one forward and one backward timed once (no warm-up from
 `--no-warmup-from` tokens on; below it, one untimed warm-up step first), peak resident set size of the whole process
@@ -23,6 +28,8 @@ Run: `python benchmarks/benchmark_long_context.py [--lengths 4096 16384 65536] [
 
 import argparse
 import json
+import os
+import re
 import resource
 import subprocess
 import sys
@@ -37,16 +44,18 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB = 256, 16, 1024, 2, 30522
 MODELS = ("encoder", "causal", "bert", "longformer")
 
 
-def fastformer(name: str, length: int, checkpointing: bool, ff_chunk: int):
+def fastformer(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0,
+              lean_pool: bool = False):
     from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel
 
     config = FastformerConfig(
         vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
         num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, position_embedding_type="none",
         chunk_size_feed_forward=ff_chunk if checkpointing else 0, is_decoder=name == "causal",
+        sequence_chunk_size=sequence_chunk if checkpointing else 0, recompute_causal_pool=lean_pool and checkpointing,
     )
     model = FastformerModel(config) if name == "causal" else FastformerForSequenceClassification(config)
-    if checkpointing:
+    if checkpointing and not sequence_chunk:
         model.gradient_checkpointing_enable()
     return model
 
@@ -69,11 +78,14 @@ def peer(name: str, length: int):
     ))
 
 
-def build(name: str, length: int, checkpointing: bool, ff_chunk: int):
+def build(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0, lean_pool: bool = False):
     """Return the model and a `loss()` callable for one training step of `name` at `length` tokens."""
     torch.manual_seed(0)
     input_ids = torch.randint(5, VOCAB, (1, length))
-    model = peer(name, length) if name in ("bert", "longformer") else fastformer(name, length, checkpointing, ff_chunk)
+    if name in ("bert", "longformer"):
+        model = peer(name, length)
+    else:
+        model = fastformer(name, length, checkpointing, ff_chunk, sequence_chunk, lean_pool)
     model.train()
     if name == "causal":
         probe = torch.randn(HIDDEN)
@@ -82,14 +94,9 @@ def build(name: str, length: int, checkpointing: bool, ff_chunk: int):
     return model, lambda: model(input_ids=input_ids, labels=labels).loss
 
 
-def worker(name: str, length: int, checkpointing: bool, ff_chunk: int, lean_pool: bool, warmup: bool) -> dict:
-    if lean_pool:  # the pool's memory option, applied where the causal attention calls it
-        import functools
-
-        import fastformer.modeling_fastformer as modeling
-
-        modeling.causal_softmax_pool = functools.partial(modeling.causal_softmax_pool, recompute_in_backward=True)
-    model, loss = build(name, length, checkpointing, ff_chunk)
+def worker(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int, lean_pool: bool,
+           warmup: bool) -> dict:
+    model, loss = build(name, length, checkpointing, ff_chunk, sequence_chunk, lean_pool)
     if warmup:
         loss().backward()
         model.zero_grad(set_to_none=True)
@@ -124,14 +131,39 @@ def count_ops(length: int) -> int:
     return Counter.count
 
 
+def saved_breakdown(name: str, length: int) -> dict:
+    """GiB of activations autograd saves for the backward pass in one forward of `name` at `length` tokens, without
+    any memory option, by the innermost module that saved them (parameters excluded, each storage counted once)."""
+    model, loss = build(name, length, False, 0)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    stack, seen, totals = ["(outside modules)"], set(), {}
+    for module_name, module in model.named_modules():
+        label = re.sub(r"layer\.\d+\.", "layer.*.", module_name) or "(model)"
+        module.register_forward_pre_hook(lambda m, a, label=label: stack.append(label))
+        module.register_forward_hook(lambda m, a, o: stack.pop() and None)  # (a hook's non-None return replaces o)
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params and storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            totals[stack[-1]] = totals.get(stack[-1], 0) + storage.nbytes() / 2**30
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss()
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
 def run_case(args, name: str, length: int) -> dict:
     checkpointing = length >= args.checkpoint_from
     command = [
         sys.executable, __file__, "--worker", name, str(length), "--ff-chunk", str(args.ff_chunk),
         "--checkpoint-from", str(args.checkpoint_from), "--no-warmup-from", str(args.no_warmup_from),
+        "--sequence-chunk", str(args.sequence_chunk),
     ] + (["--lean-pool"] if args.lean_pool and name == "causal" else [])
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        env = dict(os.environ, **({"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)} if args.mmap_threshold else {}))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {args.timeout}s"}
     if done.returncode != 0:
@@ -149,10 +181,15 @@ def main():
     parser.add_argument("--peer-lengths", type=int, nargs="*", default=[4096], help="lengths for bert/longformer")
     parser.add_argument("--checkpoint-from", type=int, default=131072, help="gradient checkpointing from this length")
     parser.add_argument("--ff-chunk", type=int, default=65536, help="chunk_size_feed_forward when checkpointing")
-    parser.add_argument("--lean-pool", action="store_true", help="causal pool recomputed in backward")
+    parser.add_argument("--sequence-chunk", type=int, default=0,
+                        help="config.sequence_chunk_size (instead of gradient checkpointing) when checkpointing")
+    parser.add_argument("--lean-pool", action="store_true", help="config.recompute_causal_pool when checkpointing")
+    parser.add_argument("--mmap-threshold", type=int, default=0, help="glibc MALLOC_MMAP_THRESHOLD_ of the workers")
     parser.add_argument("--no-warmup-from", type=int, default=131072, help="no warm-up step from this length on")
     parser.add_argument("--count-ops", type=int, nargs="*", default=[4096, 65536])
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per (model, length) subprocess")
+    parser.add_argument("--saved-breakdown", type=int, metavar="LENGTH",
+                        help="only print what autograd saves per module at LENGTH tokens (no memory option), and exit")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS)
     parser.add_argument("--ops-worker", type=int, help=argparse.SUPPRESS)
@@ -160,8 +197,18 @@ def main():
     if args.worker:
         name, length = args.worker[0], int(args.worker[1])
         print(json.dumps(worker(
-            name, length, length >= args.checkpoint_from, args.ff_chunk, args.lean_pool, length < args.no_warmup_from
+            name, length, length >= args.checkpoint_from, args.ff_chunk, args.sequence_chunk, args.lean_pool,
+            length < args.no_warmup_from,
         )))
+        return
+    if args.saved_breakdown:
+        for name in args.models:
+            if name in ("encoder", "causal"):
+                parts = saved_breakdown(name, args.saved_breakdown)
+                print(f"{name} at {args.saved_breakdown:,} tokens: {sum(parts.values()):.2f} GiB saved for backward "
+                      f"(x{2**20 / args.saved_breakdown:.0f} at 1,048,576)")
+                for label, gib in parts.items():
+                    print(f"  {label:<40} {gib:6.3f} GiB")
         return
     if args.ops_worker:
         print(count_ops(args.ops_worker))
@@ -181,9 +228,12 @@ def main():
 
     print(f"Machine: {machine()}")
     print(f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, vocabulary {VOCAB}, batch 1, fp32, "
-          f"no position table; gradient checkpointing and chunk_size_feed_forward={args.ff_chunk} from "
-          f"{args.checkpoint_from:,} tokens{'; causal pool recomputed in backward' if args.lean_pool else ''}\n")
-    print("| model | tokens | checkpointing | forward s | backward s | fwd+bwd s | peak RSS GiB | gradients finite |")
+          f"no position table; from {args.checkpoint_from:,} tokens: "
+          + (f"sequence_chunk_size={args.sequence_chunk}" if args.sequence_chunk else "gradient checkpointing")
+          + f", chunk_size_feed_forward={args.ff_chunk}"
+          + f"{', recompute_causal_pool' if args.lean_pool else ''}"
+          + (f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold else "") + "\n")
+    print("| model | tokens | memory options | forward s | backward s | fwd+bwd s | peak RSS GiB | gradients finite |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for (name, length), r in results.items():
         if "error" in r:

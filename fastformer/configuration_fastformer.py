@@ -60,6 +60,19 @@ class FastformerConfig(PreTrainedConfig):
             `num_hidden_layers` is the encoder depth).
         decoder_start_token_id (`int`, *optional*): first decoder input of the encoder-decoder.
         use_cache (`bool`, defaults to `True`): causal models return their decoding state (`FastformerCache`).
+        sequence_chunk_size (`int`, defaults to 0): memory option for long sequences. When positive, every layer
+            runs `sequence_chunk_size` positions at a time, the chunks exchanging only what the attention carries
+            along the sequence (the encoder's two global vectors, after a softmax over all positions' logits; the
+            decoder's prefix-pool states), and, while gradients are recorded, each chunk keeps only its input for
+            the backward pass and is recomputed there: a layer's activation memory is `O(sequence_chunk_size)`
+            instead of `O(seq)` (the layer inputs, `seq x hidden`, are kept). Same function up to float rounding
+            (dropout draws its masks chunk by chunk); `output_attentions` is not recorded by chunked encoder
+            layers. Whole-layer gradient checkpointing is not needed on top (it would recompute once more).
+            0 (default): the whole sequence at once.
+        recompute_causal_pool (`bool`, defaults to `False`): memory option of causal layers: the prefix pools
+            (`causal_softmax_pool`) keep only their inputs for the backward pass and run again there (their scan
+            would otherwise keep `O(seq * heads * (head_dim + 16))` floats per pool). Same results, one more pool
+            forward.
         tie_word_embeddings (`bool`, defaults to `True`): language-model heads share the input embedding matrix.
         bos_token_id / eos_token_id (`int`, *optional*): special tokens for generation.
 
@@ -130,6 +143,8 @@ class FastformerConfig(PreTrainedConfig):
     num_decoder_layers: int | None = None
     decoder_start_token_id: int | None = None
     use_cache: bool = True
+    sequence_chunk_size: int = 0
+    recompute_causal_pool: bool = False
     tie_word_embeddings: bool = True
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -151,6 +166,8 @@ class FastformerConfig(PreTrainedConfig):
         for name in positive + ("max_position_embeddings", "num_decoder_layers"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        if self.sequence_chunk_size < 0:
+            raise ValueError(f"`sequence_chunk_size` must be 0 (off) or positive, got {self.sequence_chunk_size}.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "

@@ -157,14 +157,19 @@ class FastformerAdditiveAttention(nn.Module):
         the head-diagonal blocks are kept: `heads` times the minimal flops of this (small) product, but no
         permuted copy of `values` in the forward or the backward pass.
         """
-        batch = values.shape[0]
         if self.sequence_parallel_group is not None:  # the sequence is sharded: exact pool over all the shards
             pooled, weights = sharded_softmax_pool(logits * self.scale, values, mask, self.sequence_parallel_group)
             return pooled.reshape(values.shape[0], 1, -1), weights
         weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
+        return self.weighted_sum(weights, values), weights  # (batch, 1, hidden)
+
+    def weighted_sum(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """`sum_i weights[:, i, h] * values[:, i, head h]` per head, `(batch, 1, hidden)` (the second half of `pool`;
+        a sequence-chunked layer sums it chunk by chunk)."""
+        batch = values.shape[0]
         pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
         pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
-        return pooled.transpose(1, 2).reshape(batch, 1, -1), weights  # (batch, 1, hidden)
+        return pooled.transpose(1, 2).reshape(batch, 1, -1)  # (batch, 1, hidden)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **kwargs):
         query = self.query(hidden_states)  # (batch, seq, hidden)
@@ -427,16 +432,19 @@ def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
 
 
 def prefix_pool(logits, values, keep, num_heads: int, cache: FastformerCache | None, layer_idx: int, slot: str,
-                group=None):
+                recompute: bool = False, group=None):
     """`causal_softmax_pool` of `(batch, seq, hidden)` values split into `num_heads` heads, with logits
     `(batch, seq, heads)`, continuing from (and updating) the state in `cache` slot `slot` of depth `layer_idx`;
-    without a cache, from an empty prefix. Returns `(batch, seq, hidden)` in the values' dtype."""
+    without a cache, from an empty prefix; `recompute`: the pool's `recompute_in_backward`. Returns `(batch, seq,
+    hidden)` in the values' dtype."""
     batch, seq, hidden = values.shape
     state = None if cache is None else cache.read_state(layer_idx, slot)
     final = None
     if group is not None:  # sequence parallelism (`sharded_prefix_state`); the cache gets the whole sequence's
         state, final = sharded_prefix_state(logits, values.view(batch, seq, num_heads, -1), keep, state, group)
-    pooled, state = causal_softmax_pool(logits, values.view(batch, seq, num_heads, -1), keep, state)
+    pooled, state = causal_softmax_pool(
+        logits, values.view(batch, seq, num_heads, -1), keep, state, recompute_in_backward=recompute
+    )
     if cache is not None:
         cache.write_state(layer_idx, slot, state if final is None else final)
     return pooled.reshape(batch, seq, hidden).to(values.dtype)
@@ -459,10 +467,14 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
     distributions, which are never materialised.
     """
 
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        self.recompute_pool = config.recompute_causal_pool
+
     def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0, **kwargs):
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
         pool = lambda logits, values, slot: prefix_pool(  # noqa: E731
-            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot,
+            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot, self.recompute_pool,
             group=self.sequence_parallel_group,
         )
         query = self.query(hidden_states)  # (batch, seq, hidden)
@@ -568,6 +580,7 @@ class FastformerAdditiveCrossAttention(nn.Module):
         self.query_att = attention_logit_layer(config)
         self.key_att = attention_logit_layer(config, bias=False)
         self.transform = nn.Linear(hidden, hidden)
+        self.recompute_pool = config.recompute_causal_pool
 
     def key_logit_weight(self) -> torch.Tensor:
         """`(heads, hidden)`: row `h` maps `p` to head `h`'s key logit."""
@@ -578,7 +591,8 @@ class FastformerAdditiveCrossAttention(nn.Module):
         batch, seq, hidden = hidden_states.shape
         query = self.query(hidden_states)  # (batch, seq, hidden)
         global_query = prefix_pool(  # G^q_t, (batch, seq, hidden)
-            self.query_att(query) * self.scale, query, keep, self.num_heads, pool_cache, layer_idx, "cross_query"
+            self.query_att(query) * self.scale, query, keep, self.num_heads, pool_cache, layer_idx, "cross_query",
+            self.recompute_pool,
         )
 
         def project():
@@ -634,14 +648,41 @@ class FastformerIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))  # (batch, seq, intermediate)
 
 
+class ChunkStates:
+    """The prefix-pool states a sequence-chunked causal layer carries from one chunk to the next, read and written
+    like a `FastformerCache`'s (`read_state`, `write_state`) but replaced rather than updated in place, so that
+    gradients flow through them from chunk to chunk."""
+
+    def __init__(self, states: dict[str, torch.Tensor]):
+        self.states = dict(states)
+
+    def read_state(self, layer_idx: int, slot: str) -> torch.Tensor | None:
+        return self.states.get(slot)
+
+    def write_state(self, layer_idx: int, slot: str, state: torch.Tensor):
+        self.states[slot] = state
+
+
+def run_chunk(function: Callable, *args):
+    """`function(*args)`, which keeps only its inputs for the backward pass and runs again there while gradients are
+    recorded (non-reentrant activation checkpointing; dropout replays the same masks)."""
+    if torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
+    return function(*args)
+
+
 class FastformerLayer(GradientCheckpointingLayer):
     """One post-LN Fastformer block: additive attention sub-block (causal in a decoder), then (decoders of an
     encoder-decoder) a cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block,
-    applied to `config.chunk_size_feed_forward` positions at a time when that is set (less activation memory)."""
+    applied to `config.chunk_size_feed_forward` positions at a time when that is set (less activation memory).
+
+    With `config.sequence_chunk_size`, a longer sequence runs through the whole block that many positions at a time
+    (`sequence_chunked`), each chunk recomputed in the backward pass."""
 
     def __init__(self, config: FastformerConfig, causal: bool = False, cross_attention: bool = False):
         super().__init__()
         self.chunk_size_feed_forward = config.chunk_size_feed_forward
+        self.sequence_chunk_size = config.sequence_chunk_size
         self.attention = FastformerAttention(
             config, FastformerCausalAdditiveAttention if causal else FastformerAdditiveAttention
         )
@@ -659,6 +700,75 @@ class FastformerLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
                 layer_idx: int = 0, **kwargs):
+        if self.sequence_chunk_size and hidden_states.shape[1] > self.sequence_chunk_size:
+            return self.sequence_chunked(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
+        return self.whole_sequence(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
+
+    def sequence_chunked(self, hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx: int):
+        """The block on `sequence_chunk_size` positions at a time (`run_chunk`: recomputed in the backward pass).
+
+        Causal: each chunk is the whole block, continuing the prefix pools from the states the previous chunk left
+        (`ChunkStates`; those of `cache` first, which gets the final ones). Encoder: the two global vectors need a
+        softmax over every position, so the attention runs in passes over the chunks that keep only `(seq, heads)`
+        logits and `(1, hidden)` partial sums, then the rest of the block runs chunk by chunk."""
+        if self.attention.self.sequence_parallel_group is not None:
+            raise ValueError(
+                "`sequence_chunk_size` cannot be combined with sequence parallelism (each process would pool only its "
+                "own chunks): set `config.sequence_chunk_size=0`, or give each process fewer tokens instead."
+            )
+        chunk = self.sequence_chunk_size
+        pieces = hidden_states.split(chunk, dim=1)
+        masks = [None] * len(pieces) if mask is None else mask.split(chunk, dim=1)
+        attention = self.attention.self
+        if isinstance(attention, FastformerCausalAdditiveAttention):
+            pool_cache = split_cache(cache)[0]
+            slots = FastformerCacheLayer.SLOTS
+            states = [None if pool_cache is None else pool_cache.read_state(layer_idx, slot) for slot in slots]
+
+            def causal_chunk(piece, piece_mask, *states):
+                carried = ChunkStates({slot: state for slot, state in zip(slots, states) if state is not None})
+                out = self.whole_sequence(piece, piece_mask, encoder_hidden_states, encoder_mask, carried, layer_idx)
+                return out, *(carried.read_state(layer_idx, slot) for slot in slots)
+
+            outputs = []
+            for piece, piece_mask in zip(pieces, masks):
+                out, *states = run_chunk(causal_chunk, piece, piece_mask, *states)
+                outputs.append(out)
+            if pool_cache is not None:
+                for slot, state in zip(slots, states):
+                    if state is not None:
+                        pool_cache.write_state(layer_idx, slot, state)
+            return torch.cat(outputs, dim=1)
+
+        def global_vector(logits_of, values_of, *extra):
+            """`attention.pool` of the whole sequence, chunk by chunk: `(batch, 1, hidden)`."""
+            logits = torch.cat([run_chunk(logits_of, piece, *extra) for piece in pieces], dim=1)  # (batch, seq, heads)
+            weights = masked_softmax(logits * attention.scale, mask, dim=1)  # (batch, seq, heads), float32 or wider
+
+            def part(piece, piece_weights, *extra):
+                values = values_of(piece, *extra)
+                return attention.weighted_sum(piece_weights.to(values.dtype), values)
+
+            return sum(run_chunk(part, piece, w, *extra) for piece, w in zip(pieces, weights.split(chunk, dim=1)))
+
+        global_query = global_vector(
+            lambda piece: attention.query_att(attention.query(piece)), lambda piece: attention.query(piece)
+        )
+        mixed = lambda piece, global_query: attention.key(piece) * global_query  # noqa: E731  p_i
+        global_key = global_vector(
+            lambda piece, global_query: attention.key_att(mixed(piece, global_query)), mixed, global_query
+        )
+
+        def rest_of_block(piece, global_key):
+            query = attention.query(piece)
+            value = query if attention.value is None else attention.value(piece)
+            attended = self.attention.output(attention.transform(global_key * value) + query, piece)
+            return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, attended)
+
+        return torch.cat([run_chunk(rest_of_block, piece, global_key) for piece in pieces], dim=1)
+
+    def whole_sequence(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
+                       layer_idx: int = 0):
         pool_cache, cross_cache = split_cache(cache)
         hidden_states = self.attention(hidden_states, mask, cache=pool_cache, layer_idx=layer_idx)
         if self.crossattention is not None:

@@ -247,3 +247,26 @@ def test_dispatched_ops_grow_logarithmically_with_length():
             model(input_ids, labels=input_ids).loss.backward()
         counts.append(ops.count)
     assert counts[1] <= 1.5 * counts[0], counts
+
+
+def test_compiled_with_dynamic_shapes_does_not_recompile_per_length():
+    """`torch.compile(causal_softmax_pool, dynamic=True)`: one graph for every length with the same number of scan
+    levels (`ceil(log16 seq)`: 17..256 tokens here), one more graph per level, never one per length (dynamo's
+    tracing is what decides recompilation; the `eager` backend keeps the test fast)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(causal_softmax_pool, dynamic=True, backend="eager")
+    graphs = []
+    for seq in (20, 100, 250, 300):
+        logits, values, keep = padded_inputs(seq, torch.float32)
+        out, state = compiled(logits, values, keep)
+        out.sum().backward()
+        expected, expected_state = causal_softmax_pool(logits, values, keep)
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(state, expected_state)
+        graphs.append(counters["stats"]["unique_graphs"])
+    torch._dynamo.reset()
+    assert graphs == [1, 1, 1, 2], graphs
