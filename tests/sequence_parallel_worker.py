@@ -3,7 +3,8 @@
 Every process builds the same randomized models (`helpers.randomize_`, so that tokens mix), runs each on the whole
 batch alone (the reference), then on its shard with sequence parallelism, and writes, per case, the largest
 differences of the outputs, the loss and the parameter gradients (summed over the processes) from the reference, and
-the difference without the collectives (each shard alone), to `OUT_DIR/rank{RANK}.json`.
+the difference without the collectives (each shard alone), each relative to max(1, the largest reference value), to
+`OUT_DIR/rank{RANK}.json`.
 """
 
 import copy
@@ -13,6 +14,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,6 +22,7 @@ from helpers import causal_config, max_difference, randomize_, tiny_config  # no
 
 from fastformer import (  # noqa: E402
     FastformerForCausalLM,
+    FastformerForMaskedLM,
     FastformerForSequenceClassification,
     FastformerModel,
 )
@@ -75,24 +78,50 @@ def encoder_case(masks, seed):
     }
 
 
-def classifier_case(pooler_type, masks, seed):
+def classifier_case(pooler_type, masks, seed, mesh=False):
     config = tiny_config(num_labels=3, pooler_type=pooler_type)
     reference = randomize_(FastformerForSequenceClassification(config), seed=seed)
-    model = sp.enable_sequence_parallel(copy.deepcopy(reference))
+    group = init_device_mesh("cpu", (dist.get_world_size(),)) if mesh else None  # a 1-D DeviceMesh as the group
+    model = sp.enable_sequence_parallel(copy.deepcopy(reference), group)
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
     labels = torch.randint(0, 3, (masks.shape[0],), generator=generator)
     full = reference(input_ids, attention_mask=masks, labels=labels)
     full.loss.backward()
 
-    shard = sp.shard_sequence(input_ids, masks, labels)
+    shard = sp.shard_sequence(input_ids, masks, labels, group)
     out = model(**shard.model_inputs())
-    loss = sp.global_loss(out.loss, replicated=True)
+    loss = sp.global_loss(out.loss, group, replicated=True)
     loss.backward()
     alone = without_collectives(model, shard, lambda o: o.logits)
     return {
         "output": max_difference(out.logits, full.logits) / scale(full.logits),
-        "loss": abs(loss.item() - full.loss.item()),
+        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
+        "gradients": gradient_difference(model, reference),
+        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
+    }
+
+
+def masked_lm_case(masks, seed):
+    config = tiny_config()
+    reference = randomize_(FastformerForMaskedLM(config), seed=seed)
+    model = sp.enable_sequence_parallel(copy.deepcopy(reference))
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
+    chosen = (torch.rand(masks.shape, generator=generator) < 0.4) & masks.bool()
+    labels = input_ids.masked_fill(~chosen, -100)
+    full = reference(input_ids, attention_mask=masks, labels=labels)
+    full.loss.backward()
+
+    shard = sp.shard_sequence(input_ids, masks, labels)  # token labels: sliced, counted over the whole batch
+    out = model(**shard.model_inputs())
+    loss = sp.global_loss(out.loss)
+    loss.backward()
+    logits = sp.gather_sequence(out.logits, shard)
+    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
+    return {
+        "output": max_difference(logits, full.logits) / scale(full.logits),
+        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
         "gradients": gradient_difference(model, reference),
         "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
     }
@@ -103,7 +132,7 @@ def causal_case(masks, seed, checkpointing=False, **config_kwargs):
     reference = randomize_(FastformerForCausalLM(config), seed=seed)
     model = sp.enable_sequence_parallel(copy.deepcopy(reference))
     if checkpointing:  # the layers' collectives run again in the backward pass, in the same order on every process
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()
         model.train()
     generator = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(3, config.vocab_size, masks.shape, generator=generator)
@@ -119,7 +148,7 @@ def causal_case(masks, seed, checkpointing=False, **config_kwargs):
     alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
     return {
         "output": max_difference(logits, full.logits) / scale(full.logits),
-        "loss": abs(loss.item() - full.loss.item()),
+        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
         "gradients": gradient_difference(model, reference),
         "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
     }
@@ -143,6 +172,8 @@ def main():
         "classifier_attention": classifier_case("attention", masks, seed=2),
         "classifier_first": classifier_case("first", masks, seed=3),
         "classifier_mean": classifier_case("mean", masks, seed=4),
+        "classifier_device_mesh": classifier_case("attention", masks, seed=8, mesh=True),
+        "masked_lm": masked_lm_case(masks, seed=9),
         "causal_lm": causal_case(left_padded, seed=5),
         "causal_lm_no_positions": causal_case(masks, seed=6, position_embedding_type="none"),
         "causal_lm_checkpointing": causal_case(left_padded, seed=7, checkpointing=True),

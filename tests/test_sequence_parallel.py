@@ -23,6 +23,8 @@ CASES = {
     "classifier_attention": ("output", "loss", "gradients"),
     "classifier_first": ("output", "loss", "gradients"),
     "classifier_mean": ("output", "loss", "gradients"),
+    "classifier_device_mesh": ("output", "loss", "gradients"),  # the group given as a 1-D DeviceMesh
+    "masked_lm": ("output", "loss", "gradients"),  # token labels sliced, counted over the whole batch
     "causal_lm": ("output", "loss", "gradients"),  # left padding: positions count the real tokens
     "causal_lm_no_positions": ("output", "loss", "gradients"),  # position_embedding_type="none", shard of padding
     "causal_lm_checkpointing": ("output", "loss", "gradients"),  # gradient checkpointing replays the collectives
