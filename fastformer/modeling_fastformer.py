@@ -919,6 +919,16 @@ class FastformerPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
+def _check_mask_shape(mask, name: str, shape: tuple[int, int], past_length: int):
+    """Raise a `ValueError` naming `name` unless `mask` is None or `(batch, past_length + seq)` for inputs `shape`."""
+    if mask is not None and tuple(mask.shape) != (shape[0], past_length + shape[1]):
+        expected = "(batch, seq)" if not past_length else f"(batch, {past_length} cached + {shape[1]} new tokens)"
+        raise ValueError(
+            f"`{name}` has shape {tuple(mask.shape)} but the input needs {expected} = "
+            f"{(shape[0], past_length + shape[1])}."
+        )
+
+
 def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_length: int = 0) -> tuple[int, int]:
     """Raise a `ValueError` naming the problem for inputs the model cannot process; return (batch, seq)."""
     if (input_ids is None) == (inputs_embeds is None):
@@ -935,12 +945,7 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_leng
         shape = tuple(inputs_embeds.shape[:2])
     if shape[1] == 0:
         raise ValueError("The input sequence is empty (seq length 0).")
-    if attention_mask is not None and tuple(attention_mask.shape) != (shape[0], past_length + shape[1]):
-        expected = "(batch, seq)" if not past_length else f"(batch, {past_length} cached + {shape[1]} new tokens)"
-        raise ValueError(
-            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs {expected} = "
-            f"{(shape[0], past_length + shape[1])}."
-        )
+    _check_mask_shape(attention_mask, "attention_mask", shape, past_length)
     if input_ids is not None and not torch.compiler.is_compiling():
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= config.vocab_size:
@@ -1318,7 +1323,6 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
         "lm_head.weight": "fastformer.embeddings.word_embeddings.weight",
         "decoder.embeddings.word_embeddings.weight": "fastformer.embeddings.word_embeddings.weight",
     }
-    _decoder_embedding_tie = ("decoder.embeddings.word_embeddings.weight", "fastformer.embeddings.word_embeddings.weight")
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
@@ -1338,8 +1342,8 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
         """The decoder always reads the encoder's embedding table; `tie_word_embeddings` decides only whether the
         head shares it too (transformers drops every tie when it is False)."""
         tied = super().get_expanded_tied_weights_keys(all_submodels=all_submodels)
-        target, source = self._decoder_embedding_tie
-        tied.setdefault(target, source)
+        decoder_table = "decoder.embeddings.word_embeddings.weight"
+        tied.setdefault(decoder_table, self._tied_weights_keys[decoder_table])
         return tied
 
     def get_encoder(self, modality=None):
@@ -1409,14 +1413,11 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
             encoder_outputs = BaseModelOutput(*encoder_outputs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
-        if decoder_attention_mask is not None:  # named here: the decoder itself would call it `attention_mask`
-            decoder = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
-            past = cache.get_seq_length() if isinstance(cache, Cache) else 0
-            if tuple(decoder_attention_mask.shape) != (decoder.shape[0], past + decoder.shape[1]):
-                raise ValueError(
-                    f"`decoder_attention_mask` has shape {tuple(decoder_attention_mask.shape)} but the decoder inputs "
-                    f"need (batch, cached + dec_seq) = {(decoder.shape[0], past + decoder.shape[1])}."
-                )
+        decoder_inputs = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+        _check_mask_shape(  # checked here, by its name: the decoder itself would call it `attention_mask`
+            decoder_attention_mask, "decoder_attention_mask", tuple(decoder_inputs.shape[:2]),
+            cache.get_seq_length() if isinstance(cache, Cache) else 0,
+        )
         decoder_outputs = self.decoder(
             decoder_input_ids,
             attention_mask=decoder_attention_mask,

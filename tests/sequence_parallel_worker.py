@@ -52,6 +52,22 @@ def without_collectives(model, shard, output_of):
     return alone
 
 
+def token_lm_differences(model, reference, full, shard, **model_kwargs):
+    """Run `model` on its shard, back-propagate the whole sequence's loss and compare logits, loss and gradients
+    with the reference's `full` output (already back-propagated)."""
+    out = model(**shard.model_inputs(), **model_kwargs)
+    loss = sp.global_loss(out.loss)
+    loss.backward()
+    logits = sp.gather_sequence(out.logits, shard)
+    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
+    return {
+        "output": max_difference(logits, full.logits) / scale(full.logits),
+        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
+        "gradients": gradient_difference(model, reference),
+        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
+    }
+
+
 def encoder_case(masks, seed):
     config = tiny_config()
     reference = randomize_(FastformerModel(config), seed=seed)
@@ -114,17 +130,7 @@ def masked_lm_case(masks, seed):
     full.loss.backward()
 
     shard = sp.shard_sequence(input_ids, masks, labels)  # token labels: sliced, counted over the whole batch
-    out = model(**shard.model_inputs())
-    loss = sp.global_loss(out.loss)
-    loss.backward()
-    logits = sp.gather_sequence(out.logits, shard)
-    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
-    return {
-        "output": max_difference(logits, full.logits) / scale(full.logits),
-        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
-        "gradients": gradient_difference(model, reference),
-        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
-    }
+    return token_lm_differences(model, reference, full, shard)
 
 
 def causal_case(masks, seed, checkpointing=False, **config_kwargs):
@@ -141,17 +147,7 @@ def causal_case(masks, seed, checkpointing=False, **config_kwargs):
     full.loss.backward()
 
     shard = sp.shard_sequence(input_ids, masks, labels, causal=True)
-    out = model(**shard.model_inputs(), use_cache=False)
-    loss = sp.global_loss(out.loss)
-    loss.backward()
-    logits = sp.gather_sequence(out.logits, shard)
-    alone = without_collectives(model, shard, lambda o: sp.gather_sequence(o.logits, shard))
-    return {
-        "output": max_difference(logits, full.logits) / scale(full.logits),
-        "loss": abs(loss.item() - full.loss.item()) / max(1.0, abs(full.loss.item())),
-        "gradients": gradient_difference(model, reference),
-        "without_collectives": max_difference(alone, full.logits) / scale(full.logits),
-    }
+    return token_lm_differences(model, reference, full, shard, use_cache=False)
 
 
 def main():
