@@ -76,10 +76,15 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) ->
     positions are exactly zero whenever the row has a real position, and a row without any real position gets
     uniform (finite) weights instead of the NaN of `0 / 0`. Returns weights of the shape of `logits`.
     """
+    return torch.softmax(masked_logits(logits, mask), dim=dim)
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`logits` in at least float32, with the most negative finite float where `mask` is False."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if mask is not None:
         logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-    return torch.softmax(logits, dim=dim)
+    return logits
 
 
 class FastformerPerHeadLogits(nn.Module):
@@ -230,9 +235,7 @@ def sharded_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch
     without any real token gets uniform weights, as in `masked_softmax`. The maximum only rescales, so it carries no
     gradient and the gradient stays exact."""
     batch, length, heads = logits.shape
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if mask is not None:
-        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    logits = masked_logits(logits, mask)
     peak = logits.detach().amax(dim=1, keepdim=True)  # (batch, 1, heads)
     torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX, group=group)
     weights = torch.exp(logits - peak)  # (batch, n, heads), unnormalised
