@@ -12,11 +12,24 @@ baseline (the document's first sentence), the teacher-forced cross-entropy of th
 a smoother measure than ROUGE on 100 pairs) and the training time.
 
 Run: `python benchmarks/summarization_quality.py --output_dir outputs/xsum-quality [--epochs 8]`.
+
+Cross-validation (`--folds K [--fold_seed S] [--fold_list 0 1 ...]`): instead of the fixed split, all 999 kept pairs
+(the one pair with an empty document dropped) are shuffled once with seed S and cut into K folds (5 folds: 200, 200,
+200, 200, 199 pairs); for each fold, every model trains on the other K-1 folds (about 800 pairs; no validation split)
+and is scored on the fold, with a tokenizer trained on that fold's training pairs only (no test document reaches it),
+shared by the models of the fold. Folds run one after the other, all models of a fold before the next fold, so that
+a stopped run leaves whole folds; finished runs are read back (the script resumes). Printed and saved to
+`summary.json`: per fold and model ROUGE-1/2/L, teacher-forced test loss, mean length, train and scoring time; per
+model the mean ± standard deviation (n-1) over the complete folds, lead-1 on the same folds, and the per-fold
+paired differences of each Fastformer minus BART with their mean ± standard deviation.
+
+    python benchmarks/summarization_quality.py --output_dir outputs/xsum-cv --folds 5 --epochs 2
 """
 
 import argparse
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -39,11 +52,82 @@ def load_script():
     return module
 
 
+def fold_tokenizer(script, data_args, vocab_size: int, path: Path) -> Path:
+    """Trains (once; read back after) the shared tokenizer of a split on that split's training pairs only."""
+    if not (path / "tokenizer.json").is_file():
+        train = script.load_raw_datasets(data_args)["train"]
+        tokenizer = script.train_tokenizer(list(train["document"]) + list(train["summary"]), vocab_size)
+        tokenizer.save_pretrained(path)
+    return path
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+METRICS = [("ROUGE-1", "predict_rouge1", 2), ("ROUGE-2", "predict_rouge2", 2), ("ROUGE-L", "predict_rougeL", 2),
+           ("test loss", "predict_loss", 3), ("mean length", "predict_gen_len", 1), ("train time (s)", "train_runtime", 0)]
+LEAD = [("ROUGE-1", "predict_lead1_rouge1", 2), ("ROUGE-2", "predict_lead1_rouge2", 2),
+        ("ROUGE-L", "predict_lead1_rougeL", 2)]
+
+
+def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple[str, dict]:
+    """Markdown tables (per fold, mean ± std over folds, paired differences vs BART) and their numbers."""
+    lines = ["| fold | model | test pairs | ROUGE-1 | ROUGE-2 | ROUGE-L | test loss | mean length | train time (s) "
+             "| scoring time (s) |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for fold, runs in folds.items():
+        for name, r in runs.items():
+            lines.append(f"| {fold} | {name} | {r['predict_samples']} | {r['predict_rouge1']:.2f} | "
+                         f"{r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | {r['predict_loss']:.3f} | "
+                         f"{r['predict_gen_len']:.1f} | {r['train_runtime']:.0f} | {r['predict_runtime']:.0f} |")
+        r = next(iter(runs.values()))
+        lines.append(f"| {fold} | lead-1 | {r['predict_samples']} | {r['predict_lead1_rouge1']:.2f} | "
+                     f"{r['predict_lead1_rouge2']:.2f} | {r['predict_lead1_rougeL']:.2f} | | | | |")
+    complete = [fold for fold, runs in folds.items() if all(name in runs for name in models)]
+    numbers = {"complete_folds": complete, "mean_std": {}, "paired_differences": {}}
+    lines += ["", f"Mean ± std over the {len(complete)} complete fold(s) {complete}:", "",
+              "| model | " + " | ".join(label for label, _, _ in METRICS) + " |",
+              "|---|" + "---:|" * len(METRICS)]
+    for name in models:
+        cells, numbers["mean_std"][name] = [], {}
+        for label, key, digits in METRICS:
+            m, sd = mean_std([folds[f][name][key] for f in complete]) if complete else (float("nan"),) * 2
+            numbers["mean_std"][name][key] = [m, sd]
+            cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells, numbers["mean_std"]["lead-1"] = [], {}
+    for label, key, digits in LEAD:
+        m, sd = mean_std([next(iter(folds[f].values()))[key] for f in complete]) if complete else (float("nan"),) * 2
+        numbers["mean_std"]["lead-1"][key] = [m, sd]
+        cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
+    lines.append("| lead-1 | " + " | ".join(cells) + " |" + " |" * (len(METRICS) - len(LEAD)))
+    if "bart" in models and complete:
+        diff_metrics = METRICS[:5]
+        lines += ["", "Paired differences, model minus BART on the same fold (per fold; mean ± std):", "",
+                  "| model | " + " | ".join(f"Δ {label}" for label, _, _ in diff_metrics) + " |",
+                  "|---|" + "---:|" * len(diff_metrics)]
+        for name in models:
+            if name == "bart":
+                continue
+            cells, numbers["paired_differences"][name] = [], {}
+            for label, key, digits in diff_metrics:
+                d = [folds[f][name][key] - folds[f]["bart"][key] for f in complete]
+                m, sd = mean_std(d)
+                numbers["paired_differences"][name][key] = {"per_fold": d, "mean": m, "std": sd}
+                per_fold = ", ".join(f"{x:+.{digits}f}" for x in d)
+                cells.append(f"{m:+.{digits}f} ± {sd:.{digits}f} ({per_fold})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), numbers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--data_cache_dir", default=None, help="the example script's --data_cache_dir")
+    parser.add_argument("--folds", type=int, default=None, help="K-fold cross-validation instead of the fixed split")
+    parser.add_argument("--fold_seed", type=int, default=0, help="seed of the one shuffle before the folds are cut")
+    parser.add_argument("--fold_list", type=int, nargs="+", default=None, help="run only these folds (default all)")
     parser.add_argument("--epochs", type=float, default=8)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
@@ -59,23 +143,19 @@ def main():
     parser.add_argument("--no_repeat_ngram_size", type=int, default=3)
     parser.add_argument("--generation_max_length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max_train_samples", type=int, default=None, help="train on fewer pairs (dry runs)")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="score fewer test pairs (dry runs)")
     args = parser.parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if args.folds is None and args.fold_list is not None:
+        parser.error("--fold_list needs --folds")
+    if args.folds is not None and (args.folds < 2 or any(not 0 <= f < args.folds for f in args.fold_list or [])):
+        parser.error("--folds must be at least 2 and every --fold_list entry in 0..K-1")
 
     script = load_script()
-    data_args = ["--dataset_name", "xsum"] + (["--data_cache_dir", args.data_cache_dir] if args.data_cache_dir else [])
-    tokenizer_dir = output_dir / "tokenizer"
-    if not (tokenizer_dir / "tokenizer.json").is_file():
-        data = script.DataTrainingArguments(dataset_name="xsum", **(
-            {"data_cache_dir": args.data_cache_dir} if args.data_cache_dir else {}))
-        train = script.load_raw_datasets(data)["train"]
-        tokenizer = script.train_tokenizer(list(train["document"]) + list(train["summary"]), args.vocab_size)
-        tokenizer.save_pretrained(tokenizer_dir)
-
-    common = data_args + [
-        "--tokenizer_name", str(tokenizer_dir),
+    cache = {"data_cache_dir": args.data_cache_dir} if args.data_cache_dir else {}
+    common = [
         "--hidden_size", str(args.hidden_size), "--num_attention_heads", str(args.num_attention_heads),
         "--num_hidden_layers", str(args.layers), "--num_decoder_layers", str(args.layers),
         "--intermediate_size", str(args.intermediate_size), "--hidden_dropout_prob", str(args.dropout),
@@ -90,26 +170,45 @@ def main():
         "--logging_steps", "50", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
         "--disable_tqdm", "true",
     ]
-    if args.max_predict_samples is not None:
-        common += ["--max_predict_samples", str(args.max_predict_samples)]
-    results = {}
-    for name in args.models:
-        run_dir = output_dir / name
-        if not (run_dir / "predict_results.json").is_file():
-            start = time.perf_counter()
-            command = [sys.executable, str(SCRIPT), *common, *MODELS[name], "--output_dir", str(run_dir)]
-            print(f"== {name}: {' '.join(command)}", flush=True)
-            subprocess.run(command, check=True)
-            (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-        results[name] = {
-            **json.loads((run_dir / "predict_results.json").read_text()),
-            **json.loads((run_dir / "train_results.json").read_text()),
-        }
+    for option in ("max_train_samples", "max_predict_samples"):
+        if getattr(args, option) is not None:
+            common += [f"--{option}", str(getattr(args, option))]
+    fold_list = [None] if args.folds is None else (args.fold_list or list(range(args.folds)))
+    results: dict = {}
+    for fold in fold_list:
+        fold_args = {} if fold is None else {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
+        split_dir = output_dir if fold is None else output_dir / f"fold{fold}"
+        data_args = ["--dataset_name", "xsum"] + [f"--{k}={v}" for k, v in {**cache, **fold_args}.items()]
+        tokenizer_dir = fold_tokenizer(script, script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args),
+                                       args.vocab_size, split_dir / "tokenizer")
+        runs = results.setdefault(fold, {})
+        for name in args.models:
+            run_dir = split_dir / name
+            if not (run_dir / "predict_results.json").is_file():
+                start = time.perf_counter()
+                command = [sys.executable, str(SCRIPT), *data_args, "--tokenizer_name", str(tokenizer_dir), *common,
+                           *MODELS[name], "--output_dir", str(run_dir)]
+                print(f"== {'' if fold is None else f'fold {fold}, '}{name}: {' '.join(command)}", flush=True)
+                subprocess.run(command, check=True)
+                (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+            runs[name] = {
+                **json.loads((run_dir / "predict_results.json").read_text()),
+                **json.loads((run_dir / "train_results.json").read_text()),
+            }
 
-    print(f"\nXSum (built-in split): trained on 849 pairs, scored on 100 held-out pairs; {args.epochs} epochs, "
-          f"batch {args.batch_size}, lr {args.learning_rate}, hidden {args.hidden_size}, {args.num_attention_heads} "
-          f"heads, {args.layers}+{args.layers} layers, FFN {args.intermediate_size}, vocab {args.vocab_size}; "
-          f"beam {args.beams}, no-repeat {args.no_repeat_ngram_size}-grams, max {args.generation_max_length} tokens\n")
+    settings = (f"{args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, hidden {args.hidden_size}, "
+                f"{args.num_attention_heads} heads, {args.layers}+{args.layers} layers, FFN {args.intermediate_size}, "
+                f"vocab {args.vocab_size}; beam {args.beams}, no-repeat {args.no_repeat_ngram_size}-grams, "
+                f"max {args.generation_max_length} tokens")
+    if args.folds is not None:
+        table, numbers = cross_validation_tables(results, args.models)
+        print(f"\nXSum, {args.folds}-fold cross-validation (fold seed {args.fold_seed}); {settings}\n")
+        print(table)
+        (output_dir / "summary.json").write_text(json.dumps(
+            {"settings": vars(args), "per_fold": {str(f): runs for f, runs in results.items()}, **numbers}, indent=2))
+        return
+    results = results[None]
+    print(f"\nXSum (built-in split): trained on 849 pairs, scored on 100 held-out pairs; {settings}\n")
     print("| model | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | mean length | test loss | mean train loss "
           "| train time (s) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

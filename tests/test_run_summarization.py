@@ -99,3 +99,70 @@ def test_script_bad_input_stops_with_a_clear_error(script, tmp_path, extra, mess
     with pytest.raises(SystemExit) as error:
         script.main(args)
     assert message in str(error.value)
+
+
+# ------------------------------------------------------------------- built-in XSum: fixed split and k-fold splits
+
+FAKE_XSUM = [{"document": f"document {i}." if i != 220 else " ", "summary": f"summary {i}."} for i in range(1000)]
+
+
+def test_xsum_fixed_split_is_unchanged(script, monkeypatch):
+    monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
+    raw = script.load_raw_datasets(script.DataTrainingArguments(dataset_name="xsum"))
+    assert {name: len(split) for name, split in raw.items()} == {"train": 849, "validation": 50, "test": 100}
+    assert raw["test"][0]["document"] == "document 900." and "document 221." in list(raw["train"]["document"])
+
+
+def test_xsum_folds_are_disjoint_cover_the_kept_pairs_and_are_stable_for_a_seed(script, monkeypatch):
+    parts = script.fold_indices(999, 5, 0)
+    assert [len(part) for part in parts] == [200, 200, 200, 200, 199]
+    assert sorted(i for part in parts for i in part) == list(range(999))
+    assert parts == script.fold_indices(999, 5, 0) and parts != script.fold_indices(999, 5, 1)
+
+    monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
+    kept = [pair["document"] for pair in FAKE_XSUM if pair["document"].strip()]
+    tested = []
+    for fold in range(5):
+        raw = script.load_raw_datasets(script.DataTrainingArguments(dataset_name="xsum", xsum_folds=5, xsum_fold=fold))
+        assert set(raw) == {"train", "test"}
+        train, test = list(raw["train"]["document"]), list(raw["test"]["document"])
+        assert not set(train) & set(test) and sorted(train + test) == sorted(kept)
+        assert test == [kept[i] for i in parts[fold]]  # the fold seed defaults to 0
+        tested += test
+    assert sorted(tested) == sorted(kept)  # every kept pair is tested exactly once
+
+
+@pytest.mark.parametrize("extra, message", [({"xsum_folds": 5, "xsum_fold": 5}, "--xsum_fold in 0..4"),
+                                            ({"xsum_folds": 1}, "at least 2")])
+def test_xsum_fold_options_are_checked(script, monkeypatch, extra, message):
+    monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
+    with pytest.raises(SystemExit) as error:
+        script.load_raw_datasets(script.DataTrainingArguments(dataset_name="xsum", **extra))
+    assert message in str(error.value)
+
+
+def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(script, monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "summarization_quality", SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
+    seen = []
+
+    class Saved:
+        def save_pretrained(self, path):
+            Path(path).mkdir(parents=True)
+            (Path(path) / "tokenizer.json").write_text("{}")
+
+    def train_tokenizer(texts, vocab_size):
+        seen.append(list(texts))
+        return Saved()
+
+    monkeypatch.setattr(script, "train_tokenizer", train_tokenizer)
+    data_args = script.DataTrainingArguments(dataset_name="xsum", xsum_folds=5, xsum_fold=3, xsum_fold_seed=7)
+    raw = script.load_raw_datasets(data_args)
+    benchmark.fold_tokenizer(script, data_args, 100, tmp_path / "tokenizer")
+    benchmark.fold_tokenizer(script, data_args, 100, tmp_path / "tokenizer")  # read back, not trained again
+    assert len(seen) == 1
+    assert sorted(seen[0]) == sorted(list(raw["train"]["document"]) + list(raw["train"]["summary"]))
+    assert not set(seen[0]) & (set(raw["test"]["document"]) | set(raw["test"]["summary"]))
