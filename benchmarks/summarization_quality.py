@@ -66,7 +66,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 METRICS = [("ROUGE-1", "predict_rouge1", 2), ("ROUGE-2", "predict_rouge2", 2), ("ROUGE-L", "predict_rougeL", 2),
-           ("test loss", "predict_loss", 3), ("mean length", "predict_gen_len", 1), ("train time (s)", "train_runtime", 0)]
+           ("test loss", "predict_loss", 3), ("mean length", "predict_gen_len", 1),
+           ("train time (s)", "train_runtime", 0)]
 LEAD = [("ROUGE-1", "predict_lead1_rouge1", 2), ("ROUGE-2", "predict_lead1_rouge2", 2),
         ("ROUGE-L", "predict_lead1_rougeL", 2)]
 
@@ -176,7 +177,8 @@ def main():
     fold_list = [None] if args.folds is None else (args.fold_list or list(range(args.folds)))
     results: dict = {}
     for fold in fold_list:
-        fold_args = {} if fold is None else {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
+        fold_args = {} if fold is None else {
+            "xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
         split_dir = output_dir if fold is None else output_dir / f"fold{fold}"
         data_args = ["--dataset_name", "xsum"] + [f"--{k}={v}" for k, v in {**cache, **fold_args}.items()]
         tokenizer_dir = fold_tokenizer(script, script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args),

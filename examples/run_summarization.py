@@ -120,7 +120,9 @@ class DataTrainingArguments:
                           "test on --xsum_fold; no validation split)."},
     )
     xsum_fold: int = field(default=0, metadata={"help": "With --xsum_folds: the test fold, 0 to K-1."})
-    xsum_fold_seed: int = field(default=0, metadata={"help": "With --xsum_folds: seed of the one shuffle of the pairs."})
+    xsum_fold_seed: int = field(
+        default=0, metadata={"help": "With --xsum_folds: seed of the one shuffle of the pairs."}
+    )
 
 
 def fail(message: str):
