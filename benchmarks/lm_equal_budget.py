@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
-"""Equal-budget causal language modelling: causal Fastformer vs GPT-2 of the same size (issue #17, item 1).
+"""Equal-budget language modelling: causal Fastformer vs GPT-2, masked-LM Fastformer vs BERT, of the same size
+(issue #17, items 1 and 2).
 
 Both arms share everything a comparison can share: one byte-level BPE tokenizer (trained with `tokenizers` on the
 training documents only), the same training blocks in the same order, the same steps, batch, AdamW schedule (linear
@@ -27,6 +28,23 @@ computed from those files only.
     python benchmarks/lm_equal_budget.py --output_dir outputs/lm --steps 200 --seeds 0 1 2
     python benchmarks/lm_equal_budget.py --output_dir outputs/lm --steps 100 --seeds 0 --context 2048 --batch_size 1
     python benchmarks/lm_equal_budget.py --output_dir /tmp/lm --train_file my.txt --hidden_size 32 --steps 10
+
+`--objective mlm` (arms `fastformer`, `bert`): `FastformerForMaskedLM` against `BertForMaskedLM` of the same size
+(both with BERT's post-LN layers, embedding LayerNorm and masked-LM head; BERT with one token type), on the same data
+and training loop. One extra vocabulary id (the tokenizer's size) is the mask token. Training blocks are masked as
+BERT does (`--mlm_probability` of the positions, of which 80% become the mask, 10% a random token, 10% stay) with a
+generator seeded by (seed, step), so both arms and a resumed run see the same masks; the held-out blocks are masked
+once with a generator seeded by `--data_seed`, the same positions and replacements for every arm and seed, and scored
+by the mean cross-entropy over the masked positions. Files are named `mlm-<arm>-ctx<context>-seed<seed>.json`,
+`summary-mlm-ctx<context>.json`, `mlm-ctx<context>.png`.
+
+`--ablation` (diagnosis of the causal runs; applied to the built model by forward hooks and per-instance method
+replacement, the library is not changed): `no_attention` replaces every self-attention sub-layer's output by zeros
+(Fastformer: `LayerNorm(x + b)` remains of the post-LN attention block; GPT-2: `x + 0`), which leaves a per-position
+model (token + position -> MLPs -> next token: at best a bigram model); `pre_ln` (Fastformer only) re-wires
+Fastformer's layers as GPT-2's: `x + Dense(Attention(LN(x)))`, `x + FFN(LN(x))`, no LayerNorm on the embeddings and
+one LayerNorm after the last layer (the embedding LayerNorm's module, moved), the same parameters. Ablated runs are
+named `<arm>-<ablation>-ctx...`.
 """
 
 import argparse
@@ -49,8 +67,23 @@ import run_mlm  # noqa: E402  (examples/ is not a package: its corpus loaders, r
 from common import machine  # noqa: E402
 
 EOS = "<|endoftext|>"
-ARMS = ("fastformer", "gpt2")
-LABELS = {"fastformer": "Fastformer (causal)", "gpt2": "GPT-2"}
+OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}
+ARMS = ("fastformer", "gpt2", "bert")
+ABLATIONS = ("no_attention", "pre_ln")
+HELD_OUT_MASK_SEED = 1_000_000_007  # + --data_seed: the one held-out masking of --objective mlm
+NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
+
+
+def label(arm: str, objective: str = "clm", ablation=()) -> str:
+    """The arm's name in tables and plots, e.g. "Fastformer (causal), no_attention"."""
+    name = NAMES[arm] + (" (causal)" if arm == "fastformer" and objective == "clm" else "")
+    return ", ".join([name, *ablation])
+
+
+def run_tag(args, arm: str | None = None) -> str:
+    """`[mlm-]<arm>[-<ablation>]` (the file-name stem of a run without `-ctx...`), or without the arm the summary's."""
+    parts = (["mlm"] if args.objective == "mlm" else []) + ([arm] if arm else []) + list(args.ablation)
+    return "-".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,6 +231,27 @@ def batch_at(step: int, train_blocks: torch.Tensor, batch_size: int, seed: int) 
 
 
 def build_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
+    """The arm's model for `args.objective` (`vocab_size`: the model's, mask id included for mlm), ablated as
+    `args.ablation` says."""
+    model = (build_causal_model if args.objective == "clm" else build_masked_model)(arm, args, vocab_size, eos)
+    return apply_ablation(model, arm, args.ablation)
+
+
+def build_masked_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
+    common = dict(vocab_size=vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
+                  num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
+                  hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
+                  initializer_range=0.02, pad_token_id=None, tie_word_embeddings=True)
+    if arm == "fastformer":
+        from fastformer import FastformerConfig, FastformerForMaskedLM
+
+        return FastformerForMaskedLM(FastformerConfig(is_decoder=False, **common))
+    from transformers import BertConfig, BertForMaskedLM
+
+    return BertForMaskedLM(BertConfig(attention_probs_dropout_prob=args.dropout, type_vocab_size=1, **common))
+
+
+def build_causal_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
     common = dict(vocab_size=vocab_size, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True)
     if arm == "fastformer":
         from fastformer import FastformerConfig, FastformerForCausalLM
@@ -217,6 +271,58 @@ def build_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
     return GPT2LMHeadModel(config)
 
 
+def _zero_attention_output(module, inputs, output):
+    """Forward hook: the attention module's output (first element of its tuple) replaced by zeros."""
+    return (torch.zeros_like(output[0]), *output[1:])
+
+
+def apply_ablation(model: torch.nn.Module, arm: str, ablation) -> torch.nn.Module:
+    """`model` with the `--ablation` changes (see the module docstring); no change for an empty `ablation`."""
+    if "no_attention" in ablation:
+        if arm == "fastformer":
+            attentions = [layer.attention.self for layer in model.fastformer.encoder.layer]
+        elif arm == "gpt2":
+            attentions = [block.attn for block in model.transformer.h]
+        else:
+            raise ValueError(f"--ablation no_attention is not implemented for the {arm} arm")
+        for attention in attentions:
+            attention.register_forward_hook(_zero_attention_output)
+    if "pre_ln" in ablation:
+        if arm != "fastformer":
+            raise ValueError(f"--ablation pre_ln is for the fastformer arm ({arm} is not post-LN or not built here)")
+        rewire_pre_ln(model.fastformer)
+    return model
+
+
+def rewire_pre_ln(fastformer) -> None:
+    """Fastformer's post-LN layers re-wired in place as pre-LN ones, with the same parameters: each sub-block's
+    LayerNorm moves to its input (`x + dropout(Dense(sub_block(LN(x))))`), the embedding LayerNorm moves after the
+    last layer (registered there as `final_layer_norm`)."""
+    def pre_ln_attention(block):
+        def forward(hidden_states, *args, **kwargs):
+            attended, _ = block.self(block.output.LayerNorm(hidden_states), *args, **kwargs)
+            return hidden_states + block.output.dropout(block.output.dense(attended))
+        return forward
+
+    def pre_ln_feed_forward(layer):
+        def feed_forward(hidden_states):
+            inner = layer.intermediate(layer.output.LayerNorm(hidden_states))
+            return hidden_states + layer.output.dropout(layer.output.dense(inner))
+        return feed_forward
+
+    if fastformer.config.sequence_chunk_size or fastformer.config.share_layer_parameters:
+        raise ValueError("--ablation pre_ln supports neither sequence_chunk_size nor share_layer_parameters")
+    for layer in fastformer.encoder.layer:
+        if layer.crossattention is not None:
+            raise ValueError("--ablation pre_ln is for decoder-only or encoder-only models")
+        layer.attention.forward = pre_ln_attention(layer.attention)
+        layer.feed_forward = pre_ln_feed_forward(layer)
+    fastformer.final_layer_norm = fastformer.embeddings.LayerNorm
+    fastformer.embeddings.LayerNorm = torch.nn.Identity()
+    fastformer.encoder.layer[-1].register_forward_hook(
+        lambda module, inputs, output: fastformer.final_layer_norm(output))
+
+
 def learning_rate(step: int, args) -> float:
     """Multiplier of `--lr` at (0-based) step `step`: linear warm-up, then cosine or linear decay to 0."""
     warmup = max(1, round(args.warmup * args.steps))
@@ -231,14 +337,55 @@ def next_token_loss(model, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
 
 
+def mask_tokens(ids: torch.Tensor, generator: torch.Generator, vocab_size: int, mask_id: int,
+                probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking of `ids` `(batch, seq)`: each position is chosen with `probability`; a chosen one becomes
+    `mask_id` (80%), a uniform token of `[0, vocab_size)` (10%) or stays (10%). Returns (inputs, labels), labels
+    `-100` at the positions not chosen. Deterministic given the generator's state."""
+    chosen = torch.rand(ids.shape, generator=generator) < probability
+    action = torch.rand(ids.shape, generator=generator)
+    random_tokens = torch.randint(vocab_size, ids.shape, generator=generator)
+    inputs = torch.where(chosen & (action < 0.8), mask_id, ids)
+    inputs = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_tokens, inputs)
+    return inputs, ids.masked_fill(~chosen, -100)
+
+
+def held_out_masking(eval_blocks: torch.Tensor, args, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one masking of the held-out blocks (mlm): seeded by `--data_seed` only, so every arm and seed is scored
+    on the same masked positions with the same replacements. `vocab_size`: the tokenizer's (= the mask id)."""
+    generator = torch.Generator().manual_seed(HELD_OUT_MASK_SEED + args.data_seed)
+    return mask_tokens(eval_blocks, generator, vocab_size, vocab_size, args.mlm_probability)
+
+
+def training_masking(ids: torch.Tensor, step: int, seed: int, args, vocab_size: int):
+    """The masking of step `step`'s batch (mlm): seeded by (seed, step), the same for every arm and on resumption."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + 500_000_000 + step)
+    return mask_tokens(ids, generator, vocab_size, vocab_size, args.mlm_probability)
+
+
+def masked_token_loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the masked positions (labels != -100)."""
+    logits = model(input_ids=inputs).logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+
+
 @torch.no_grad()
-def evaluate(model, eval_blocks: torch.Tensor, batch_size: int) -> float:
+def evaluate(model, eval_data, batch_size: int) -> float:
+    """Mean held-out loss per scored token: `eval_data` is a tensor of blocks (next-token loss) or the pair
+    (inputs, labels) of `held_out_masking` (loss over the masked positions)."""
     model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(eval_blocks), batch_size):
-        ids = eval_blocks[start:start + batch_size]
-        n = ids.shape[0] * (ids.shape[1] - 1)
-        total += next_token_loss(model, ids).item() * n
+    masked = isinstance(eval_data, tuple)
+    for start in range(0, len(eval_data[0] if masked else eval_data), batch_size):
+        if masked:
+            inputs, labels = (t[start:start + batch_size] for t in eval_data)
+            n = int((labels != -100).sum())
+            loss = masked_token_loss(model, inputs, labels) if n else torch.zeros(())
+        else:
+            ids = eval_data[start:start + batch_size]
+            n = ids.shape[0] * (ids.shape[1] - 1)
+            loss = next_token_loss(model, ids)
+        total += loss.item() * n
         count += n
     model.train()
     return total / count
@@ -265,7 +412,20 @@ def generation_speed(model, prompt: torch.Tensor, new_tokens: int, eos: int) -> 
 def run_settings(args, arm: str, seed: int) -> dict:
     keys = ("context", "steps", "batch_size", "lr", "warmup", "schedule", "weight_decay", "hidden_size", "layers",
             "heads", "ffn", "dropout", "eval_every", "eval_tokens", "gen_tokens", "threads")
-    return {"arm": arm, "seed": seed, **{key: getattr(args, key) for key in keys}, "data": data_signature(args)}
+    settings = {"arm": arm, "seed": seed, **{key: getattr(args, key) for key in keys}, "data": data_signature(args)}
+    if args.objective != "clm":  # (only when not the default: records of earlier causal runs still match)
+        settings.update(objective=args.objective, mlm_probability=args.mlm_probability)
+        del settings["gen_tokens"]
+    if args.ablation:
+        settings["ablation"] = list(args.ablation)
+    return settings
+
+
+def training_loss(model, ids: torch.Tensor, step: int, seed: int, args, vocab_size: int) -> torch.Tensor:
+    """The objective's loss on step `step`'s batch `ids` (`vocab_size`: the tokenizer's)."""
+    if args.objective == "mlm":
+        return masked_token_loss(model, *training_masking(ids, step, seed, args, vocab_size))
+    return next_token_loss(model, ids)
 
 
 def write_json(path: Path, payload: dict):
@@ -275,8 +435,10 @@ def write_json(path: Path, payload: dict):
 
 
 def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, vocab_size: int, eos: int) -> dict:
+    """One resumable run. `eval_blocks`: what `evaluate` scores; `prompt`: generate()'s (None: not timed, mlm);
+    `vocab_size`: the tokenizer's (the model gets one more id, the mask, for mlm)."""
     out = Path(args.output_dir)
-    name = f"{arm}-ctx{args.context}-seed{seed}"
+    name = f"{run_tag(args, arm)}-ctx{args.context}-seed{seed}"
     record_path, checkpoint_path = out / f"{name}.json", out / f"{name}.pt"
     settings = run_settings(args, arm, seed)
     record = None
@@ -289,7 +451,7 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
             print(f"{name}: finished earlier, read back from {record_path}", flush=True)
             return record
     torch.manual_seed(seed)
-    model = build_model(arm, args, vocab_size, eos)
+    model = build_model(arm, args, vocab_size + (args.objective == "mlm"), eos)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -320,7 +482,7 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
             group["lr"] = args.lr * learning_rate(step, args)
         ids = batch_at(step, train_blocks, args.batch_size, seed)
         began = time.perf_counter()
-        loss = next_token_loss(model, ids)
+        loss = training_loss(model, ids, step, seed, args, vocab_size)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -341,12 +503,14 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
             print(f"{name}: step {done}: train loss {record['train_loss'][-1]['loss']:.3f}, held-out loss "
                   f"{held:.3f} (ppl {math.exp(held):.1f}), {record['train_tokens_per_s']:.0f} train tokens/s",
                   flush=True)
-    record["generation_tokens_per_s"] = generation_speed(model, prompt, args.gen_tokens, eos)
-    record["generation_prompt_tokens"] = int(prompt.shape[1])
+    if prompt is not None:
+        record["generation_tokens_per_s"] = generation_speed(model, prompt, args.gen_tokens, eos)
+        record["generation_prompt_tokens"] = int(prompt.shape[1])
     record["finished"] = True
     write_json(record_path, record)
     checkpoint_path.unlink(missing_ok=True)
-    print(f"{name}: done, {record['generation_tokens_per_s']:.1f} generated tokens/s", flush=True)
+    print(f"{name}: done" + (f", {record['generation_tokens_per_s']:.1f} generated tokens/s" if prompt is not None
+                              else ""), flush=True)
     return record
 
 
@@ -360,10 +524,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def summarize(records: dict, arms, seeds, context: int) -> dict:
+def summarize(records: dict, arms, seeds, context: int, objective: str = "clm", ablation=()) -> dict:
     """Per arm: the final held-out perplexity (mean ± sample std over seeds), train and generation tokens/s
-    (means over seeds); and the ratios Fastformer / GPT-2 of the means."""
-    summary = {"context": context, "seeds": list(seeds), "arms": {}}
+    (means over seeds; generation for clm only); and the ratios Fastformer / the other arm of the means."""
+    summary = {"context": context, "seeds": list(seeds), "objective": objective, "ablation": list(ablation),
+               "arms": {}}
     for arm in arms:
         runs = [records[(arm, seed)] for seed in seeds]
         final = [run["curve"][-1]["perplexity"] for run in runs]
@@ -374,29 +539,39 @@ def summarize(records: dict, arms, seeds, context: int) -> dict:
             "loss_mean": mean_std(final_loss)[0], "loss_std": mean_std(final_loss)[1],
             "train_tokens": runs[0]["train_tokens"],
             "train_tokens_per_s": mean_std([run["train_tokens_per_s"] for run in runs])[0],
-            "generation_tokens_per_s": mean_std([run["generation_tokens_per_s"] for run in runs])[0],
         }
-    if "fastformer" in summary["arms"] and "gpt2" in summary["arms"]:
-        f, g = summary["arms"]["fastformer"], summary["arms"]["gpt2"]
+        if objective == "clm":
+            summary["arms"][arm]["generation_tokens_per_s"] = mean_std(
+                [run["generation_tokens_per_s"] for run in runs])[0]
+    other = [arm for arm in summary["arms"] if arm != "fastformer"]
+    if "fastformer" in summary["arms"] and other:
+        f, g = summary["arms"]["fastformer"], summary["arms"][other[0]]
         summary["ratios"] = {key: f[key] / g[key] for key in
-                             ("perplexity_mean", "train_tokens_per_s", "generation_tokens_per_s")}
+                             ("perplexity_mean", "train_tokens_per_s", "generation_tokens_per_s") if key in f}
     return summary
 
 
 def markdown(summary: dict) -> str:
+    objective, ablation = summary.get("objective", "clm"), summary.get("ablation", [])
+    clm = objective == "clm"
+    names = {arm: label(arm, objective, ablation) for arm in summary["arms"]}
     lines = [f"| arm (context {summary['context']:,}, seeds {', '.join(map(str, summary['seeds']))}) | parameters | "
-             "steps | train tokens | held-out loss | held-out perplexity | train tokens/s | generation tokens/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "steps | train tokens | held-out loss | held-out perplexity | train tokens/s |"
+             + (" generation tokens/s |" if clm else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if clm else "")]
     for arm, row in summary["arms"].items():
-        lines.append(f"| {LABELS[arm]} | {row['parameters']:,} | {row['steps']:,} | {row['train_tokens']:,} | "
+        generation = f" {row['generation_tokens_per_s']:.1f} |" if clm else ""
+        lines.append(f"| {names[arm]} | {row['parameters']:,} | {row['steps']:,} | {row['train_tokens']:,} | "
                      f"{row['loss_mean']:.3f} ± {row['loss_std']:.3f} | "
                      f"{row['perplexity_mean']:.2f} ± {row['perplexity_std']:.2f} | "
-                     f"{row['train_tokens_per_s']:,.0f} | {row['generation_tokens_per_s']:.1f} |")
+                     f"{row['train_tokens_per_s']:,.0f} |" + generation)
     if "ratios" in summary:
         r = summary["ratios"]
-        lines.append(f"| **Fastformer / GPT-2** | | | | | **{r['perplexity_mean']:.3f}x** | "
-                     f"**{r['train_tokens_per_s']:.2f}x** | **{r['generation_tokens_per_s']:.2f}x** |")
-    per_seed = ["", "| seed | " + " | ".join(f"{LABELS[arm]} perplexity" for arm in summary["arms"]) + " |",
+        other = NAMES[[arm for arm in summary["arms"] if arm != "fastformer"][0]]
+        lines.append(f"| **Fastformer / {other}** | | | | | **{r['perplexity_mean']:.3f}x** | "
+                     f"**{r['train_tokens_per_s']:.2f}x** |" + (f" **{r['generation_tokens_per_s']:.2f}x** |" if clm
+                                                                 else ""))
+    per_seed = ["", "| seed | " + " | ".join(f"{names[arm]} perplexity" for arm in summary["arms"]) + " |",
                 "|---:|" + "---:|" * len(summary["arms"])]
     for i, seed in enumerate(summary["seeds"]):
         per_seed.append(f"| {seed} | " + " | ".join(f"{row['final_perplexity'][i]:.2f}"
@@ -404,26 +579,32 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines + per_seed)
 
 
-def plot(records: dict, arms, seeds, context: int, path: Path):
+def plot(records: dict, arms, seeds, context: int, path: Path, objective: str = "clm", ablation=()):
+    """Held-out perplexity (clm, log scale) or masked-LM loss (mlm) against steps: seeds thin, their mean thick."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"fastformer": "tab:blue", "gpt2": "tab:orange"}
+    clm = objective == "clm"
+    key, transform = ("perplexity", math.exp) if clm else ("loss", lambda x: x)
+    colors = {"fastformer": "tab:blue", "gpt2": "tab:orange", "bert": "tab:green"}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for arm in arms:
         curves = [records[(arm, seed)]["curve"] for seed in seeds]
         for curve in curves:
-            ax.plot([p["step"] for p in curve[1:]], [p["perplexity"] for p in curve[1:]], color=colors[arm],
+            ax.plot([p["step"] for p in curve[1:]], [p[key] for p in curve[1:]], color=colors[arm],
                     linewidth=0.7, alpha=0.5)
         steps = [p["step"] for p in curves[0][1:]]
-        mean = [math.exp(sum(c[i]["loss"] for c in curves) / len(curves)) for i in range(1, len(curves[0]))]
-        ax.plot(steps, mean, color=colors[arm], linewidth=2, label=f"{LABELS[arm]} ({len(seeds)} seeds)")
-    ax.set_yscale("log")
+        mean = [transform(sum(c[i]["loss"] for c in curves) / len(curves)) for i in range(1, len(curves[0]))]
+        ax.plot(steps, mean, color=colors[arm], linewidth=2,
+                label=f"{label(arm, objective, ablation)} ({len(seeds)} seeds)")
+    if clm:
+        ax.set_yscale("log")
     ax.set_xlabel("training step")
-    ax.set_ylabel("held-out perplexity")
-    ax.set_title(f"Equal-budget causal LM, context {context:,}")
+    ax.set_ylabel("held-out perplexity" if clm else "held-out masked-LM loss (nats)")
+    ax.set_title(f"Equal-budget {'causal' if clm else 'masked'} LM, context {context:,}"
+                 + (f" ({', '.join(ablation)})" if ablation else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -438,7 +619,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="runs' JSON curves, tokenizer, summary and plot")
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--objective", choices=tuple(OBJECTIVE_ARMS), default="clm",
+                        help="clm: causal Fastformer vs GPT-2; mlm: masked-LM Fastformer vs BERT")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, help="default: both arms of --objective")
+    parser.add_argument("--mlm_probability", type=float, default=0.15, help="masked fraction (--objective mlm)")
+    parser.add_argument("--ablation", nargs="*", choices=ABLATIONS, default=[],
+                        help="diagnostic changes to the models (see the module docstring)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--context", type=int, default=512, help="tokens per block (training and evaluation)")
     parser.add_argument("--steps", type=int, default=200)
@@ -465,6 +651,14 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no_plot", action="store_true")
     args = parser.parse_args(argv)
+    args.arms = args.arms or list(OBJECTIVE_ARMS[args.objective])
+    if not set(args.arms) <= set(OBJECTIVE_ARMS[args.objective]):
+        parser.error(f"--objective {args.objective} has the arms {OBJECTIVE_ARMS[args.objective]}")
+    args.ablation = sorted(set(args.ablation))
+    if "pre_ln" in args.ablation and args.arms != ["fastformer"]:
+        parser.error("--ablation pre_ln applies to the fastformer arm only: add --arms fastformer")
+    if "no_attention" in args.ablation and "bert" in args.arms:
+        parser.error("--ablation no_attention is implemented for the fastformer and gpt2 arms")
     if args.context - args.gen_tokens < 1:
         parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
                      "position table)")
@@ -482,7 +676,9 @@ def main(argv=None) -> dict:
     if len(train_blocks) == 0:
         sys.exit(f"lm_equal_budget.py: error: the training set has fewer than {args.context} tokens")
     eval_blocks = held_out_blocks(held_ids, args.context, args.eval_tokens)
-    prompt = eval_blocks[:1, : min(512, args.context - args.gen_tokens)]
+    prompt = eval_blocks[:1, : min(512, args.context - args.gen_tokens)] if args.objective == "clm" else None
+    if args.objective == "mlm":
+        eval_blocks = held_out_masking(eval_blocks, args, tokenizer.get_vocab_size())
     print(f"machine: {machine()}", flush=True)
     print(f"data: {meta['documents']} documents, {meta['words']} words, {meta['tokens']} tokens; "
           f"{len(train_blocks):,} training blocks of {args.context}, {len(eval_blocks)} held-out blocks scored; "
@@ -493,14 +689,15 @@ def main(argv=None) -> dict:
         for arm in args.arms:
             records[(arm, seed)] = train_run(arm, seed, args, train_blocks, eval_blocks, prompt,
                                              tokenizer.get_vocab_size(), eos)
-    summary = summarize(records, args.arms, args.seeds, args.context)
+    summary = summarize(records, args.arms, args.seeds, args.context, args.objective, args.ablation)
     summary["data"] = meta
-    write_json(out / f"summary-ctx{args.context}.json", summary)
+    tag = run_tag(args)
+    write_json(out / f"summary-{tag + '-' if tag else ''}ctx{args.context}.json", summary)
     print()
     print(markdown(summary))
     if not args.no_plot:
-        path = out / f"lm-ctx{args.context}.png"
-        plot(records, args.arms, args.seeds, args.context, path)
+        path = out / f"{'-'.join(['lm' if args.objective == 'clm' else 'mlm', *args.ablation])}-ctx{args.context}.png"
+        plot(records, args.arms, args.seeds, args.context, path, args.objective, args.ablation)
         print(f"\nplot: {path}")
     return summary
 

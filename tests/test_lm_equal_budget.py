@@ -1,5 +1,7 @@
 """benchmarks/lm_equal_budget.py on a tiny local corpus: both arms' curves, a summary that is arithmetic on them,
-finished runs read back, an interrupted run resumed to the uninterrupted curve, other settings refused."""
+finished runs read back, an interrupted run resumed to the uninterrupted curve, other settings refused; the masked-LM
+objective (one held-out masking for both arms and every call, BERT's masking rates, training masks by seed and step);
+the diagnostic ablations (no_attention: no position sees another token; pre_ln: Fastformer re-wired as GPT-2)."""
 
 import json
 import math
@@ -7,7 +9,9 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 
 pytest.importorskip("tokenizers")
@@ -126,3 +130,118 @@ def test_other_settings_in_the_same_directory_are_refused(corpus, tmp_path):
     with pytest.raises(SystemExit, match="data built with"):
         lm_equal_budget.main(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot",
                                        "--vocab_size", "280"))
+
+
+def test_masked_lm_objective_scores_both_arms_on_one_held_out_masking(corpus, tmp_path, monkeypatch):
+    seen = []
+    evaluate = lm_equal_budget.evaluate
+
+    def recording_evaluate(model, eval_data, batch_size):
+        seen.append((type(model).__name__, eval_data))
+        return evaluate(model, eval_data, batch_size)
+
+    monkeypatch.setattr(lm_equal_budget, "evaluate", recording_evaluate)
+    summary = lm_equal_budget.main(tiny_args(corpus, tmp_path, "--objective", "mlm", "--seeds", "0"))
+    assert {name for name, _ in seen} == {"FastformerForMaskedLM", "BertForMaskedLM"} and len(seen) == 6
+    inputs, labels = seen[0][1]
+    for _, (other_inputs, other_labels) in seen[1:]:  # every evaluation of both arms: the same masked tokens
+        assert torch.equal(other_inputs, inputs) and torch.equal(other_labels, labels)
+    # the masking is a function of --data_seed only: a second invocation (another seed) makes the same one
+    seen.clear()
+    lm_equal_budget.main(tiny_args(corpus, tmp_path / "again", "--objective", "mlm", "--seeds", "1", "--no_plot"))
+    assert torch.equal(seen[0][1][0], inputs) and torch.equal(seen[0][1][1], labels)
+    chosen = labels != -100
+    blocks = lm_equal_budget.held_out_blocks(np.load(tmp_path / "held_out_ids.npy"), 64, 256)
+    assert 0 < chosen.sum() < labels.numel() and torch.equal(inputs[~chosen], blocks[~chosen])
+    assert torch.equal(labels[chosen], blocks[chosen])
+
+    records = {arm: json.loads((tmp_path / f"mlm-{arm}-ctx64-seed0.json").read_text())
+               for arm in ("fastformer", "bert")}
+    assert {**records["fastformer"]["settings"], "arm": None} == {**records["bert"]["settings"], "arm": None}
+    assert records["fastformer"]["settings"]["objective"] == "mlm"
+    assert records["fastformer"]["curve"][-1]["loss"] != records["bert"]["curve"][-1]["loss"]
+    assert all(r["finished"] and "generation_tokens_per_s" not in r for r in records.values())
+    # same size: the arms differ only by BERT's token-type row (one type) and their layers
+    sizes = records["fastformer"]["parameters"], records["bert"]["parameters"]
+    assert abs(sizes[0] - sizes[1]) < 0.05 * sizes[1]
+    assert math.isclose(summary["ratios"]["perplexity_mean"],
+                        summary["arms"]["fastformer"]["perplexity_mean"] / summary["arms"]["bert"]["perplexity_mean"])
+    assert (tmp_path / "mlm-ctx64.png").stat().st_size > 0 and (tmp_path / "summary-mlm-ctx64.json").is_file()
+
+
+def test_bert_masking_rates_and_training_masks_depend_only_on_seed_and_step(corpus, tmp_path):
+    args = lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, "--objective", "mlm"))
+    ids = torch.randint(100, (64, 512), generator=torch.Generator().manual_seed(0))
+    inputs, labels = lm_equal_budget.mask_tokens(ids, torch.Generator().manual_seed(1), 100, 100, 0.15)
+    chosen = labels != -100
+    assert torch.equal(labels[chosen], ids[chosen]) and torch.equal(inputs[~chosen], ids[~chosen])
+    assert chosen.float().mean().item() == pytest.approx(0.15, abs=0.005)
+    assert (inputs[chosen] == 100).float().mean().item() == pytest.approx(0.8, abs=0.01)
+    assert (inputs[chosen] == ids[chosen]).float().mean().item() == pytest.approx(0.1 + 0.1 / 100, abs=0.01)
+    a = lm_equal_budget.training_masking(ids, 3, 0, args, 100)
+    assert all(torch.equal(x, y) for x, y in zip(a, lm_equal_budget.training_masking(ids, 3, 0, args, 100)))
+    for other in (lm_equal_budget.training_masking(ids, 4, 0, args, 100),
+                  lm_equal_budget.training_masking(ids, 3, 1, args, 100)):
+        assert not torch.equal(a[1], other[1])
+
+
+def _pair(corpus, tmp_path, arm: str, *ablation: str, scale: float = 1.0):
+    """(plain model, ablated model) of one initialisation, tiny, in eval mode; matrices times `scale`."""
+    args = lm_equal_budget.parse_args(tiny_args(corpus, tmp_path))
+    ablated_args = lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, "--arms", arm, "--ablation", *ablation))
+    torch.manual_seed(0)
+    plain = lm_equal_budget.build_model(arm, args, 300, 0).eval()
+    torch.manual_seed(0)
+    ablated = lm_equal_budget.build_model(arm, ablated_args, 300, 0).eval()
+    with torch.no_grad():
+        for model in (plain, ablated):
+            for parameter in model.parameters():
+                if parameter.ndim >= 2:
+                    parameter.mul_(scale)
+    return plain, ablated
+
+
+@pytest.mark.parametrize("arm", ["fastformer", "gpt2"])
+def test_no_attention_ablation_removes_every_token_token_interaction(corpus, tmp_path, arm):
+    # weights 10x the 0.02 initialisation: at init Fastformer's context term is cubic in them (W_T (G^k * v)),
+    # ~1e-7 in the logits, too close to rounding to show
+    plain, ablated = _pair(corpus, tmp_path, arm, "no_attention", scale=10.0)
+    ids = torch.randint(300, (2, 64), generator=torch.Generator().manual_seed(0))
+    changed = ids.clone()
+    changed[:, 0] = (ids[:, 0] + 1) % 300  # another first token
+    with torch.no_grad():
+        p, p_changed = plain(input_ids=ids).logits, plain(input_ids=changed).logits
+        a, a_changed = ablated(input_ids=ids).logits, ablated(input_ids=changed).logits
+    assert (a - p).abs().max() > 0.1  # the attention's contribution is gone
+    # with attention the first token reaches every later position; without, no position sees another token
+    assert (p_changed[:, 1:] - p[:, 1:]).abs().amax(dim=-1).min() > 1e-4
+    torch.testing.assert_close(a_changed[:, 1:], a[:, 1:], rtol=0, atol=0)
+    assert (a_changed[:, 0] - a[:, 0]).abs().max() > 0.1
+
+
+def test_pre_ln_ablation_rewires_fastformer_as_gpt2(corpus, tmp_path):
+    plain, ablated = _pair(corpus, tmp_path, "fastformer", "pre_ln")
+    assert sum(p.numel() for p in ablated.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert isinstance(ablated.fastformer.embeddings.LayerNorm, torch.nn.Identity)
+    ids = torch.randint(300, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        hidden = ablated.fastformer(input_ids=ids).last_hidden_state
+        embedded = ablated.fastformer.embeddings(input_ids=ids, position_ids=torch.arange(64)[None])
+        layer = ablated.fastformer.encoder.layer[0]
+        attention = layer.attention.self(layer.attention.output.LayerNorm(embedded))[0]
+    # the final LayerNorm (unit scale, zero shift at initialisation) ends the stack; the embeddings are raw
+    torch.testing.assert_close(hidden.mean(-1), torch.zeros(2, 64), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hidden.std(-1, unbiased=False), torch.ones(2, 64), atol=2e-2, rtol=0)  # eps 1e-5
+    assert embedded.std().item() < 0.1  # 0.02-scale embeddings + positions, no LayerNorm
+    # the first attention block is residual: x + Dense(Attention(LN(x)))
+    out = layer.attention(embedded)
+    expected = embedded + layer.attention.output.dense(attention)
+    torch.testing.assert_close(out, expected)
+    # still causal, and not the post-LN model
+    changed = ids.clone()
+    changed[:, -1] = (ids[:, -1] + 1) % 300
+    with torch.no_grad():
+        logits, logits_changed, plain_logits = (ablated(input_ids=ids).logits, ablated(input_ids=changed).logits,
+                                                plain(input_ids=ids).logits)
+    torch.testing.assert_close(logits_changed[:, :-1], logits[:, :-1], rtol=0, atol=0)
+    assert (logits - plain_logits).abs().max() > 1e-2
