@@ -117,7 +117,37 @@ def attention_logit_layer(config: FastformerConfig, bias: bool = True) -> nn.Mod
     return FastformerPerHeadLogits(config.num_attention_heads, config.head_dim)
 
 
-class FastformerAdditiveAttention(nn.Module):
+class FastformerAdditiveProjections(nn.Module):
+    r"""The weights of one additive attention, under the official code's names (so checkpoints map one-to-one):
+    `query`, `key`, `value` (None under query-value sharing), the logit layers `query_att` / `key_att`
+    (`attention_logit_layer`) and `transform`; shared by the self-attentions and the additive cross-attention,
+    whose `forward`s differ only in how they pool. `output` is their common last step,
+
+        out_i = W_T (g_i * v_i) + b_T + q_i,    v_i = q_i (query-value sharing) or W_V x_i + b_V,
+
+    with `g` the pooled global key `(batch, 1 or seq, hidden)`.
+    """
+
+    def __init__(self, config: FastformerConfig, key_logit_bias: bool = True):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        hidden = config.hidden_size
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
+        self.query_att = attention_logit_layer(config)
+        self.key_att = attention_logit_layer(config, bias=key_logit_bias)
+        self.transform = nn.Linear(hidden, hidden)
+
+    def output(self, global_key: torch.Tensor, hidden_states: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """`W_T (global_key * v) + b_T + q`, `(batch, seq, hidden)`."""
+        value = query if self.value is None else self.value(hidden_states)  # (batch, seq, hidden)
+        return self.transform(global_key * value) + query
+
+
+class FastformerAdditiveAttention(FastformerAdditiveProjections):
     r"""Fastformer's additive attention (paper eqs. 3-6; `FastSelfAttention` of the official code).
 
     Per head `h` with `d = head_dim`, for a sequence `x_1..x_N` and real-token mask `m`:
@@ -137,19 +167,6 @@ class FastformerAdditiveAttention(nn.Module):
     Returns `out` `(batch, seq, hidden)` and the attention weights `(batch, heads, 2, seq)`: `[:, :, 0]` is
     `alpha` (global query), `[:, :, 1]` is `beta` (global key); each sums to 1 over the real tokens.
     """
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.head_dim
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        hidden = config.hidden_size
-        self.query = nn.Linear(hidden, hidden)
-        self.key = nn.Linear(hidden, hidden)
-        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
-        self.query_att = attention_logit_layer(config)
-        self.key_att = attention_logit_layer(config)
-        self.transform = nn.Linear(hidden, hidden)
 
     # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
     sequence_parallel_group = None
@@ -182,8 +199,7 @@ class FastformerAdditiveAttention(nn.Module):
         global_query, alpha = self.pool(self.query_att(query), query, mask)  # (batch, 1, hidden)
         mixed = key * global_query  # p_i, (batch, seq, hidden)
         global_key, beta = self.pool(self.key_att(mixed), mixed, mask)  # (batch, 1, hidden)
-        value = query if self.value is None else self.value(hidden_states)
-        output = self.transform(global_key * value) + query  # (batch, seq, hidden)
+        output = self.output(global_key, hidden_states, query)  # (batch, seq, hidden)
         return output, torch.stack((alpha, beta), dim=-1).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
 
 
@@ -485,8 +501,7 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
         global_query = pool(self.query_att(query), query, "query")  # G^q_t, (batch, seq, hidden)
         mixed = key * global_query  # p_t
         global_key = pool(self.key_att(mixed), mixed, "key")  # G^k_t, (batch, seq, hidden)
-        value = query if self.value is None else self.value(hidden_states)
-        return self.transform(global_key * value) + query, None
+        return self.output(global_key, hidden_states, query), None
 
 
 def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, compute: Callable):
@@ -552,7 +567,7 @@ class FastformerCrossAttention(nn.Module):
         return attended.reshape(batch, seq, hidden), weights  # attended: (batch, seq, heads, d)
 
 
-class FastformerAdditiveCrossAttention(nn.Module):
+class FastformerAdditiveCrossAttention(FastformerAdditiveProjections):
     r"""Fastformer-style cross-attention (`cross_attention_type="additive"`): the decoder's prefix global query
     conditions an additive pooling of the encoder keys.
 
@@ -572,17 +587,7 @@ class FastformerAdditiveCrossAttention(nn.Module):
     """
 
     def __init__(self, config: FastformerConfig):
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.head_dim
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        hidden = config.hidden_size
-        self.query = nn.Linear(hidden, hidden)
-        self.key = nn.Linear(hidden, hidden)
-        self.value = None if config.share_query_value else nn.Linear(hidden, hidden)
-        self.query_att = attention_logit_layer(config)
-        self.key_att = attention_logit_layer(config, bias=False)
-        self.transform = nn.Linear(hidden, hidden)
+        super().__init__(config, key_logit_bias=False)
         self.recompute_pool = config.recompute_causal_pool
 
     def key_logit_weight(self) -> torch.Tensor:
@@ -610,8 +615,7 @@ class FastformerAdditiveCrossAttention(nn.Module):
         mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
         beta = masked_softmax(logits, mask, dim=-1).to(head_keys.dtype)
         pooled = (beta @ head_keys).transpose(1, 2).reshape(batch, seq, hidden)  # sum_j beta_tj k_j
-        value = query if self.value is None else self.value(hidden_states)
-        return self.transform(global_query * pooled * value) + query, beta
+        return self.output(global_query * pooled, hidden_states, query), beta
 
 
 class FastformerSelfOutput(nn.Module):
@@ -763,9 +767,7 @@ class FastformerLayer(GradientCheckpointingLayer):
         )
 
         def rest_of_block(piece, global_key):
-            query = attention.query(piece)
-            value = query if attention.value is None else attention.value(piece)
-            attended = self.attention.output(attention.transform(global_key * value) + query, piece)
+            attended = self.attention.output(attention.output(global_key, piece, attention.query(piece)), piece)
             return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, attended)
 
         return torch.cat([run_chunk(rest_of_block, piece, global_key) for piece in pieces], dim=1)
@@ -922,6 +924,13 @@ class FastformerPreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
+def _renamed_cache_kwargs(forward: Callable) -> Callable:
+    """`forward` also accepts the decoding state under its names in transformers' other models, `past_key_values`
+    and `cache_params` (deprecated here: a warning, until transformers 5.40)."""
+    forward = deprecate_kwarg("cache_params", "5.40.0", new_name="cache")(forward)
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
+
+
 def _check_mask_shape(mask, name: str, shape: tuple[int, int], past_length: int):
     """Raise a `ValueError` naming `name` unless `mask` is None or `(batch, past_length + seq)` for inputs `shape`."""
     if mask is not None and tuple(mask.shape) != (shape[0], past_length + shape[1]):
@@ -1062,8 +1071,7 @@ class FastformerModel(FastformerPreTrainedModel):
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
+    @_renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1094,6 +1102,22 @@ class FastformerModel(FastformerPreTrainedModel):
         if cache is not None:
             split_cache(cache)[0].advance(shape[1])
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache)
+
+
+def _lm_logits_and_loss(model: PreTrainedModel, hidden_states, labels, logits_to_keep, kwargs: dict):
+    """The causal LM heads' last step: `model.lm_head` of the last `logits_to_keep` positions (0: all; or the given
+    position indices; generation asks for the last one only), `(batch, kept, vocab)`, and with `labels` `(batch,
+    seq)` transformers' `ForCausalLMLoss`: the labels are shifted inside, unless `kwargs` has `shift_labels`
+    (already shifted), which are then the scored targets; their count is `num_items_in_batch` by default."""
+    kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+    logits = model.lm_head(hidden_states[:, kept])  # (batch, kept, vocab)
+    if labels is None:
+        return logits, None
+    vocab_size = model.config.vocab_size
+    _check_class_ids(labels, vocab_size, "labels", tuple(logits.shape[:2]))
+    counted = kwargs.get("shift_labels")
+    counted = labels[:, 1:] if counted is None else counted
+    return logits, model.loss_function(logits, labels, vocab_size, **_token_loss_kwargs(counted, kwargs))
 
 
 def _require_bidirectional(config: FastformerConfig, head: str):
@@ -1128,23 +1152,44 @@ def _token_loss_kwargs(counted_labels: torch.Tensor, kwargs: dict, ignore_index:
     return kwargs
 
 
-@auto_docstring(
-    custom_intro="""
-    Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
-    `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
-    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
+class FastformerEncoderHeadModel(FastformerPreTrainedModel):
+    r"""Base of the heads on one Fastformer encoder (`self.fastformer`), which share one `forward`:
+
+        outputs = fastformer(encoder_inputs(input_ids, attention_mask, inputs_embeds))   # (batch', seq, hidden)
+        logits  = head_logits(outputs.last_hidden_state, mask, inputs)
+        loss    = head_loss(logits, labels, kwargs)                                       # only with labels
+
+    returned as `output_type(loss, logits, hidden_states, attentions)`. A head defines `output_type`,
+    `head_logits` and `head_loss`; `encoder_inputs` is the identity except for multiple choice, which flattens its
+    choices into the batch. `bidirectional_only` heads refuse a causal config.
     """
-)
-class FastformerForSequenceClassification(FastformerPreTrainedModel):
+
+    output_type: type[ModelOutput]
+    bidirectional_only = True
+
     def __init__(self, config: FastformerConfig):
+        if self.bidirectional_only:
+            _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
-        self.num_labels = config.num_labels
         self.fastformer = FastformerModel(config)
-        self.pooler = FastformerPooler(config)
+
+    def add_classifier(self, config: FastformerConfig, num_outputs: int):
+        """`self.dropout` (`config.classifier_dropout`, else `hidden_dropout_prob`) and `self.classifier`
+        `Linear(hidden -> num_outputs)`: BERT's names for the classification layers."""
         dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.post_init()
+        self.classifier = nn.Linear(config.hidden_size, num_outputs)
+
+    def encoder_inputs(self, input_ids, attention_mask, inputs_embeds) -> dict:
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+
+    def head_logits(self, hidden_states: torch.Tensor, attention_mask, inputs: torch.Tensor) -> torch.Tensor:
+        """The logits of the encoder output `hidden_states` (`attention_mask` as the encoder saw it; `inputs` the
+        `input_ids` or `inputs_embeds` as given)."""
+        raise NotImplementedError
+
+    def head_loss(self, logits: torch.Tensor, labels: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        raise NotImplementedError
 
     @can_return_tuple
     @auto_docstring
@@ -1155,23 +1200,54 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> SequenceClassifierOutput:
+    ) -> ModelOutput:
         r"""
-        labels (`(batch,)` or `(batch, num_labels)`, *optional*): class ids, regression targets or multi-hot
-            vectors, according to `config.problem_type`.
+        labels (*optional*): the head's targets (`-100` ignores a position). Sequence classification: class ids
+            `(batch,)`, regression targets or multi-hot vectors `(batch, num_labels)` (`config.problem_type`).
+            Masked LM: the original ids at the masked positions `(batch, seq)`. Token classification: class ids
+            `(batch, seq)`. Multiple choice: the index of the right choice `(batch,)`; there `input_ids` and
+            `attention_mask` are `(batch, num_choices, seq)`, `inputs_embeds` `(batch, num_choices, seq, hidden)`.
+
+        Returns:
+            The head's `output_type` (`SequenceClassifierOutput`, `MaskedLMOutput`, `TokenClassifierOutput`,
+            `MultipleChoiceModelOutput`): `loss` (with `labels`), `logits`, and `hidden_states` / `attentions`
+            when asked for (for multiple choice of the flattened `(batch * num_choices, ...)` inputs).
         """
-        outputs = self.fastformer(
-            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
-        )
-        pooled = self.pooler(outputs.last_hidden_state, attention_mask)  # (batch, hidden)
-        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
-        loss = None
-        if labels is not None:
-            labels = self._checked_labels(labels, logits)
-            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
-        return SequenceClassifierOutput(
+        encoded = self.encoder_inputs(input_ids, attention_mask, inputs_embeds)
+        outputs = self.fastformer(**encoded, return_dict=True, **kwargs)
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        logits = self.head_logits(outputs.last_hidden_state, encoded["attention_mask"], inputs)
+        loss = None if labels is None else self.head_loss(logits, labels.to(logits.device), kwargs)
+        return self.output_type(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
+    `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
+    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
+    """
+)
+class FastformerForSequenceClassification(FastformerEncoderHeadModel):
+    output_type = SequenceClassifierOutput
+    bidirectional_only = False  # a causal encoder pools its states like a bidirectional one
+
+    def __init__(self, config: FastformerConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.pooler = FastformerPooler(config)
+        self.add_classifier(config, config.num_labels)
+        self.post_init()
+
+    def head_logits(self, hidden_states, attention_mask, inputs):
+        pooled = self.pooler(hidden_states, attention_mask)  # (batch, hidden)
+        return self.classifier(self.dropout(pooled))  # (batch, num_labels)
+
+    def head_loss(self, logits, labels, kwargs):
+        labels = self._checked_labels(labels, logits)
+        return self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
 
     def _checked_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Set `config.problem_type` from the labels when unset (the library's rule), check the labels against it,
@@ -1246,8 +1322,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin
 
     @can_return_tuple
     @auto_docstring
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
+    @_renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1275,14 +1350,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin
             return_dict=True,
             **kwargs,
         )
-        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(outputs.last_hidden_state[:, kept])  # (batch, seq, vocab)
-        loss = None
-        if labels is not None:
-            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-            counted = kwargs.get("shift_labels")
-            counted = labels[:, 1:] if counted is None else counted
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(counted, kwargs))
+        logits, loss = _lm_logits_and_loss(self, outputs.last_hidden_state, labels, logits_to_keep, kwargs)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -1381,8 +1449,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
 
     @can_return_tuple
     @auto_docstring
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @deprecate_kwarg("cache_params", "5.40.0", new_name="cache")
+    @_renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1432,14 +1499,10 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
             return_dict=True,
             **kwargs,
         )
-        kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(decoder_outputs.last_hidden_state[:, kept])  # (batch, dec_seq, vocab)
-        loss = None
-        if labels is not None:
-            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-            loss = self.loss_function(  # labels are not shifted: they are the next tokens of the decoder inputs
-                logits, labels, self.config.vocab_size, shift_labels=labels, **_token_loss_kwargs(labels, kwargs)
-            )
+        # the labels are not shifted: they are the next tokens of the decoder inputs
+        logits, loss = _lm_logits_and_loss(
+            self, decoder_outputs.last_hidden_state, labels, logits_to_keep, {**kwargs, "shift_labels": labels}
+        )
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -1477,16 +1540,15 @@ class FastformerLMPredictionHead(nn.Module):
     those tokens; it is 0 for a batch without any.
     """
 )
-class FastformerForMaskedLM(FastformerPreTrainedModel):
+class FastformerForMaskedLM(FastformerEncoderHeadModel):
     _tp_plan = {"lm_head.decoder": "colwise_gather_output"}  # vocabulary split like the embedding table
     _fsdp_plan = {"lm_head.decoder": "keep_full_weight"}
     _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
+    output_type = MaskedLMOutput
 
     def __init__(self, config: FastformerConfig):
-        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
-        self.fastformer = FastformerModel(config)
         self.lm_head = FastformerLMPredictionHead(config)
         self.post_init()
 
@@ -1496,30 +1558,12 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
-    @can_return_tuple
-    @auto_docstring
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> MaskedLMOutput:
-        r"""
-        labels (`(batch, seq)`, *optional*): the original ids at the masked positions, `-100` elsewhere.
-        """
-        outputs = self.fastformer(
-            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
-        )
-        logits = self.lm_head(outputs.last_hidden_state)  # (batch, seq, vocab)
-        loss = None
-        if labels is not None:
-            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-            loss = self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(labels, kwargs))
-        return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+    def head_logits(self, hidden_states, attention_mask, inputs):
+        return self.lm_head(hidden_states)  # (batch, seq, vocab)
+
+    def head_loss(self, logits, labels, kwargs):
+        _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
+        return self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(labels, kwargs))
 
 
 @auto_docstring(
@@ -1529,43 +1573,22 @@ class FastformerForMaskedLM(FastformerPreTrainedModel):
     whose label is not `-100` (give padding and sub-word continuations -100).
     """
 )
-class FastformerForTokenClassification(FastformerPreTrainedModel):
+class FastformerForTokenClassification(FastformerEncoderHeadModel):
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
+    output_type = TokenClassifierOutput
 
     def __init__(self, config: FastformerConfig):
-        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.fastformer = FastformerModel(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.add_classifier(config, config.num_labels)
         self.post_init()
 
-    @can_return_tuple
-    @auto_docstring
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> TokenClassifierOutput:
-        r"""
-        labels (`(batch, seq)`, *optional*): class ids in `[0, num_labels)` per token, `-100` to ignore.
-        """
-        outputs = self.fastformer(
-            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
-        )
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (batch, seq, num_labels)
-        loss = None
-        if labels is not None:
-            _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
-            loss = self.loss_function(logits, labels, self.config, **_token_loss_kwargs(labels, kwargs))
-        return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+    def head_logits(self, hidden_states, attention_mask, inputs):
+        return self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
+
+    def head_loss(self, logits, labels, kwargs):
+        _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
+        return self.loss_function(logits, labels, self.config, **_token_loss_kwargs(labels, kwargs))
 
 
 @auto_docstring(
@@ -1577,11 +1600,11 @@ class FastformerForTokenClassification(FastformerPreTrainedModel):
     not NaN, when every position is outside.
     """
 )
-class FastformerForQuestionAnswering(FastformerPreTrainedModel):
+class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
+    """(Its own `forward`: the targets are two position tensors, as transformers' pipelines and Trainer expect.)"""
+
     def __init__(self, config: FastformerConfig):
-        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
-        self.fastformer = FastformerModel(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -1637,32 +1660,17 @@ class FastformerForQuestionAnswering(FastformerPreTrainedModel):
     with cross-entropy.
     """
 )
-class FastformerForMultipleChoice(FastformerPreTrainedModel):
+class FastformerForMultipleChoice(FastformerEncoderHeadModel):
+    output_type = MultipleChoiceModelOutput
+
     def __init__(self, config: FastformerConfig):
-        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
-        self.fastformer = FastformerModel(config)
         self.pooler = FastformerPooler(config)
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.add_classifier(config, 1)
         self.post_init()
 
-    @can_return_tuple
-    @auto_docstring
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> MultipleChoiceModelOutput:
-        r"""
-        input_ids (`(batch, num_choices, seq)`): token ids of every choice; `attention_mask` of the same shape.
-        inputs_embeds (`(batch, num_choices, seq, hidden)`, *optional*): used instead of `input_ids`.
-        labels (`(batch,)`, *optional*): index of the right choice in `[0, num_choices)`.
-        """
+    def encoder_inputs(self, input_ids, attention_mask, inputs_embeds) -> dict:
+        """Check the `(batch, num_choices, ...)` inputs and flatten them to `(batch * num_choices, ...)`."""
         inputs = input_ids if input_ids is not None else inputs_embeds
         if inputs is None:
             raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
@@ -1670,26 +1678,21 @@ class FastformerForMultipleChoice(FastformerPreTrainedModel):
             expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
             name = "input_ids" if input_ids is not None else "inputs_embeds"
             raise ValueError(f"`{name}` must have shape {expected}, got {tuple(inputs.shape)}.")
-        batch, num_choices = inputs.shape[:2]
         if attention_mask is not None and attention_mask.shape != inputs.shape[:3]:
             raise ValueError(
                 f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
                 f"seq) = {tuple(inputs.shape[:3])}."
             )
         flat = lambda tensor: None if tensor is None else tensor.flatten(0, 1)  # noqa: E731
-        outputs = self.fastformer(
-            flat(input_ids), attention_mask=flat(attention_mask), inputs_embeds=flat(inputs_embeds), return_dict=True,
-            **kwargs,
-        )
-        pooled = self.pooler(outputs.last_hidden_state, flat(attention_mask))  # (batch * num_choices, hidden)
-        logits = self.classifier(self.dropout(pooled)).view(batch, num_choices)
-        loss = None
-        if labels is not None:
-            _check_class_ids(labels, num_choices, "labels", (batch,))
-            loss = fixed_cross_entropy(logits.float(), labels.to(logits.device), **_token_loss_kwargs(labels, kwargs))
-        return MultipleChoiceModelOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return super().encoder_inputs(flat(input_ids), flat(attention_mask), flat(inputs_embeds))
+
+    def head_logits(self, hidden_states, attention_mask, inputs):
+        pooled = self.pooler(hidden_states, attention_mask)  # (batch * num_choices, hidden)
+        return self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)
+
+    def head_loss(self, logits, labels, kwargs):
+        _check_class_ids(labels, logits.shape[1], "labels", (logits.shape[0],))
+        return fixed_cross_entropy(logits.float(), labels, **_token_loss_kwargs(labels, kwargs))
 
 
 __all__ = [
