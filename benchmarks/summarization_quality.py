@@ -23,7 +23,14 @@ a stopped run leaves whole folds; finished runs are read back (the script resume
 model the mean ± standard deviation (n-1) over the complete folds, lead-1 on the same folds, and the per-fold
 paired differences of each Fastformer minus BART with their mean ± standard deviation.
 
-    python benchmarks/summarization_quality.py --output_dir outputs/xsum-cv --folds 5 --epochs 2
+With `--rescore_beams B` the trained models of the listed folds then decode their test fold again with B beams
+(prediction only, into RUN_DIR/beamsB; the teacher-forced loss does not depend on it), and the same tables are
+printed for that decoding. Summaries go to `summary.json` and `summary-beamsB.json` (with a `-folds-...` suffix
+when `--fold_list` names only some folds).
+
+    python benchmarks/summarization_quality.py --output_dir outputs/xsum-cv --folds 5 --epochs 2 --beams 1
+    python benchmarks/summarization_quality.py --output_dir outputs/xsum-cv --folds 5 --epochs 2 --beams 1 \
+        --rescore_beams 4
 """
 
 import argparse
@@ -121,6 +128,34 @@ def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]
     return "\n".join(lines), numbers
 
 
+def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
+    """Decodes each trained run's test fold again with `--rescore_beams` beams (no training): RUN_DIR/beamsB."""
+    rescored = {}
+    for fold, runs in results.items():
+        for name, trained in runs.items():
+            run_dir = output_dir / f"fold{fold}" / name
+            beam_dir = run_dir / f"beams{args.rescore_beams}"
+            if not (beam_dir / "predict_results.json").is_file():
+                command = [
+                    sys.executable, str(SCRIPT), "--dataset_name", "xsum", *[f"--{k}={v}" for k, v in cache.items()],
+                    f"--xsum_folds={args.folds}", f"--xsum_fold={fold}", f"--xsum_fold_seed={args.fold_seed}",
+                    "--model_name_or_path", str(run_dir), "--max_source_length", str(args.max_source_length),
+                    "--max_target_length", "64", "--do_predict", "--predict_with_generate",
+                    "--per_device_eval_batch_size", "10", "--generation_num_beams", str(args.rescore_beams),
+                    "--generation_max_length", str(args.generation_max_length),
+                    "--no_repeat_ngram_size", str(args.no_repeat_ngram_size), "--seed", str(args.seed),
+                    "--report_to", "none", "--use_cpu", "--disable_tqdm", "true", "--output_dir", str(beam_dir),
+                ]
+                if args.max_predict_samples is not None:
+                    command += ["--max_predict_samples", str(args.max_predict_samples)]
+                print(f"== fold {fold}, {name}, beam {args.rescore_beams}: {' '.join(command)}", flush=True)
+                subprocess.run(command, check=True)
+            # the training numbers stay those of the run; ROUGE, length and scoring time are the new decoding's
+            rescored.setdefault(fold, {})[name] = {
+                **trained, **json.loads((beam_dir / "predict_results.json").read_text())}
+    return rescored
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
@@ -146,11 +181,14 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_train_samples", type=int, default=None, help="train on fewer pairs (dry runs)")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="score fewer test pairs (dry runs)")
+    parser.add_argument("--rescore_beams", type=int, default=None,
+                        help="with --folds: afterwards decode the test fold again with the trained models and this "
+                             "beam size (prediction only; into RUN_DIR/beamsB), and print the same tables for it")
     args = parser.parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if args.folds is None and args.fold_list is not None:
-        parser.error("--fold_list needs --folds")
+    if args.folds is None and (args.fold_list is not None or args.rescore_beams is not None):
+        parser.error("--fold_list and --rescore_beams need --folds")
     if args.folds is not None and (args.folds < 2 or any(not 0 <= f < args.folds for f in args.fold_list or [])):
         parser.error("--folds must be at least 2 and every --fold_list entry in 0..K-1")
 
@@ -206,8 +244,18 @@ def main():
         table, numbers = cross_validation_tables(results, args.models)
         print(f"\nXSum, {args.folds}-fold cross-validation (fold seed {args.fold_seed}); {settings}\n")
         print(table)
-        (output_dir / "summary.json").write_text(json.dumps(
+        suffix = "" if fold_list == list(range(args.folds)) else "-folds-" + "-".join(map(str, fold_list))
+        (output_dir / f"summary{suffix}.json").write_text(json.dumps(
             {"settings": vars(args), "per_fold": {str(f): runs for f, runs in results.items()}, **numbers}, indent=2))
+        if args.rescore_beams is not None:
+            rescored = rescore(args, results, output_dir, cache)
+            table, numbers = cross_validation_tables(rescored, args.models)
+            print(f"\nThe same trained models decoded again with beam {args.rescore_beams} (no-repeat "
+                  f"{args.no_repeat_ngram_size}-grams, max {args.generation_max_length} tokens):\n")
+            print(table)
+            (output_dir / f"summary-beams{args.rescore_beams}{suffix}.json").write_text(json.dumps(
+                {"settings": vars(args), "per_fold": {str(f): runs for f, runs in rescored.items()}, **numbers},
+                indent=2))
         return
     results = results[None]
     print(f"\nXSum (built-in split): trained on 849 pairs, scored on 100 held-out pairs; {settings}\n")
