@@ -19,9 +19,10 @@ Cross-validation (`--folds K [--fold_seed S] [--fold_list 0 1 ...]`): instead of
 and is scored on the fold, with a tokenizer trained on that fold's training pairs only (no test document reaches it),
 shared by the models of the fold. Folds run one after the other, all models of a fold before the next fold, so that
 a stopped run leaves whole folds; finished runs are read back (the script resumes). Printed and saved to
-`summary.json`: per fold and model ROUGE-1/2/L, teacher-forced test loss, mean length, train and scoring time; per
-model the mean ± standard deviation (n-1) over the complete folds, lead-1 on the same folds, and the per-fold
-paired differences of each Fastformer minus BART with their mean ± standard deviation.
+`summary.json`: per fold and model ROUGE-1/2/L, teacher-forced test loss, mean length, train and scoring time and
+the number of distinct summaries generated (1: the same text for every document); per model the mean ± standard
+deviation (n-1) over the complete folds, lead-1 on the same folds, and the per-fold paired differences of each
+Fastformer minus BART with their mean ± standard deviation.
 
 With `--rescore_beams B` the trained models of the listed folds then decode their test fold again with B beams
 (prediction only, into RUN_DIR/beamsB; the teacher-forced loss does not depend on it), and the same tables are
@@ -68,13 +69,18 @@ def fold_tokenizer(script, data_args, vocab_size: int, path: Path) -> Path:
     return path
 
 
+def distinct_predictions(run_dir: Path) -> int:
+    """How many different summaries a run generated for its test pairs (1: the same text for every document)."""
+    return len(set((run_dir / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()))
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
 METRICS = [("ROUGE-1", "predict_rouge1", 2), ("ROUGE-2", "predict_rouge2", 2), ("ROUGE-L", "predict_rougeL", 2),
            ("test loss", "predict_loss", 3), ("mean length", "predict_gen_len", 1),
-           ("train time (s)", "train_runtime", 0)]
+           ("train time (s)", "train_runtime", 0), ("distinct summaries", "distinct_predictions", 0)]
 LEAD = [("ROUGE-1", "predict_lead1_rouge1", 2), ("ROUGE-2", "predict_lead1_rouge2", 2),
         ("ROUGE-L", "predict_lead1_rougeL", 2)]
 
@@ -82,15 +88,16 @@ LEAD = [("ROUGE-1", "predict_lead1_rouge1", 2), ("ROUGE-2", "predict_lead1_rouge
 def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple[str, dict]:
     """Markdown tables (per fold, mean ± std over folds, paired differences vs BART) and their numbers."""
     lines = ["| fold | model | test pairs | ROUGE-1 | ROUGE-2 | ROUGE-L | test loss | mean length | train time (s) "
-             "| scoring time (s) |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| scoring time (s) | distinct summaries |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for fold, runs in folds.items():
         for name, r in runs.items():
             lines.append(f"| {fold} | {name} | {r['predict_samples']} | {r['predict_rouge1']:.2f} | "
                          f"{r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | {r['predict_loss']:.3f} | "
-                         f"{r['predict_gen_len']:.1f} | {r['train_runtime']:.0f} | {r['predict_runtime']:.0f} |")
+                         f"{r['predict_gen_len']:.1f} | {r['train_runtime']:.0f} | {r['predict_runtime']:.0f} | "
+                         f"{r['distinct_predictions']} |")
         r = next(iter(runs.values()))
         lines.append(f"| {fold} | lead-1 | {r['predict_samples']} | {r['predict_lead1_rouge1']:.2f} | "
-                     f"{r['predict_lead1_rouge2']:.2f} | {r['predict_lead1_rougeL']:.2f} | | | | |")
+                     f"{r['predict_lead1_rouge2']:.2f} | {r['predict_lead1_rougeL']:.2f} | | | | | |")
     complete = [fold for fold, runs in folds.items() if all(name in runs for name in models)]
     numbers = {"complete_folds": complete, "mean_std": {}, "paired_differences": {}}
     lines += ["", f"Mean ± std over the {len(complete)} complete fold(s) {complete}:", "",
@@ -152,7 +159,8 @@ def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
                 subprocess.run(command, check=True)
             # the training numbers stay those of the run; ROUGE, length and scoring time are the new decoding's
             rescored.setdefault(fold, {})[name] = {
-                **trained, **json.loads((beam_dir / "predict_results.json").read_text())}
+                **trained, **json.loads((beam_dir / "predict_results.json").read_text()),
+                "distinct_predictions": distinct_predictions(beam_dir)}
     return rescored
 
 
@@ -234,6 +242,7 @@ def main():
             runs[name] = {
                 **json.loads((run_dir / "predict_results.json").read_text()),
                 **json.loads((run_dir / "train_results.json").read_text()),
+                "distinct_predictions": distinct_predictions(run_dir),
             }
 
     settings = (f"{args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, hidden {args.hidden_size}, "
