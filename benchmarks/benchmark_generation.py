@@ -16,6 +16,8 @@ At batch 1 both models spend most of a step reading the same ~150 MB of weights 
 is 103 MB), so the key/value cache's cost shows fully only at long contexts or in batches.
 
 Run: `python benchmarks/benchmark_generation.py [--contexts 128 1024 8192 32768] [--batch-contexts 8:128,1024,8192]`.
+`--hidden/--heads/--layers/--ffn/--vocab` set another size for both models (e.g. the equal-budget LM's: 256, 4, 4,
+1024, 8192, where a step is dominated by per-op overhead rather than by reading the weights).
 """
 
 import argparse
@@ -36,14 +38,15 @@ HIDDEN, HEADS, LAYERS, FFN, VOCAB = 512, 8, 4, 2048, 50257
 
 
 def fastformer_state(model, batch: int, context: int):
-    ids = torch.randint(3, VOCAB, (batch, context))
+    ids = torch.randint(3, model.config.vocab_size, (batch, context))
     return model.fastformer(ids, use_cache=True).cache
 
 
 def gpt2_state(model, batch: int, context: int):
     cache = DynamicCache(config=model.config)
-    shape = (batch, HEADS, context, HIDDEN // HEADS)
-    for layer in range(LAYERS):
+    config = model.config
+    shape = (batch, config.n_head, context, config.n_embd // config.n_head)
+    for layer in range(config.n_layer):
         cache.update(torch.randn(shape), torch.randn(shape), layer)
     return cache
 
@@ -61,7 +64,7 @@ def time_decoding(model, state, steps: int, repeats: int) -> float:
     timings = []
     for run in range(repeats + 1):  # run 0 is a warm-up
         cache = copy.deepcopy(state)
-        token = torch.randint(3, VOCAB, (cache_batch(state), 1))
+        token = torch.randint(3, model.config.vocab_size, (cache_batch(state), 1))
         start = time.perf_counter()
         for _ in range(steps):
             token = model(token, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
@@ -93,18 +96,28 @@ def main():
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--hidden", type=int, default=HIDDEN)
+    parser.add_argument("--heads", type=int, default=HEADS)
+    parser.add_argument("--layers", type=int, default=LAYERS)
+    parser.add_argument("--ffn", type=int, default=FFN)
+    parser.add_argument("--vocab", type=int, default=VOCAB)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cases = [(1, c) for c in args.contexts] + parse_batch_contexts(args.batch_contexts)
     positions = max(c for _, c in cases) + args.steps + 1
     fastformer = FastformerForCausalLM(
         FastformerConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, num_hidden_layers=LAYERS,
-            intermediate_size=FFN, max_position_embeddings=positions, is_decoder=True, hidden_dropout_prob=0.0,
+            vocab_size=args.vocab, hidden_size=args.hidden, num_attention_heads=args.heads,
+            num_hidden_layers=args.layers, intermediate_size=args.ffn, max_position_embeddings=positions,
+            is_decoder=True, hidden_dropout_prob=0.0,
         )
     ).eval()
     gpt2 = GPT2LMHeadModel(
-        GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_head=HEADS, n_layer=LAYERS, n_inner=FFN, n_positions=positions)
+        GPT2Config(vocab_size=args.vocab, n_embd=args.hidden, n_head=args.heads, n_layer=args.layers, n_inner=args.ffn,
+                   n_positions=positions)
     ).eval()
 
     rows = []
@@ -121,7 +134,7 @@ def main():
                   f"gpt2 {row['gpt2_ms']:.2f} ms/step", flush=True)
 
     print(f"\nMachine: {machine()}")
-    print(f"Models: hidden {HIDDEN}, {HEADS} heads, {LAYERS} layers, FFN {FFN}, vocab {VOCAB}, fp32; "
+    print(f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers} layers, FFN {args.ffn}, vocab {args.vocab}, fp32; "
           f"{args.steps} greedy steps per run, median of {args.repeats} runs\n")
     print("| batch | context | Fastformer ms/token | GPT-2 ms/token | GPT-2 / Fastformer | Fastformer cache | GPT-2 cache |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

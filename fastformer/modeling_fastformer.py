@@ -377,7 +377,8 @@ def causal_softmax_pool(
         m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
         s = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
         s = s.transpose(1, 2).contiguous()  # (batch, heads, seq, head_dim + 1)
-        m, s = prefix_scan(m, s, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
+        if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
+            m, s = prefix_scan(m, s, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
         if state is not None:
             state = state.to(dtype)
             carried = torch.cat([state[..., :head_dim], state[..., head_dim + 1 :]], dim=-1)  # [S, Z]
@@ -705,6 +706,13 @@ class FastformerLayer(GradientCheckpointingLayer):
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.output(self.intermediate(hidden_states), hidden_states)
 
+    def chunked_feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (transformers'
+        `apply_chunking_to_forward`, which inspects the function's signature on every call: skipped when unset)."""
+        if not self.chunk_size_feed_forward:
+            return self.feed_forward(hidden_states)
+        return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, hidden_states)
+
     def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
                 layer_idx: int = 0, **kwargs):
         if self.sequence_chunk_size and hidden_states.shape[1] > self.sequence_chunk_size:
@@ -768,7 +776,7 @@ class FastformerLayer(GradientCheckpointingLayer):
 
         def rest_of_block(piece, global_key):
             attended = self.attention.output(attention.output(global_key, piece, attention.query(piece)), piece)
-            return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, attended)
+            return self.chunked_feed_forward(attended)
 
         return torch.cat([run_chunk(rest_of_block, piece, global_key) for piece in pieces], dim=1)
 
@@ -781,7 +789,7 @@ class FastformerLayer(GradientCheckpointingLayer):
                 hidden_states, encoder_hidden_states, encoder_mask, cache=cross_cache, layer_idx=layer_idx,
                 keep=None if mask is None else mask.squeeze(-1), pool_cache=pool_cache,
             )
-        return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, hidden_states)
+        return self.chunked_feed_forward(hidden_states)
 
 
 class FastformerEncoder(nn.Module):
