@@ -164,6 +164,69 @@ def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
     return rescored
 
 
+def source_losses(script, data_args, run_dir: Path, max_source_length: int, batch_size: int = 10) -> dict:
+    """Teacher-forced test loss (nats per summary token, token-weighted) of a trained run with each summary's own
+    document, and with the next test pair's document (rolled by one) in its place: their difference is how much the
+    model's predictions of the summary use the source (0: it writes summaries without reading the document)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    test = script.load_raw_datasets(data_args)["test"]
+    documents, summaries = list(test["document"]), list(test["summary"])
+    tokenizer = AutoTokenizer.from_pretrained(run_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(run_dir).eval()
+    end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    labels = [ids + [end] for ids in tokenizer(summaries, add_special_tokens=False, max_length=63,
+                                                truncation=True)["input_ids"]]
+
+    def loss(docs: list[str]) -> float:
+        total, count = 0.0, 0
+        for i in range(0, len(docs), batch_size):
+            inputs = tokenizer(docs[i : i + batch_size], max_length=max_source_length, truncation=True,
+                               padding=True, return_tensors="pt")
+            batch = labels[i : i + batch_size]
+            width = max(map(len, batch))
+            target = torch.tensor([ids + [-100] * (width - len(ids)) for ids in batch])
+            with torch.no_grad():
+                logits = model(**inputs, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(target)).logits
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100,
+                                                       reduction="sum").item()
+            count += int((target != -100).sum())
+        return total / count
+
+    own = loss(documents)
+    other = loss(documents[1:] + documents[:1])
+    return {"own_source_loss": own, "other_source_loss": other, "source_gain": other - own}
+
+
+SOURCE = [("loss, own document", "own_source_loss", 3), ("loss, another document", "other_source_loss", 3),
+          ("source gain", "source_gain", 3)]
+
+
+def source_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple[str, dict]:
+    """Mean ± std over folds of the own/other-document losses and their gap, and the gap's paired differences."""
+    complete = [fold for fold, runs in folds.items() if all(name in runs for name in models)]
+    lines = ["| model | " + " | ".join(label for label, _, _ in SOURCE) + " | Δ source gain vs BART (per fold) |",
+             "|---|" + "---:|" * (len(SOURCE) + 1)]
+    numbers = {}
+    for name in models:
+        cells, numbers[name] = [], {}
+        for label, key, digits in SOURCE:
+            m, sd = mean_std([folds[f][name][key] for f in complete])
+            numbers[name][key] = [m, sd]
+            cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
+        if "bart" in models and name != "bart":
+            d = [folds[f][name]["source_gain"] - folds[f]["bart"]["source_gain"] for f in complete]
+            m, sd = mean_std(d)
+            numbers[name]["source_gain_minus_bart"] = {"per_fold": d, "mean": m, "std": sd}
+            cells.append(f"{m:+.3f} ± {sd:.3f} ({', '.join(f'{x:+.3f}' for x in d)})")
+        else:
+            cells.append("")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), numbers
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
@@ -189,14 +252,17 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_train_samples", type=int, default=None, help="train on fewer pairs (dry runs)")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="score fewer test pairs (dry runs)")
+    parser.add_argument("--source_loss", action="store_true",
+                        help="with --folds: also the teacher-forced test loss with another test pair's document in "
+                             "place of each summary's own (how much the models read the source)")
     parser.add_argument("--rescore_beams", type=int, default=None,
                         help="with --folds: afterwards decode the test fold again with the trained models and this "
                              "beam size (prediction only; into RUN_DIR/beamsB), and print the same tables for it")
     args = parser.parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if args.folds is None and (args.fold_list is not None or args.rescore_beams is not None):
-        parser.error("--fold_list and --rescore_beams need --folds")
+    if args.folds is None and (args.fold_list is not None or args.rescore_beams is not None or args.source_loss):
+        parser.error("--fold_list, --rescore_beams and --source_loss need --folds")
     if args.folds is not None and (args.folds < 2 or any(not 0 <= f < args.folds for f in args.fold_list or [])):
         parser.error("--folds must be at least 2 and every --fold_list entry in 0..K-1")
 
@@ -256,6 +322,20 @@ def main():
         suffix = "" if fold_list == list(range(args.folds)) else "-folds-" + "-".join(map(str, fold_list))
         (output_dir / f"summary{suffix}.json").write_text(json.dumps(
             {"settings": vars(args), "per_fold": {str(f): runs for f, runs in results.items()}, **numbers}, indent=2))
+        if args.source_loss:
+            for fold, runs in results.items():
+                fold_args = {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
+                data = script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args)
+                for name, run in runs.items():
+                    path = output_dir / f"fold{fold}" / name / "source_loss.json"
+                    if not path.is_file():
+                        path.write_text(json.dumps(source_losses(script, data, path.parent, args.max_source_length)))
+                    run.update(json.loads(path.read_text()))
+            table, source_numbers = source_tables(results, args.models)
+            print("\nTeacher-forced test loss with each summary's own document and with the next test pair's "
+                  "document (nats/token; source gain = the second minus the first), mean ± std over folds:\n")
+            print(table)
+            (output_dir / f"summary-source{suffix}.json").write_text(json.dumps(source_numbers, indent=2))
         if args.rescore_beams is not None:
             rescored = rescore(args, results, output_dir, cache)
             table, numbers = cross_validation_tables(rescored, args.models)
