@@ -166,3 +166,28 @@ def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(
     assert len(seen) == 1
     assert sorted(seen[0]) == sorted(list(raw["train"]["document"]) + list(raw["train"]["summary"]))
     assert not set(seen[0]) & (set(raw["test"]["document"]) | set(raw["test"]["summary"]))
+
+
+def test_cross_validation_tables_average_over_complete_folds_and_pair_differences_by_fold():
+    spec = importlib.util.spec_from_file_location(
+        "summarization_quality", SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+
+    def run(rouge1, loss, lead=10.0):
+        keys = ("predict_rouge1", "predict_rouge2", "predict_rougeL", "predict_loss", "predict_gen_len",
+                "train_runtime", "predict_runtime", "distinct_predictions", "predict_samples")
+        return {**dict.fromkeys(keys, 1), "predict_rouge1": rouge1, "predict_loss": loss,
+                **{f"predict_lead1_{k}": lead for k in ("rouge1", "rouge2", "rougeL")}}
+
+    folds = {0: {"fastformer-sdpa": run(12.0, 6.0), "bart": run(11.0, 6.5)},
+             1: {"fastformer-sdpa": run(14.0, 6.2), "bart": run(10.0, 6.4)},
+             2: {"fastformer-sdpa": run(50.0, 1.0)}}  # incomplete: no BART run, left out of the averages
+    table, numbers = benchmark.cross_validation_tables(folds, ["fastformer-sdpa", "bart"])
+    assert numbers["complete_folds"] == [0, 1]
+    assert numbers["mean_std"]["fastformer-sdpa"]["predict_rouge1"] == pytest.approx([13.0, 2 ** 0.5])
+    diff = numbers["paired_differences"]["fastformer-sdpa"]
+    assert diff["predict_rouge1"]["per_fold"] == pytest.approx([1.0, 4.0])
+    assert diff["predict_loss"]["mean"] == pytest.approx(-0.35) and diff["predict_loss"]["std"] == pytest.approx(
+        0.15 * 2 ** 0.5)
+    assert "| fastformer-sdpa | +2.50 ± 2.12 (+1.00, +4.00) |" in table
