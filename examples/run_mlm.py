@@ -13,7 +13,10 @@ Openly licensed corpora, fetched from package registries at run time and cached 
   - `python-docs`: the reST sources of the Python 3.11 documentation (Debian `python3.11-doc`, PSF licence;
     `apt-get download` + `dpkg-deb -x`), 497 documents, 1.4 M words;
   - `enwiki-sample`: 106 English Wikipedia articles (CC BY-SA) from the test data of the `gensim==4.4.0` wheel
-    (`pip download`), wiki markup stripped, 0.45 M words.
+    (`pip download`), wiki markup stripped, 0.45 M words;
+  - `pang-lee-train`: the 1,200 *training* reviews of the main job's fixed stratified split of Pang & Lee
+    (`fastformer-classify`'s own loader and split, never a test review; labels dropped), 0.89 M words. Not openly
+    licensed (a research-use copy, fetched from PyPI and cached like the main job's); derived anew on every run.
 or your own plain-text files (`--train_file`, `--validation_file`: one example per line, as `load_dataset("text")`).
 
     python examples/run_mlm.py --output_dir outputs/mlm --max_steps 200                 # both corpora
@@ -68,7 +71,7 @@ from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentPars
 
 logger = logging.getLogger(__name__)
 
-CORPORA = ("python-docs", "enwiki-sample")
+CORPORA = ("python-docs", "enwiki-sample", "pang-lee-train")
 
 
 @dataclass
@@ -216,11 +219,26 @@ def fetch_enwiki_sample(directory: str) -> list[str]:
     return [article for article in articles if article]
 
 
+def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
+    """The training reviews of the main job's Pang & Lee split, by the job's own `load_data` (same fixed stratified
+    split, same seed), so that no test review can reach the masked-LM pretraining."""
+    from fastformer.classify import run_classification as job
+
+    try:
+        data = job.load_data(job.DataArguments(cache_dir=str(cache_dir) if cache_dir else None))
+    except job.InputError as error:
+        sys.exit(f"run_mlm.py: error: pang-lee-train: {error}")
+    return list(data["train"][0])
+
+
 FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample}
+DERIVED = {"pang-lee-train": pang_lee_train_documents}  # built from the main job's own cached copy, never cached
 
 
 def load_corpus(name: str, cache_dir: Path) -> list[str]:
     """The documents of one corpus, from the cache (a JSON list) or fetched and cached."""
+    if name in DERIVED:
+        return DERIVED[name](cache_dir)
     if name not in FETCHERS:
         sys.exit(f"run_mlm.py: error: unknown corpus {name!r} in --dataset_name; choose from {CORPORA}")
     cached = cache_dir / f"{name}.json"

@@ -176,3 +176,24 @@ def test_pretraining_helps_fine_tunes_the_classifier_from_the_mlm_checkpoint(cor
         pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--arms", *options])
     with pytest.raises(SystemExit, match="pass --pretrained DIR"):
         pretraining_helps.main(options)
+
+
+def test_pang_lee_train_corpus_holds_the_main_jobs_training_reviews_and_no_test_review(tmp_path):
+    """`--dataset_name pang-lee-train` is the main job's training split (its own loader and fixed split), so that a
+    classifier fine-tuned from the pretraining is never tested on a review the pretraining read; it is derived
+    anew from the job's cached copy on every run, never cached itself."""
+    import csv
+
+    from fastformer.classify import run_classification as job
+    from fastformer.classify.pang_lee import CACHE_NAME
+
+    with open(tmp_path / CACHE_NAME, "w", newline="") as handle:  # a stand-in for the 1,500 cached reviews
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((f"review {i} {random.Random(i).choice(NOUNS)}", i % 2) for i in range(1500))
+    documents = run_mlm.load_corpus("pang-lee-train", tmp_path)
+    data = job.load_data(job.DataArguments(cache_dir=str(tmp_path)))
+    train, test = data["train"][0], data["test"][0]
+    assert documents == train and len(documents) == 1200 and len(test) == 300
+    assert not set(documents) & set(test) and len(set(documents) | set(test)) == 1500
+    assert sorted(path.name for path in tmp_path.iterdir()) == [CACHE_NAME]  # nothing cached
