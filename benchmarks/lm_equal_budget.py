@@ -38,6 +38,10 @@ once with a generator seeded by `--data_seed`, the same positions and replacemen
 by the mean cross-entropy over the masked positions. Files are named `mlm-<arm>-ctx<context>-seed<seed>.json`,
 `summary-mlm-ctx<context>.json`, `mlm-ctx<context>.png`.
 
+`--objective clm --arms bert` adds a post-LN control to the diagnosis below: transformers' `BertLMHeadModel`
+(`is_decoder=True`: causal softmax attention in BERT's post-LN layers with an embedding LayerNorm, as Fastformer's;
+its head has BERT's extra dense + LayerNorm transform and a vocabulary bias), same sizes and data.
+
 `--ablation` (diagnosis of the causal runs; applied to the built model by forward hooks and per-instance method
 replacement, the library is not changed): `no_attention` replaces every self-attention sub-layer's output by zeros
 (Fastformer: `LayerNorm(x + b)` remains of the post-LN attention block; GPT-2: `x + 0`), which leaves a per-position
@@ -67,8 +71,8 @@ import run_mlm  # noqa: E402  (examples/ is not a package: its corpus loaders, r
 from common import machine  # noqa: E402
 
 EOS = "<|endoftext|>"
-OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}
-ARMS = ("fastformer", "gpt2", "bert")
+OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
+ARMS = ("fastformer", "gpt2", "bert")  # clm: bert is the post-LN control of the diagnosis (BertLMHeadModel)
 ABLATIONS = ("no_attention", "pre_ln")
 HELD_OUT_MASK_SEED = 1_000_000_007  # + --data_seed: the one held-out masking of --objective mlm
 NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
@@ -76,7 +80,7 @@ NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
 
 def label(arm: str, objective: str = "clm", ablation=()) -> str:
     """The arm's name in tables and plots, e.g. "Fastformer (causal), no_attention"."""
-    name = NAMES[arm] + (" (causal)" if arm == "fastformer" and objective == "clm" else "")
+    name = NAMES[arm] + {"fastformer": " (causal)", "bert": " (causal, post-LN)"}.get(arm, "") * (objective == "clm")
     return ", ".join([name, *ablation])
 
 
@@ -262,6 +266,15 @@ def build_causal_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Mo
             hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
             initializer_range=0.02, pad_token_id=None, use_cache=True, **common)
         return FastformerForCausalLM(config)
+    if arm == "bert":
+        from transformers import BertConfig, BertLMHeadModel
+
+        return BertLMHeadModel(BertConfig(
+            is_decoder=True, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
+            num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
+            hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout, type_vocab_size=1,
+            max_position_embeddings=args.context, layer_norm_eps=1e-5, initializer_range=0.02, pad_token_id=None,
+            use_cache=True, **common))
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
@@ -283,8 +296,8 @@ def apply_ablation(model: torch.nn.Module, arm: str, ablation) -> torch.nn.Modul
             attentions = [layer.attention.self for layer in model.fastformer.encoder.layer]
         elif arm == "gpt2":
             attentions = [block.attn for block in model.transformer.h]
-        else:
-            raise ValueError(f"--ablation no_attention is not implemented for the {arm} arm")
+        else:  # BERT: the self-attention before its post-LN output block, like Fastformer's
+            attentions = [layer.attention.self for layer in model.bert.encoder.layer]
         for attention in attentions:
             attention.register_forward_hook(_zero_attention_output)
     if "pre_ln" in ablation:
@@ -652,13 +665,11 @@ def parse_args(argv=None):
     parser.add_argument("--no_plot", action="store_true")
     args = parser.parse_args(argv)
     args.arms = args.arms or list(OBJECTIVE_ARMS[args.objective])
-    if not set(args.arms) <= set(OBJECTIVE_ARMS[args.objective]):
-        parser.error(f"--objective {args.objective} has the arms {OBJECTIVE_ARMS[args.objective]}")
+    if args.objective == "mlm" and not set(args.arms) <= set(OBJECTIVE_ARMS["mlm"]):
+        parser.error(f"--objective mlm has the arms {OBJECTIVE_ARMS['mlm']}")
     args.ablation = sorted(set(args.ablation))
     if "pre_ln" in args.ablation and args.arms != ["fastformer"]:
         parser.error("--ablation pre_ln applies to the fastformer arm only: add --arms fastformer")
-    if "no_attention" in args.ablation and "bert" in args.arms:
-        parser.error("--ablation no_attention is implemented for the fastformer and gpt2 arms")
     if args.context - args.gen_tokens < 1:
         parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
                      "position table)")
@@ -681,7 +692,8 @@ def main(argv=None) -> dict:
         eval_blocks = held_out_masking(eval_blocks, args, tokenizer.get_vocab_size())
     print(f"machine: {machine()}", flush=True)
     print(f"data: {meta['documents']} documents, {meta['words']} words, {meta['tokens']} tokens; "
-          f"{len(train_blocks):,} training blocks of {args.context}, {len(eval_blocks)} held-out blocks scored; "
+          f"{len(train_blocks):,} training blocks of {args.context}, "
+          f"{len(eval_blocks[0] if args.objective == 'mlm' else eval_blocks)} held-out blocks scored; "
           f"{args.steps} steps x {args.batch_size} blocks = {args.steps * args.batch_size * args.context:,} tokens "
           f"({args.steps * args.batch_size / len(train_blocks):.2f} epochs)", flush=True)
     records = {}

@@ -201,7 +201,7 @@ def _pair(corpus, tmp_path, arm: str, *ablation: str, scale: float = 1.0):
     return plain, ablated
 
 
-@pytest.mark.parametrize("arm", ["fastformer", "gpt2"])
+@pytest.mark.parametrize("arm", ["fastformer", "gpt2", "bert"])
 def test_no_attention_ablation_removes_every_token_token_interaction(corpus, tmp_path, arm):
     # weights 10x the 0.02 initialisation: at init Fastformer's context term is cubic in them (W_T (G^k * v)),
     # ~1e-7 in the logits, too close to rounding to show
