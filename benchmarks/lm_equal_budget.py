@@ -47,8 +47,10 @@ replacement, the library is not changed): `no_attention` replaces every self-att
 (Fastformer: `LayerNorm(x + b)` remains of the post-LN attention block; GPT-2: `x + 0`), which leaves a per-position
 model (token + position -> MLPs -> next token: at best a bigram model); `pre_ln` (Fastformer only) re-wires
 Fastformer's layers as GPT-2's: `x + Dense(Attention(LN(x)))`, `x + FFN(LN(x))`, no LayerNorm on the embeddings and
-one LayerNorm after the last layer (the embedding LayerNorm's module, moved), the same parameters. Ablated runs are
-named `<arm>-<ablation>-ctx...`.
+one LayerNorm after the last layer (the embedding LayerNorm's module, moved), the same parameters; `head_bias`
+(causal Fastformer only) gives the tied output layer a vocabulary bias (zeros at first, as BERT's head has one), a
+place for the unigram distribution outside the normalized hidden states. Ablated runs are named
+`<arm>-<ablation>-ctx...`.
 """
 
 import argparse
@@ -73,7 +75,7 @@ from common import machine  # noqa: E402
 EOS = "<|endoftext|>"
 OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
 ARMS = ("fastformer", "gpt2", "bert")  # clm: bert is the post-LN control of the diagnosis (BertLMHeadModel)
-ABLATIONS = ("no_attention", "pre_ln")
+ABLATIONS = ("no_attention", "pre_ln", "head_bias")
 HELD_OUT_MASK_SEED = 1_000_000_007  # + --data_seed: the one held-out masking of --objective mlm
 NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
 
@@ -300,6 +302,10 @@ def apply_ablation(model: torch.nn.Module, arm: str, ablation) -> torch.nn.Modul
             attentions = [layer.attention.self for layer in model.bert.encoder.layer]
         for attention in attentions:
             attention.register_forward_hook(_zero_attention_output)
+    if "head_bias" in ablation:
+        if arm != "fastformer" or not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
+            raise ValueError("--ablation head_bias is for the causal fastformer arm")
+        model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.lm_head.out_features))
     if "pre_ln" in ablation:
         if arm != "fastformer":
             raise ValueError(f"--ablation pre_ln is for the fastformer arm ({arm} is not post-LN or not built here)")
@@ -668,8 +674,9 @@ def parse_args(argv=None):
     if args.objective == "mlm" and not set(args.arms) <= set(OBJECTIVE_ARMS["mlm"]):
         parser.error(f"--objective mlm has the arms {OBJECTIVE_ARMS['mlm']}")
     args.ablation = sorted(set(args.ablation))
-    if "pre_ln" in args.ablation and args.arms != ["fastformer"]:
-        parser.error("--ablation pre_ln applies to the fastformer arm only: add --arms fastformer")
+    for only_fastformer in ("pre_ln", "head_bias"):
+        if only_fastformer in args.ablation and args.arms != ["fastformer"]:
+            parser.error(f"--ablation {only_fastformer} applies to the fastformer arm only: add --arms fastformer")
     if args.context - args.gen_tokens < 1:
         parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
                      "position table)")

@@ -245,3 +245,14 @@ def test_pre_ln_ablation_rewires_fastformer_as_gpt2(corpus, tmp_path):
                                                 plain(input_ids=ids).logits)
     torch.testing.assert_close(logits_changed[:, :-1], logits[:, :-1], rtol=0, atol=0)
     assert (logits - plain_logits).abs().max() > 1e-2
+
+
+def test_head_bias_ablation_adds_a_zero_vocabulary_bias_that_trains(corpus, tmp_path):
+    plain, ablated = _pair(corpus, tmp_path, "fastformer", "head_bias")
+    assert torch.equal(ablated.lm_head.bias, torch.zeros(300))
+    assert sum(p.numel() for p in ablated.parameters()) == sum(p.numel() for p in plain.parameters()) + 300
+    ids = torch.randint(300, (2, 64), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(ablated(input_ids=ids).logits, plain(input_ids=ids).logits, rtol=0, atol=0)
+    lm_equal_budget.next_token_loss(ablated.train(), ids).backward()
+    assert ablated.lm_head.bias.grad.abs().sum() > 0
+    assert ablated.lm_head.weight is ablated.fastformer.embeddings.word_embeddings.weight  # still tied
