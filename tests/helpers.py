@@ -10,7 +10,9 @@ comparison. Every such test therefore randomizes the weights and first asserts, 
 moves by at least 100x the tolerance without the property under test.
 """
 
+import importlib.util
 import socket
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -113,3 +115,11 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def load_script(path: Path, name: str):
+    """The module of a script that is not a package (`examples/`, `benchmarks/`), imported from its file as `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

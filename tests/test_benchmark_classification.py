@@ -2,21 +2,18 @@
 row (mean ± std over seeds, accuracy difference and time ratio against BERT at the same length) is arithmetic on
 those runs."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from helpers import load_script
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "benchmark_classification.py"
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("benchmark_classification", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "benchmark_classification")
 
 
 def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsys):

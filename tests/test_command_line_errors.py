@@ -1,12 +1,12 @@
 """Every bad option of the three training scripts ends in one line `PROG: error: ...` with exit status 2 (issue #13,
 item 11): `fastformer-classify`, `examples/run_mlm.py` and `examples/run_summarization.py`."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 
 pytest.importorskip("datasets")
@@ -23,10 +23,7 @@ BAD_OPTIONS = {
 
 
 def _example(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_for_errors", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py", f"{name}_for_errors")
 
 
 def _classify_main():

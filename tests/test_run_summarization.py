@@ -1,6 +1,5 @@
 """examples/run_summarization.py end to end on a tiny local JSON-lines dataset with a tiny model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ pytest.importorskip("rouge_score")
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: E402
 
 from fastformer import FastformerForConditionalGeneration  # noqa: E402
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_summarization.py"
 
@@ -27,10 +27,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("run_summarization", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "run_summarization")
 
 
 def write_jsonl(path: Path, pairs, text="document", summary="summary"):
@@ -142,10 +139,7 @@ def test_xsum_fold_options_are_checked(script, monkeypatch, extra, message):
 
 
 def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(script, monkeypatch, tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "summarization_quality", SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_script(SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py", "summarization_quality")
     monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
     seen = []
 
@@ -169,10 +163,7 @@ def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(
 
 
 def test_cross_validation_tables_average_over_complete_folds_and_pair_differences_by_fold():
-    spec = importlib.util.spec_from_file_location(
-        "summarization_quality", SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_script(SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py", "summarization_quality")
 
     def run(rouge1, loss, lead=10.0):
         keys = ("predict_rouge1", "predict_rouge2", "predict_rougeL", "predict_loss", "predict_gen_len",

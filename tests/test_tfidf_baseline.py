@@ -2,7 +2,6 @@
 split only."""
 
 import csv
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from fastformer.classify import run_classification as job
 from fastformer.classify.pang_lee import CACHE_NAME
+from helpers import load_script
 
 
 pytest.importorskip("sklearn")
@@ -18,10 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tfidf_baseline.py
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("tfidf_baseline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "tfidf_baseline")
 
 
 def test_fits_on_the_main_jobs_training_split_only_and_scores_its_test_split(tmp_path, monkeypatch, capsys):
