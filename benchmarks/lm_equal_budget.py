@@ -42,15 +42,16 @@ by the mean cross-entropy over the masked positions. Files are named `mlm-<arm>-
 (`is_decoder=True`: causal softmax attention in BERT's post-LN layers with an embedding LayerNorm, as Fastformer's;
 its head has BERT's extra dense + LayerNorm transform and a vocabulary bias), same sizes and data.
 
-`--ablation` (diagnosis of the causal runs; applied to the built model by forward hooks and per-instance method
-replacement, the library is not changed): `no_attention` replaces every self-attention sub-layer's output by zeros
-(Fastformer: `LayerNorm(x + b)` remains of the post-LN attention block; GPT-2: `x + 0`), which leaves a per-position
-model (token + position -> MLPs -> next token: at best a bigram model); `pre_ln` (Fastformer only) re-wires
-Fastformer's layers as GPT-2's: `x + Dense(Attention(LN(x)))`, `x + FFN(LN(x))`, no LayerNorm on the embeddings and
-one LayerNorm after the last layer (the embedding LayerNorm's module, moved), the same parameters; `head_bias`
-(causal Fastformer only) gives the tied output layer a vocabulary bias (zeros at first, as BERT's head has one), a
-place for the unigram distribution outside the normalized hidden states. Ablated runs are named
-`<arm>-<ablation>-ctx...`.
+`--ablation` (diagnosis of the causal runs; `pre_ln` is a configuration option of the library, the others are
+applied to the built model by forward hooks and new parameters): `no_attention` replaces every self-attention
+sub-layer's output by zeros (Fastformer: `LayerNorm(x + b)` remains of the post-LN attention block; GPT-2: `x + 0`),
+which leaves a per-position model (token + position -> MLPs -> next token: at best a bigram model); `pre_ln`
+(Fastformer only) builds it with `FastformerConfig(layer_norm_position="pre")`, GPT-2's layout:
+`x + Dense(Attention(LN(x)))`, `x + FFN(LN(x))`, no LayerNorm on the embeddings and one LayerNorm after the last layer
+(before that option existed, this ablation re-wired the post-LN model in place into the same function with the same
+initial weights); `head_bias` (causal Fastformer only) gives the tied output layer a vocabulary bias (zeros at
+first, as BERT's head has one), a place for the unigram distribution outside the normalized hidden states. Ablated
+runs are named `<arm>-<ablation>-ctx...`.
 """
 
 import argparse
@@ -59,7 +60,6 @@ import math
 import os
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -243,6 +243,11 @@ def build_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
     return apply_ablation(model, arm, args.ablation)
 
 
+def layer_norm_position(args) -> str:
+    """The Fastformer arm's `layer_norm_position`: `"pre"` under `--ablation pre_ln`, else the official `"post"`."""
+    return "pre" if "pre_ln" in args.ablation else "post"
+
+
 def build_masked_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
     common = dict(vocab_size=vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
                   num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
@@ -251,7 +256,8 @@ def build_masked_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Mo
     if arm == "fastformer":
         from fastformer import FastformerConfig, FastformerForMaskedLM
 
-        return FastformerForMaskedLM(FastformerConfig(is_decoder=False, **common))
+        return FastformerForMaskedLM(FastformerConfig(
+            is_decoder=False, layer_norm_position=layer_norm_position(args), **common))
     from transformers import BertConfig, BertForMaskedLM
 
     return BertForMaskedLM(BertConfig(attention_probs_dropout_prob=args.dropout, type_vocab_size=1, **common))
@@ -266,7 +272,8 @@ def build_causal_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Mo
             is_decoder=True, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
             num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
             hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
-            initializer_range=0.02, pad_token_id=None, use_cache=True, **common)
+            initializer_range=0.02, pad_token_id=None, use_cache=True, layer_norm_position=layer_norm_position(args),
+            **common)
         return FastformerForCausalLM(config)
     if arm == "bert":
         from transformers import BertConfig, BertLMHeadModel
@@ -306,40 +313,7 @@ def apply_ablation(model: torch.nn.Module, arm: str, ablation) -> torch.nn.Modul
         if arm != "fastformer" or not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
             raise ValueError("--ablation head_bias is for the causal fastformer arm")
         model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.lm_head.out_features))
-    if "pre_ln" in ablation:
-        if arm != "fastformer":
-            raise ValueError(f"--ablation pre_ln is for the fastformer arm ({arm} is not post-LN or not built here)")
-        rewire_pre_ln(model.fastformer)
     return model
-
-
-def rewire_pre_ln(fastformer) -> None:
-    """Fastformer's post-LN layers re-wired in place as pre-LN ones, with the same parameters: each sub-block's
-    LayerNorm moves to its input (`x + dropout(Dense(sub_block(LN(x))))`), the embedding LayerNorm moves after the
-    last layer (registered there as `final_layer_norm`)."""
-    def pre_ln_attention(block):
-        def forward(hidden_states, *args, **kwargs):
-            attended, _ = block.self(block.output.LayerNorm(hidden_states), *args, **kwargs)
-            return hidden_states + block.output.dropout(block.output.dense(attended))
-        return forward
-
-    def pre_ln_feed_forward(layer):
-        def feed_forward(hidden_states):
-            inner = layer.intermediate(layer.output.LayerNorm(hidden_states))
-            return hidden_states + layer.output.dropout(layer.output.dense(inner))
-        return feed_forward
-
-    if fastformer.config.sequence_chunk_size or fastformer.config.share_layer_parameters:
-        raise ValueError("--ablation pre_ln supports neither sequence_chunk_size nor share_layer_parameters")
-    for layer in fastformer.encoder.layer:
-        if layer.crossattention is not None:
-            raise ValueError("--ablation pre_ln is for decoder-only or encoder-only models")
-        layer.attention.forward = pre_ln_attention(layer.attention)
-        layer.feed_forward = pre_ln_feed_forward(layer)
-    fastformer.final_layer_norm = fastformer.embeddings.LayerNorm
-    fastformer.embeddings.LayerNorm = torch.nn.Identity()
-    fastformer.encoder.layer[-1].register_forward_hook(
-        lambda module, inputs, output: fastformer.final_layer_norm(output))
 
 
 def learning_rate(step: int, args) -> float:

@@ -9,6 +9,7 @@ ATTENTION_LOGIT_LAYOUTS = ("dense", "per_head")
 POSITION_EMBEDDING_TYPES = ("absolute", "none")
 POOLER_TYPES = ("attention", "first", "mean")
 CROSS_ATTENTION_TYPES = ("scaled_dot_product", "additive")
+LAYER_NORM_POSITIONS = ("post", "pre")
 
 
 @strict
@@ -34,6 +35,13 @@ class FastformerConfig(PreTrainedConfig):
             With `position_embedding_type="none"` it is not a limit.
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation of weights.
         layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
+        layer_norm_position (`str`, defaults to `"post"`): where each sub-block's LayerNorm sits. `"post"` is the
+            official code (BERT's layout): the embeddings are normalised, and every sub-block `f` (attention,
+            cross-attention, feed-forward) computes `x <- LayerNorm(x + dropout(W f(x) + b))`. `"pre"` is GPT-2's
+            layout: `x <- x + dropout(W f(LayerNorm(x)) + b)`, the embeddings are not normalised and one more
+            LayerNorm (`final_layer_norm`) follows the last layer. Same parameters but that one. The post-LN causal
+            model is slow to leave the unigram level in short language-model training (benchmarks/RESULTS.md,
+            "What explains it"); `"pre"` trains like GPT-2 there. Official checkpoints are `"post"`.
         pad_token_id (`int`, defaults to 0): padding id; its embedding row is initialised to zero.
         share_query_value (`bool`, defaults to `True`): query-value sharing. `True` is the official code: there
             is no value projection and the (biased) query projection is the value, `u_i = k * q_i`. `False` adds
@@ -131,6 +139,7 @@ class FastformerConfig(PreTrainedConfig):
     max_position_embeddings: int = 256
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+    layer_norm_position: str = "post"
     pad_token_id: int | None = 0
     share_query_value: bool = True
     attention_logit_layout: str = "dense"
@@ -178,6 +187,7 @@ class FastformerConfig(PreTrainedConfig):
             ("position_embedding_type", POSITION_EMBEDDING_TYPES),
             ("pooler_type", POOLER_TYPES),
             ("cross_attention_type", CROSS_ATTENTION_TYPES),
+            ("layer_norm_position", LAYER_NORM_POSITIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")

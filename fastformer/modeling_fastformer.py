@@ -47,7 +47,8 @@ logger = logging.get_logger(__name__)
 
 
 class FastformerEmbeddings(nn.Module):
-    """Word embeddings + learned absolute positions (optional), then LayerNorm and dropout (official layout)."""
+    """Word embeddings + learned absolute positions (optional), then LayerNorm (post-LN layout only: the official
+    one) and dropout."""
 
     def __init__(self, config: FastformerConfig):
         super().__init__()
@@ -56,7 +57,8 @@ class FastformerEmbeddings(nn.Module):
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         else:
             self.position_embeddings = None
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        post_ln = config.layer_norm_position == "post"
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if post_ln else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids=None, inputs_embeds=None, position_ids=None) -> torch.Tensor:
@@ -65,7 +67,9 @@ class FastformerEmbeddings(nn.Module):
         embeddings = inputs_embeds
         if self.position_embeddings is not None:
             embeddings = embeddings + self.position_embeddings(position_ids)  # (batch or 1, seq, hidden)
-        return self.dropout(self.LayerNorm(embeddings))
+        if self.LayerNorm is not None:
+            embeddings = self.LayerNorm(embeddings)
+        return self.dropout(embeddings)
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
@@ -620,21 +624,32 @@ class FastformerAdditiveCrossAttention(FastformerAdditiveProjections):
 
 
 class FastformerSelfOutput(nn.Module):
-    """BERT's post-LN residual output: `LayerNorm(dropout(Dense(z)) + x)`, `z` of width `input_size` (hidden for
-    the attention sub-blocks, intermediate for the feed-forward block)."""
+    """A sub-block's residual output and its LayerNorm, `z` of width `input_size` (hidden for the attention
+    sub-blocks, intermediate for the feed-forward block) computed by the sub-block from `sub_block_input(x)`.
+
+    Post-LN (`config.layer_norm_position="post"`, BERT's and the official code's): the sub-block reads `x`, and
+    `out = LayerNorm(x + dropout(Dense(z)))`. Pre-LN (`"pre"`, GPT-2's): it reads `LayerNorm(x)`, and
+    `out = x + dropout(Dense(z))`."""
 
     def __init__(self, config: FastformerConfig, input_size: int | None = None):
         super().__init__()
+        self.pre_ln = config.layer_norm_position == "pre"
         self.dense = nn.Linear(input_size or config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
+    def sub_block_input(self, input_tensor: torch.Tensor) -> torch.Tensor:
+        """What the sub-block reads of the residual stream `x`: `LayerNorm(x)` (pre-LN) or `x` (post-LN)."""
+        return self.LayerNorm(input_tensor) if self.pre_ln else input_tensor
+
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+        output = self.dropout(self.dense(hidden_states)) + input_tensor  # (batch, seq, hidden)
+        return output if self.pre_ln else self.LayerNorm(output)
 
 
 class FastformerAttention(nn.Module):
-    """An attention module (`self`) followed by its post-LN self-output block (official `FastAttention`)."""
+    """An attention module (`self`) and its residual self-output block (official `FastAttention`, post-LN; or
+    pre-LN, `FastformerSelfOutput`)."""
 
     def __init__(self, config: FastformerConfig, attention_class: type[nn.Module]):
         super().__init__()
@@ -642,7 +657,7 @@ class FastformerAttention(nn.Module):
         self.output = FastformerSelfOutput(config)
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
-        attended, weights = self.self(hidden_states, *args, **kwargs)
+        attended, weights = self.self(self.output.sub_block_input(hidden_states), *args, **kwargs)
         return self.output(attended, hidden_states)
 
 
@@ -680,7 +695,8 @@ def run_chunk(function: Callable, *args):
 
 
 class FastformerLayer(GradientCheckpointingLayer):
-    """One post-LN Fastformer block: additive attention sub-block (causal in a decoder), then (decoders of an
+    """One Fastformer block (post-LN as the official code, or pre-LN: `config.layer_norm_position`): additive
+    attention sub-block (causal in a decoder), then (decoders of an
     encoder-decoder) a cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block,
     applied to `config.chunk_size_feed_forward` positions at a time when that is set (less activation memory).
 
@@ -704,7 +720,7 @@ class FastformerLayer(GradientCheckpointingLayer):
         self.output = FastformerSelfOutput(config, config.intermediate_size)
 
     def feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.output(self.intermediate(hidden_states), hidden_states)
+        return self.output(self.intermediate(self.output.sub_block_input(hidden_states)), hidden_states)
 
     def chunked_feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (transformers'
@@ -766,17 +782,19 @@ class FastformerLayer(GradientCheckpointingLayer):
 
             return sum(run_chunk(part, piece, w, *extra) for piece, w in zip(pieces, weights.split(chunk, dim=1)))
 
+        read = self.attention.output.sub_block_input  # what the attention reads of a piece: x or LayerNorm(x)
         global_query = global_vector(
-            lambda piece: attention.query_att(attention.query(piece)), lambda piece: attention.query(piece)
+            lambda piece: attention.query_att(attention.query(read(piece))), lambda piece: attention.query(read(piece))
         )
-        mixed = lambda piece, global_query: attention.key(piece) * global_query  # noqa: E731  p_i
+        mixed = lambda piece, global_query: attention.key(read(piece)) * global_query  # noqa: E731  p_i
         global_key = global_vector(
             lambda piece, global_query: attention.key_att(mixed(piece, global_query)), mixed, global_query
         )
 
         def rest_of_block(piece, global_key):
-            attended = self.attention.output(attention.output(global_key, piece, attention.query(piece)), piece)
-            return self.chunked_feed_forward(attended)
+            attention_input = read(piece)
+            attended = attention.output(global_key, attention_input, attention.query(attention_input))
+            return self.chunked_feed_forward(self.attention.output(attended, piece))
 
         return torch.cat([run_chunk(rest_of_block, piece, global_key) for piece in pieces], dim=1)
 
@@ -1034,6 +1052,10 @@ class FastformerModel(FastformerPreTrainedModel):
         self.num_layers = num_layers or config.num_hidden_layers
         self.embeddings = FastformerEmbeddings(config)
         self.encoder = FastformerEncoder(config, self.num_layers, self.causal, self.cross_attention)
+        # pre-LN layout: the residual stream is normalised once, after the last layer
+        self.final_layer_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.layer_norm_position == "pre" else None
+        )
         self.post_init()
 
     def get_input_embeddings(self):
@@ -1107,6 +1129,8 @@ class FastformerModel(FastformerPreTrainedModel):
         mask = None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
         hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
         hidden_states = self.encoder(hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache)
+        if self.final_layer_norm is not None:
+            hidden_states = self.final_layer_norm(hidden_states)
         if cache is not None:
             split_cache(cache)[0].advance(shape[1])
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, cache=cache)

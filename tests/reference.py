@@ -228,13 +228,14 @@ def additive_cross_attention(sd, prefix, x, keep, memory, memory_mask, num_heads
     return _linear(sd, f"{prefix}.transform", global_key * v) + q
 
 
-def _embed(sd, prefix, input_ids, position_ids, eps):
-    # (an encoder-decoder's decoder reads the encoder's table, whether or not it is stored twice)
+def _embed(sd, prefix, input_ids, position_ids, eps, pre_ln=False):
+    """Token + position embeddings, LayerNorm-ed in the post-LN layout only.
+    (An encoder-decoder's decoder reads the encoder's table, whether or not it is stored twice.)"""
     table = sd.get(f"{prefix}embeddings.word_embeddings.weight", sd.get("fastformer.embeddings.word_embeddings.weight"))
     x = table[input_ids]
     if f"{prefix}embeddings.position_embeddings.weight" in sd:
         x = x + sd[f"{prefix}embeddings.position_embeddings.weight"][position_ids]
-    return _layer_norm(sd, f"{prefix}embeddings.LayerNorm", x, eps)
+    return x if pre_ln else _layer_norm(sd, f"{prefix}embeddings.LayerNorm", x, eps)
 
 
 def _stored_layers(sd, prefix):
@@ -243,9 +244,17 @@ def _stored_layers(sd, prefix):
     return len({k[len(start) :].split(".")[0] for k in sd if k.startswith(start)})
 
 
-def _sublayer(sd, name, z, residual, eps):
-    """BERT's self-output: `LayerNorm(dense(z) + residual)`."""
-    return _layer_norm(sd, f"{name}.LayerNorm", _linear(sd, f"{name}.dense", z) + residual, eps)
+def _sublayer(sd, name, sub_block, x, eps, pre_ln=False):
+    """A sub-block (a function of its input) with its self-output `name`: post-LN (BERT's)
+    `LayerNorm(x + dense(sub_block(x)))`, pre-LN (GPT-2's) `x + dense(sub_block(LayerNorm(x)))`."""
+    if pre_ln:
+        return x + _linear(sd, f"{name}.dense", sub_block(_layer_norm(sd, f"{name}.LayerNorm", x, eps)))
+    return _layer_norm(sd, f"{name}.LayerNorm", _linear(sd, f"{name}.dense", sub_block(x)) + x, eps)
+
+
+def _final(sd, prefix, x, eps, pre_ln):
+    """The pre-LN layout's LayerNorm after the last layer (none in the post-LN layout)."""
+    return _layer_norm(sd, f"{prefix}final_layer_norm", x, eps) if pre_ln else x
 
 
 def causal_stack(sd, config, input_ids, attention_mask=None, prefix="fastformer.", memory=None, memory_mask=None,
@@ -260,35 +269,40 @@ def causal_stack(sd, config, input_ids, attention_mask=None, prefix="fastformer.
         attention_mask = torch.ones_like(input_ids)
     keep = attention_mask.bool()
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    x = _embed(sd, prefix, input_ids, positions, eps)
+    pre_ln = config.layer_norm_position == "pre"
+    x = _embed(sd, prefix, input_ids, positions, eps, pre_ln)
     stored = _stored_layers(sd, prefix)
     for depth in range(num_layers):
         layer = f"{prefix}encoder.layer.{depth % stored}"
         x = _sublayer(sd, f"{layer}.attention.output",
-                      causal_self_attention(sd, f"{layer}.attention.self", x, keep, heads), x, eps)
+                      lambda h: causal_self_attention(sd, f"{layer}.attention.self", h, keep, heads), x, eps, pre_ln)
         if memory is not None:
             cross = f"{layer}.crossattention.self"
             if f"{cross}.query_att.weight" in sd:
-                z = additive_cross_attention(sd, cross, x, keep, memory, memory_mask, heads)
+                attend = lambda h: additive_cross_attention(sd, cross, h, keep, memory, memory_mask, heads)  # noqa
             else:
-                z = dot_product_cross_attention(sd, cross, x, memory, memory_mask, heads)
-            x = _sublayer(sd, f"{layer}.crossattention.output", z, x, eps)
-        x = _sublayer(sd, f"{layer}.output", act(_linear(sd, f"{layer}.intermediate.dense", x)), x, eps)
-    return x
+                attend = lambda h: dot_product_cross_attention(sd, cross, h, memory, memory_mask, heads)  # noqa
+            x = _sublayer(sd, f"{layer}.crossattention.output", attend, x, eps, pre_ln)
+        x = _sublayer(sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps,
+                      pre_ln)
+    return _final(sd, prefix, x, eps, pre_ln)
 
 
 def encoder_stack(sd, config, input_ids, attention_mask, prefix="fastformer."):
     """The bidirectional Fastformer (paper equations, per-head loop), float64: last hidden states."""
     sd = {k: v.double() for k, v in sd.items()}
     heads, eps, act = config.num_attention_heads, config.layer_norm_eps, ACTIVATIONS[config.hidden_act]
-    x = _embed(sd, prefix, input_ids, torch.arange(input_ids.shape[1]), eps)
+    pre_ln = config.layer_norm_position == "pre"
+    x = _embed(sd, prefix, input_ids, torch.arange(input_ids.shape[1]), eps, pre_ln)
     stored = _stored_layers(sd, prefix)
     for depth in range(config.num_hidden_layers):
         layer = f"{prefix}encoder.layer.{depth % stored}"
-        z, _, _ = additive_self_attention(sd, f"{layer}.attention.self", x, attention_mask, heads)
-        x = _sublayer(sd, f"{layer}.attention.output", z, x, eps)
-        x = _sublayer(sd, f"{layer}.output", act(_linear(sd, f"{layer}.intermediate.dense", x)), x, eps)
-    return x
+        x = _sublayer(sd, f"{layer}.attention.output",
+                      lambda h: additive_self_attention(sd, f"{layer}.attention.self", h, attention_mask, heads)[0],
+                      x, eps, pre_ln)
+        x = _sublayer(sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps,
+                      pre_ln)
+    return _final(sd, prefix, x, eps, pre_ln)
 
 
 def causal_lm_logits(sd, config, input_ids, attention_mask=None):

@@ -58,9 +58,10 @@ def inputs(batch=3):
     return input_ids, attention_mask
 
 
-def pair(kind: str, **options):
-    """The same weights twice, the default config and one with `options`; weights redrawn (`randomize_`, std 0.3)
-    so that tokens mix: at the default init (std 0.02) a chunk's pools would hardly differ from the sequence's."""
+def pair(kind: str, layout: str = "post", **options):
+    """The same weights twice, the default config and one with `options` (both in the `layout` of
+    `layer_norm_position`); weights redrawn (`randomize_`, std 0.3) so that tokens mix: at the default init (std
+    0.02) a chunk's pools would hardly differ from the sequence's."""
     extra = {
         "encoder": {},
         "causal": {"is_decoder": True},
@@ -69,8 +70,8 @@ def pair(kind: str, **options):
     }[kind]
     model_class = FastformerForSequenceClassification if kind == "encoder" else FastformerModel
     torch.manual_seed(0)
-    default = model_class(FastformerConfig(**SMALL, **extra))
-    other = model_class(FastformerConfig(**SMALL, **extra, **options))
+    default = model_class(FastformerConfig(**SMALL, **extra, layer_norm_position=layout))
+    other = model_class(FastformerConfig(**SMALL, **extra, layer_norm_position=layout, **options))
     other.load_state_dict(randomize_(default).state_dict())
     return default.train(), other.train()
 
@@ -93,9 +94,9 @@ def step(model, scale: float = 1.0):
 
 
 @pytest.mark.parametrize("kind", ["encoder", "causal", "additive_cross", "dot_cross"])
-@pytest.mark.parametrize("chunk", [8, 41])
-def test_sequence_chunk_size_computes_the_same_function(kind, chunk):
-    default, chunked = pair(kind, sequence_chunk_size=chunk)
+@pytest.mark.parametrize("chunk, layout", [(8, "post"), (41, "post"), (8, "pre")])
+def test_sequence_chunk_size_computes_the_same_function(kind, chunk, layout):
+    default, chunked = pair(kind, sequence_chunk_size=chunk, layout=layout)
     y, grads = step(default)
     y_chunked, grads_chunked = step(chunked)
     assert_close_to_scale(y_chunked, y, rtol=1e-5)

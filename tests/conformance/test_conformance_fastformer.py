@@ -107,6 +107,7 @@ class FastformerModelTester:
         num_labels=3,
         num_choices=4,
         is_decoder=False,
+        layer_norm_position="post",
     ):
         self.parent = parent
         self.batch_size = batch_size
@@ -124,6 +125,7 @@ class FastformerModelTester:
         self.num_labels = num_labels
         self.num_choices = num_choices
         self.is_decoder = is_decoder
+        self.layer_norm_position = layer_norm_position
 
     def get_config(self) -> FastformerConfig:
         return FastformerConfig(
@@ -138,6 +140,7 @@ class FastformerModelTester:
             initializer_range=self.initializer_range,
             num_labels=self.num_labels,
             is_decoder=self.is_decoder,
+            layer_norm_position=self.layer_norm_position,
             pad_token_id=0,
             bos_token_id=1,
             eos_token_id=2,
@@ -257,6 +260,13 @@ if UPSTREAM_ERROR is None:
 
         def setUp(self):
             self.model_tester = FastformerModelTester(self, is_decoder=True)
+
+    class FastformerPreLNCausalLMTest(FastformerCausalLMTest):
+        """The causal classes again in the pre-LN layout (`layer_norm_position="pre"`: raw embeddings, a final
+        LayerNorm), the layout recommended for language-model training."""
+
+        def setUp(self):
+            self.model_tester = FastformerModelTester(self, is_decoder=True, layer_norm_position="pre")
 
     class FastformerForConditionalGenerationTest(GenerativeClasses, FastformerCommonTests, unittest.TestCase):
         all_model_classes = (FastformerForConditionalGeneration,)
