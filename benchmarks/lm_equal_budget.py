@@ -51,7 +51,8 @@ which leaves a per-position model (token + position -> MLPs -> next token: at be
 (before that option existed, this ablation re-wired the post-LN model in place into the same function with the same
 initial weights); `head_bias` (causal Fastformer only) gives the tied output layer a vocabulary bias (zeros at
 first, as BERT's head has one), a place for the unigram distribution outside the normalized hidden states. Ablated
-runs are named `<arm>-<ablation>-ctx...`.
+runs are named `<arm>-<ablation>-ctx...`. `pre_ln` and `head_bias` change the Fastformer arm only and leave the
+other arms plain: `--arms fastformer gpt2 --ablation pre_ln` compares the pre-LN Fastformer with GPT-2 side by side.
 """
 
 import argparse
@@ -76,19 +77,27 @@ EOS = "<|endoftext|>"
 OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
 ARMS = ("fastformer", "gpt2", "bert")  # clm: bert is the post-LN control of the diagnosis (BertLMHeadModel)
 ABLATIONS = ("no_attention", "pre_ln", "head_bias")
+FASTFORMER_ONLY = ("pre_ln", "head_bias")  # ablations that change the Fastformer arm and leave the others as they are
 HELD_OUT_MASK_SEED = 1_000_000_007  # + --data_seed: the one held-out masking of --objective mlm
 NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
+
+
+def arm_ablation(ablation, arm: str) -> list:
+    """The ablations of `--ablation` that apply to `arm` (`FASTFORMER_ONLY` ones change the Fastformer arm only)."""
+    return [name for name in ablation if arm == "fastformer" or name not in FASTFORMER_ONLY]
 
 
 def label(arm: str, objective: str = "clm", ablation=()) -> str:
     """The arm's name in tables and plots, e.g. "Fastformer (causal), no_attention"."""
     name = NAMES[arm] + {"fastformer": " (causal)", "bert": " (causal, post-LN)"}.get(arm, "") * (objective == "clm")
-    return ", ".join([name, *ablation])
+    return ", ".join([name, *arm_ablation(ablation, arm)])
 
 
 def run_tag(args, arm: str | None = None) -> str:
-    """`[mlm-]<arm>[-<ablation>]` (the file-name stem of a run without `-ctx...`), or without the arm the summary's."""
-    parts = (["mlm"] if args.objective == "mlm" else []) + ([arm] if arm else []) + list(args.ablation)
+    """`[mlm-]<arm>[-<ablation>]` (the file-name stem of a run without `-ctx...`: the ablations that apply to the
+    arm), or without the arm the summary's (all of them)."""
+    ablation = args.ablation if arm is None else arm_ablation(args.ablation, arm)
+    parts = (["mlm"] if args.objective == "mlm" else []) + ([arm] if arm else []) + list(ablation)
     return "-".join(parts)
 
 
@@ -240,7 +249,7 @@ def build_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
     """The arm's model for `args.objective` (`vocab_size`: the model's, mask id included for mlm), ablated as
     `args.ablation` says."""
     model = (build_causal_model if args.objective == "clm" else build_masked_model)(arm, args, vocab_size, eos)
-    return apply_ablation(model, arm, args.ablation)
+    return apply_ablation(model, arm, arm_ablation(args.ablation, arm))
 
 
 def layer_norm_position(args) -> str:
@@ -409,8 +418,8 @@ def run_settings(args, arm: str, seed: int) -> dict:
     if args.objective != "clm":  # (only when not the default: records of earlier causal runs still match)
         settings.update(objective=args.objective, mlm_probability=args.mlm_probability)
         del settings["gen_tokens"]
-    if args.ablation:
-        settings["ablation"] = list(args.ablation)
+    if arm_ablation(args.ablation, arm):  # (absent when none applies: the plain run's record matches)
+        settings["ablation"] = arm_ablation(args.ablation, arm)
     return settings
 
 
@@ -648,9 +657,9 @@ def parse_args(argv=None):
     if args.objective == "mlm" and not set(args.arms) <= set(OBJECTIVE_ARMS["mlm"]):
         parser.error(f"--objective mlm has the arms {OBJECTIVE_ARMS['mlm']}")
     args.ablation = sorted(set(args.ablation))
-    for only_fastformer in ("pre_ln", "head_bias"):
-        if only_fastformer in args.ablation and args.arms != ["fastformer"]:
-            parser.error(f"--ablation {only_fastformer} applies to the fastformer arm only: add --arms fastformer")
+    for only_fastformer in FASTFORMER_ONLY:
+        if only_fastformer in args.ablation and "fastformer" not in args.arms:
+            parser.error(f"--ablation {only_fastformer} changes the fastformer arm only, and --arms has none")
     if args.context - args.gen_tokens < 1:
         parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
                      "position table)")

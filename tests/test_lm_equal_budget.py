@@ -241,6 +241,29 @@ def test_pre_ln_ablation_is_the_librarys_pre_ln_layout_with_the_same_initial_wei
         assert torch.equal(value, ablated_state[moved.get(name, name)]), name
 
 
+def test_a_fastformer_only_ablation_leaves_the_other_arm_as_its_plain_run(corpus, tmp_path, capsys):
+    """`--arms fastformer gpt2 --ablation pre_ln`: pre-LN Fastformer against the plain GPT-2, side by side; GPT-2's
+    run is the plain one (same file name and settings: a plain run of it is read back, not trained again)."""
+    plain = tmp_path / "plain"
+    lm_equal_budget.main(tiny_args(corpus, plain, "--arms", "gpt2", "--seeds", "0", "--no_plot"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("gpt2-ctx64-seed0.json", "data.json", "tokenizer.json", "train_ids.npy", "held_out_ids.npy"):
+        (shared / name).write_bytes((plain / name).read_bytes())
+    capsys.readouterr()
+    summary = lm_equal_budget.main(tiny_args(corpus, shared, "--arms", "fastformer", "gpt2", "--ablation", "pre_ln",
+                                             "--seeds", "0", "--no_plot"))
+    out = capsys.readouterr().out
+    assert "gpt2-ctx64-seed0: finished earlier, read back" in out
+    fastformer = json.loads((shared / "fastformer-pre_ln-ctx64-seed0.json").read_text())
+    assert fastformer["settings"]["ablation"] == ["pre_ln"] and fastformer["finished"]
+    assert "ablation" not in json.loads((shared / "gpt2-ctx64-seed0.json").read_text())["settings"]
+    assert set(summary["arms"]) == {"fastformer", "gpt2"} and "ratios" in summary
+    assert "| Fastformer (causal), pre_ln |" in out and "| GPT-2 |" in out
+    with pytest.raises(SystemExit):  # nothing for it to change
+        lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--ablation", "pre_ln"))
+
+
 def test_head_bias_ablation_adds_a_zero_vocabulary_bias_that_trains(corpus, tmp_path):
     plain, ablated = _pair(corpus, tmp_path, "fastformer", "head_bias")
     assert torch.equal(ablated.lm_head.bias, torch.zeros(300))
