@@ -8,11 +8,10 @@ training documents only), the same training blocks in the same order, the same s
 warm-up, then cosine or linear decay to 0), seed, hidden size, depth, heads, FFN size, vocabulary, position table
 (learned, `--context` positions), activation (GELU), LayerNorm epsilon, dropout and tied input/output embeddings.
 What they cannot share is the architecture itself: `FastformerForCausalLM` (additive attention with causal prefix
-softmax pools, post-LN BERT-style layers) against `GPT2LMHeadModel` (softmax attention, pre-LN).
+softmax pools, post-LN BERT-style layers, or pre-LN with `--ablation pre_ln`) against `GPT2LMHeadModel` (softmax attention, pre-LN).
 
 Data: openly licensed text fetched from package registries and cached by `examples/run_mlm.py`'s loaders
-(`python-docs`, `enwiki-sample`) plus the Jargon File (Debian `jargon-text`) and Botchan (`sentencepiece==0.2.3`
-sdist), or your own `--train_file` (documents separated by blank lines). Documents are split into training and
+(`python-docs`, `enwiki-sample`, the Jargon File `jargon` and Botchan `botchan`), or your own `--train_file` (documents separated by blank lines). Documents are split into training and
 held-out sets by document (`--data_seed`), each set's documents are joined with `<|endoftext|>` and cut into blocks
 of `--context` tokens. Every `--eval_every` steps both arms are scored on the same fixed held-out blocks (mean
 next-token cross-entropy over `--eval_tokens` tokens, perplexity = exp of it). Training tokens/s come from the timed
@@ -60,7 +59,6 @@ import json
 import math
 import os
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -102,49 +100,9 @@ def run_tag(args, arm: str | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# corpora: run_mlm.py's loaders, plus two single-file corpora registered with them
+# corpora: run_mlm.py's loaders
 
 
-def _split_long_text(text: str, words_per_document: int = 2000) -> list[str]:
-    """A book-length file as documents of about `words_per_document` words, cut at blank lines (so that the
-    train / held-out split by document has pieces to split)."""
-    documents, current, count = [], [], 0
-    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
-        if not paragraph.strip():
-            continue
-        current.append(paragraph.strip())
-        count += len(paragraph.split())
-        if count >= words_per_document:
-            documents.append("\n\n".join(current))
-            current, count = [], 0
-    if current:
-        documents.append("\n\n".join(current))
-    return documents
-
-
-def fetch_jargon(directory: str) -> list[str]:
-    """The Jargon File 4.4.7 (public domain), from Debian's `jargon-text`, in pieces of about 2,000 words."""
-    import glob
-    import gzip
-
-    run_mlm._run(["apt-get", "download", "jargon-text"], directory, "jargon")
-    deb = glob.glob(os.path.join(directory, "jargon-text_*.deb"))[0]
-    run_mlm._run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "jargon")
-    with gzip.open(os.path.join(directory, "root/usr/share/doc/jargon-text/jargon.txt.gz"), "rt") as f:
-        return _split_long_text(f.read())
-
-
-def fetch_botchan(directory: str) -> list[str]:
-    """Botchan (Project Gutenberg), from the test data of the `sentencepiece==0.2.3` sdist, in ~2,000-word pieces."""
-    run_mlm._run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                  "--no-build-isolation", "sentencepiece==0.2.3", "-d", directory], directory, "botchan")
-    with tarfile.open(os.path.join(directory, "sentencepiece-0.2.3.tar.gz")) as archive:
-        text = archive.extractfile("sentencepiece-0.2.3/test/botchan.txt").read().decode("utf-8-sig")
-    return _split_long_text(text)
-
-
-run_mlm.FETCHERS.setdefault("jargon", fetch_jargon)
-run_mlm.FETCHERS.setdefault("botchan", fetch_botchan)
 CORPORA = ("python-docs", "enwiki-sample", "jargon", "botchan")
 
 

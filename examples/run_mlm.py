@@ -14,6 +14,9 @@ Openly licensed corpora, fetched from package registries at run time and cached 
     `apt-get download` + `dpkg-deb -x`), 497 documents, 1.4 M words;
   - `enwiki-sample`: 106 English Wikipedia articles (CC BY-SA) from the test data of the `gensim==4.4.0` wheel
     (`pip download`), wiki markup stripped, 0.45 M words;
+  - `jargon`: the Jargon File 4.4.7 (public domain, Debian `jargon-text`), 117 pieces of ~2,000 words, 0.24 M words;
+  - `botchan`: Soseki's Botchan in English (Project Gutenberg, public domain), from the test data of the
+    `sentencepiece==0.2.3` sdist: one document (its file has no blank line to cut at), 51 k words;
   - `pang-lee-train`: the 1,200 *training* reviews of the main job's fixed stratified split of Pang & Lee
     (`fastformer-classify`'s own loader and split, never a test review; labels dropped), 0.89 M words. Not openly
     licensed (a research-use copy, fetched from PyPI and cached like the main job's); derived anew on every run.
@@ -35,6 +38,7 @@ classifier, with `FastformerForSequenceClassification.from_pretrained(output_dir
 
 import bz2
 import glob
+import gzip
 import html
 import json
 import logging
@@ -43,6 +47,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
@@ -71,7 +76,7 @@ from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentPars
 
 logger = logging.getLogger(__name__)
 
-CORPORA = ("python-docs", "enwiki-sample", "pang-lee-train")
+CORPORA = ("python-docs", "enwiki-sample", "jargon", "botchan", "pang-lee-train")
 
 
 @dataclass
@@ -219,6 +224,43 @@ def fetch_enwiki_sample(directory: str) -> list[str]:
     return [article for article in articles if article]
 
 
+def split_long_text(text: str, words_per_document: int = 2000) -> list[str]:
+    """A book-length file as documents of about `words_per_document` words (the last one may be shorter), cut at
+    blank lines only (so that the train / held-out split by document has pieces to split); a text without blank
+    lines stays one document."""
+    documents, current, count = [], [], 0
+    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
+        if not paragraph.strip():
+            continue
+        current.append(paragraph.strip())
+        count += len(paragraph.split())
+        if count >= words_per_document:
+            documents.append("\n\n".join(current))
+            current, count = [], 0
+    if current:
+        documents.append("\n\n".join(current))
+    return documents
+
+
+def fetch_jargon(directory: str) -> list[str]:
+    """The Jargon File 4.4.7 (public domain), from Debian's `jargon-text`, in 117 pieces of about 2,000 words."""
+    _run(["apt-get", "download", "jargon-text"], directory, "jargon")
+    deb = glob.glob(os.path.join(directory, "jargon-text_*.deb"))[0]
+    _run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "jargon")
+    with gzip.open(os.path.join(directory, "root/usr/share/doc/jargon-text/jargon.txt.gz"), "rt") as f:
+        return split_long_text(f.read())
+
+
+def fetch_botchan(directory: str) -> list[str]:
+    """Botchan (Project Gutenberg), from the test data of the `sentencepiece==0.2.3` sdist: `split_long_text` of a
+    file without blank lines, so one document of 51 k words."""
+    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+          "--no-build-isolation", "sentencepiece==0.2.3", "-d", directory], directory, "botchan")
+    with tarfile.open(os.path.join(directory, "sentencepiece-0.2.3.tar.gz")) as archive:
+        text = archive.extractfile("sentencepiece-0.2.3/test/botchan.txt").read().decode("utf-8-sig")
+    return split_long_text(text)
+
+
 def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
     """The training reviews of the main job's Pang & Lee split, by the job's own `load_data` (same fixed stratified
     split, same seed), so that no test review can reach the masked-LM pretraining."""
@@ -231,7 +273,8 @@ def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
     return list(data["train"][0])
 
 
-FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample}
+FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample, "jargon": fetch_jargon,
+            "botchan": fetch_botchan}
 DERIVED = {"pang-lee-train": pang_lee_train_documents}  # built from the main job's own cached copy, never cached
 
 

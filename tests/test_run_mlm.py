@@ -197,3 +197,21 @@ def test_pang_lee_train_corpus_holds_the_main_jobs_training_reviews_and_no_test_
     assert documents == train and len(documents) == 1200 and len(test) == 300
     assert not set(documents) & set(test) and len(set(documents) | set(test)) == 1500
     assert sorted(path.name for path in tmp_path.iterdir()) == [CACHE_NAME]  # nothing cached
+
+
+def test_book_length_texts_are_cut_at_blank_lines_into_pieces_of_about_the_given_words():
+    paragraphs = [" ".join(f"w{i}_{j}" for j in range(7 + i % 5)) for i in range(60)]  # 7-11 words each
+    pieces = run_mlm.split_long_text("\r\n\r\n".join(paragraphs) + "\n\n\n\n", words_per_document=50)
+    assert [p for piece in pieces for p in piece.split("\n\n")] == paragraphs  # every paragraph, in order, once
+    sizes = [len(piece.split()) for piece in pieces]
+    assert all(50 <= size < 50 + 11 for size in sizes[:-1]) and 0 < sizes[-1] < 50 + 11
+    # a text without blank lines (Botchan's file) stays one document
+    assert run_mlm.split_long_text("line one\nline two\nline three", words_per_document=2) == [
+        "line one\nline two\nline three"]
+
+
+def test_every_registered_corpus_is_a_choice_and_loads_from_its_cache(tmp_path):
+    assert set(run_mlm.CORPORA) == set(run_mlm.FETCHERS) | set(run_mlm.DERIVED)
+    for name in ("jargon", "botchan"):
+        (tmp_path / f"{name}.json").write_text(json.dumps([f"a {name} document", "another"]))
+        assert run_mlm.load_corpus(name, tmp_path) == [f"a {name} document", "another"]  # cached: nothing fetched
