@@ -20,3 +20,19 @@ def test_the_fast_mutants_are_all_killed():
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "kill rate: 3/3 = 100% (3 mutants, 0 errors)" in result.stdout, result.stdout[-3000:]
+
+
+def test_every_mutant_snippet_occurs_once():
+    """The full check is run by hand; this keeps its mutants anchored in between: each snippet must occur exactly
+    once in its file (code that moved under a mutant fails here, in CI, instead of as an error of the next full run),
+    and each replacement must change it."""
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        from mutants import MUTANTS
+    finally:
+        sys.path.remove(str(RUN.parent))
+    root = RUN.parents[2]
+    drifted = [m["id"] for m in MUTANTS if (root / m["file"]).read_text().count(m["original"]) != 1]
+    assert drifted == [], f"mutants whose snippet does not occur exactly once: {drifted}"
+    assert all(m["original"] != m["replacement"] for m in MUTANTS)
+    assert len({m["id"] for m in MUTANTS}) == len(MUTANTS)
