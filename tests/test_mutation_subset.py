@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import load_script
+
 RUN = Path(__file__).resolve().parent / "mutation" / "run.py"
 
 
@@ -26,11 +28,7 @@ def test_every_mutant_snippet_occurs_once():
     """The full check is run by hand; this keeps its mutants anchored in between: each snippet must occur exactly
     once in its file (code that moved under a mutant fails here, in CI, instead of as an error of the next full run),
     and each replacement must change it."""
-    sys.path.insert(0, str(RUN.parent))
-    try:
-        from mutants import MUTANTS
-    finally:
-        sys.path.remove(str(RUN.parent))
+    MUTANTS = load_script(RUN.parent / "mutants.py", "mutation_mutants").MUTANTS
     root = RUN.parents[2]
     drifted = [m["id"] for m in MUTANTS if (root / m["file"]).read_text().count(m["original"]) != 1]
     assert drifted == [], f"mutants whose snippet does not occur exactly once: {drifted}"
