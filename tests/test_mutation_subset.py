@@ -28,9 +28,8 @@ def test_every_mutant_snippet_occurs_once():
     """The full check is run by hand; this keeps its mutants anchored in between: each snippet must occur exactly
     once in its file (code that moved under a mutant fails here, in CI, instead of as an error of the next full run),
     and each replacement must change it."""
-    MUTANTS = load_script(RUN.parent / "mutants.py", "mutation_mutants").MUTANTS
-    root = RUN.parents[2]
-    drifted = [m["id"] for m in MUTANTS if (root / m["file"]).read_text().count(m["original"]) != 1]
+    run = load_script(RUN, "mutation_run")
+    drifted = [m["id"] for m in run.MUTANTS if not run.anchored((run.REPO / m["file"]).read_text(), m)]
     assert drifted == [], f"mutants whose snippet does not occur exactly once: {drifted}"
-    assert all(m["original"] != m["replacement"] for m in MUTANTS)
-    assert len({m["id"] for m in MUTANTS}) == len(MUTANTS)
+    assert all(m["original"] != m["replacement"] for m in run.MUTANTS)
+    assert run.duplicate_ids(run.MUTANTS) == []

@@ -104,13 +104,23 @@ def run_baseline(copy: Path, selections: set[tuple[str, ...]], timeout: int) -> 
     return results
 
 
+def duplicate_ids(mutants: list[dict]) -> list[str]:
+    ids = [m["id"] for m in mutants]
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
+def anchored(text: str, mutant: dict) -> bool:
+    """Whether the mutant's snippet occurs exactly once in `text` (its file's contents), so it can be applied."""
+    return text.count(mutant["original"]) == 1
+
+
 def apply(copy: Path, mutant: dict) -> str | None:
     """Write the mutated file into the copy; return the original text, or None when the snippet is not unique."""
     path = copy / mutant["file"]
     if not path.is_file():
         return None
     text = path.read_text()
-    if text.count(mutant["original"]) != 1:
+    if not anchored(text, mutant):
         return None
     path.write_text(text.replace(mutant["original"], mutant["replacement"]))
     return text
@@ -137,7 +147,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     ids = [m["id"] for m in MUTANTS]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = duplicate_ids(MUTANTS)
     if duplicates:
         sys.exit(f"mutation: error: duplicate mutant ids {duplicates}")
     selected = MUTANTS
