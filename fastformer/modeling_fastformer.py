@@ -34,7 +34,6 @@ from transformers.modeling_outputs import (
 from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
-from transformers.pytorch_utils import apply_chunking_to_forward
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
@@ -405,10 +404,15 @@ class FastformerCacheLayer(LinearAttentionLayer):
         super().__init__(number_of_states=len(self.SLOTS))
 
     def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
-        # The parent only marks a state as present on conv-state updates; Fastformer has recurrent states only.
-        updated = super().update_recurrent_state(recurrent_states, state_idx, **kwargs)
+        """Store the new state of slot `state_idx`. It replaces the old tensor instead of being copied into it (the
+        parent's in-place update): a forward that continues from this state can then be differentiated back through
+        the forward that wrote it (training over a long stream in segments), since no tensor that autograd saved is
+        ever modified. (The parent copies to keep a static address for CUDA graphs; `FastformerCache` is not
+        compileable, so nothing needs one.)"""
+        self.recurrent_states[state_idx] = recurrent_states
+        self.is_recurrent_states_initialized[state_idx] = True
         self.has_previous_state[state_idx] = True
-        return updated
+        return recurrent_states
 
 
 class FastformerCache(Cache):
@@ -723,11 +727,12 @@ class FastformerLayer(GradientCheckpointingLayer):
         return self.output(self.intermediate(self.output.sub_block_input(hidden_states)), hidden_states)
 
     def chunked_feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (transformers'
-        `apply_chunking_to_forward`, which inspects the function's signature on every call: skipped when unset)."""
-        if not self.chunk_size_feed_forward:
+        """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (less activation memory;
+        the last chunk may be shorter, unlike transformers' `apply_chunking_to_forward`, which needs a multiple)."""
+        if not self.chunk_size_feed_forward or hidden_states.shape[1] <= self.chunk_size_feed_forward:
             return self.feed_forward(hidden_states)
-        return apply_chunking_to_forward(self.feed_forward, self.chunk_size_feed_forward, 1, hidden_states)
+        pieces = hidden_states.split(self.chunk_size_feed_forward, dim=1)
+        return torch.cat([self.feed_forward(piece) for piece in pieces], dim=1)
 
     def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
                 layer_idx: int = 0, **kwargs):
@@ -912,6 +917,29 @@ class FastformerPreTrainedModel(PreTrainedModel):
         "AutoModelForMultipleChoice": "modeling_fastformer.FastformerForMultipleChoice",
     }
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a checkpoint of the other `layer_norm_position` (e.g. a
+        post-LN checkpoint with `layer_norm_position="pre"` passed as an override): the per-layer LayerNorms would
+        load into other roles and change every output. The layouts' weights differ by name only in the embedding
+        LayerNorm (post-LN) and the final LayerNorm (pre-LN), which the load then reports as missing/unexpected."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        layout = model.config.layer_norm_position
+        other = "post" if layout == "pre" else "pre"
+        only_in = {"post": "embeddings.LayerNorm.weight", "pre": "final_layer_norm.weight"}  # each layout's own norm
+
+        def reported(kind: str, layout_name: str) -> bool:
+            return any(key.endswith(only_in[layout_name]) for key in info.get(f"{kind}_keys", ()))
+
+        if reported("missing", layout) and reported("unexpected", other):
+            raise ValueError(
+                f"This checkpoint was saved with `layer_norm_position='{other}'` but the model was built with "
+                f"'{layout}': its LayerNorm weights would load into other roles and change every output. Load it "
+                "without overriding `layer_norm_position` (the layout is part of the trained weights)."
+            )
+        return (model, info) if wants_info else model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:  # the code files are saved beside the weights
             self.config.auto_map = {**self._fastformer_auto_map, **(getattr(self.config, "auto_map", None) or {})}
@@ -991,6 +1019,34 @@ def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_leng
                 f"`input_ids` contains ids outside the vocabulary [0, {config.vocab_size}): min {low}, max {high}."
             )
     return shape
+
+
+# The keywords with which transformers' `DataCollatorWithFlattening` (and flash-attention packing) describe documents
+# packed into one row.
+PACKED_DOCUMENT_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
+
+
+def _refuse_packed_documents(position_ids, attention_mask, kwargs: dict):
+    """Raise a `ValueError` for a batch that packs several documents into one row: `position_ids` that restart at 0
+    after a real token of the row (`DataCollatorWithFlattening`'s convention), or any of `PACKED_DOCUMENT_KWARGS`.
+    Every pool would run over the whole row and mix the documents. Rows whose positions never return to 0 cost one
+    comparison of `position_ids` with 0; a left-padded row (whose first real token may follow padding at any
+    position) is not a restart."""
+    named = [key for key in PACKED_DOCUMENT_KWARGS if kwargs.get(key) is not None]
+    restarts = False
+    if not named and position_ids is not None and position_ids.dim() == 2 and not torch.compiler.is_compiling():
+        restarts = position_ids[..., 1:] == 0  # (batch or 1, seq - 1)
+        if bool(restarts.any()) and attention_mask is not None:  # only a real token after a real token restarts
+            real = attention_mask[:, -position_ids.shape[-1] :].bool()  # (batch, seq)
+            restarts = restarts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)
+        restarts = bool(restarts.any())
+    if named or restarts:
+        found = f"`{'`, `'.join(named)}`" if named else "`position_ids` that restart at 0 inside a row"
+        raise ValueError(
+            f"This batch packs several documents into one row ({found}, as `DataCollatorWithFlattening` makes). "
+            "Fastformer does not support packed documents yet: its pools would run over the whole row and mix them. "
+            "Pad the batch instead (e.g. `DataCollatorWithPadding`), one document per row."
+        )
 
 
 def _position_ids(config, causal: bool, shape, attention_mask, position_ids, past_length: int, device):
@@ -1124,6 +1180,7 @@ class FastformerModel(FastformerPreTrainedModel):
         self._check_encoder_inputs(encoder_hidden_states, encoder_attention_mask)
         past_length = 0 if cache is None else cache.get_seq_length()
         shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
+        _refuse_packed_documents(position_ids, attention_mask, kwargs)
         device = (input_ids if input_ids is not None else inputs_embeds).device
         position_ids = _position_ids(self.config, self.causal, shape, attention_mask, position_ids, past_length, device)
         mask = None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
@@ -1146,9 +1203,12 @@ def _lm_logits_and_loss(model: PreTrainedModel, hidden_states, labels, logits_to
     if labels is None:
         return logits, None
     vocab_size = model.config.vocab_size
-    _check_class_ids(labels, vocab_size, "labels", tuple(logits.shape[:2]))
+    labels = _check_class_ids(labels, vocab_size, "labels", tuple(logits.shape[:2]))
     counted = kwargs.get("shift_labels")
-    counted = labels[:, 1:] if counted is None else counted
+    if counted is None:
+        counted = labels[:, 1:]
+    else:
+        counted = kwargs["shift_labels"] = _check_class_ids(counted, vocab_size, "shift_labels", tuple(counted.shape))
     return logits, model.loss_function(logits, labels, vocab_size, **_token_loss_kwargs(counted, kwargs))
 
 
@@ -1160,8 +1220,9 @@ def _require_bidirectional(config: FastformerConfig, head: str):
         )
 
 
-def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: tuple[int, ...]):
-    """Raise a `ValueError` unless `labels` has `shape` and holds class ids in `[0, num_classes)` or -100."""
+def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """Raise a `ValueError` unless `labels` has `shape` and holds class ids in `[0, num_classes)` or -100; return
+    them as int64, the dtype cross-entropy needs (int32, int16 or uint8 ids are accepted)."""
     if tuple(labels.shape) != shape:
         raise ValueError(f"`{name}` must have shape {shape}, got {tuple(labels.shape)}.")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -1172,6 +1233,7 @@ def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: t
             raise ValueError(
                 f"`{name}` must be class ids in [0, {num_classes}) (or -100 to ignore); got {labels[~valid].unique().tolist()}."
             )
+    return labels.long()
 
 
 def _token_loss_kwargs(counted_labels: torch.Tensor, kwargs: dict, ignore_index: int = -100) -> dict:
@@ -1279,26 +1341,33 @@ class FastformerForSequenceClassification(FastformerEncoderHeadModel):
 
     def head_loss(self, logits, labels, kwargs):
         labels = self._checked_labels(labels, logits)
+        if self.config.problem_type == "single_label_classification":  # 0, not NaN, when every label is -100
+            kwargs = _token_loss_kwargs(labels, kwargs)
         return self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
 
     def _checked_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Set `config.problem_type` from the labels when unset (the library's rule), check the labels against it,
-        and give regression and multi-label targets the logits' dtype."""
+        """Set `config.problem_type` from the labels when unset (the library's rule, for every integer dtype: class
+        ids; floats: multi-hot targets), check the labels' shape and values against it, and give class ids int64 and
+        regression and multi-label targets the logits' dtype."""
         labels = labels.to(logits.device)
+        batch = logits.shape[0]
         if self.config.problem_type is None:
             if self.num_labels == 1:
                 self.config.problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
+            elif not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
                 self.config.problem_type = "single_label_classification"
             else:
                 self.config.problem_type = "multi_label_classification"
         if self.config.problem_type == "single_label_classification":
-            _check_class_ids(labels.view(-1), self.num_labels, "labels", (logits.shape[0],))
-            return labels
-        if self.config.problem_type == "multi_label_classification" and labels.shape != logits.shape:
+            return _check_class_ids(labels.view(-1), self.num_labels, "labels", (batch,))
+        expected = [tuple(logits.shape)]  # multi-label, or regression of `num_labels` targets
+        if self.config.problem_type == "regression" and self.num_labels == 1:
+            expected.append((batch,))
+        if tuple(labels.shape) not in expected:
+            kind = "Regression" if self.config.problem_type == "regression" else "Multi-label"
             raise ValueError(
-                f"Multi-label `labels` must have shape {tuple(logits.shape)} (batch, num_labels), got "
-                f"{tuple(labels.shape)}."
+                f"{kind} `labels` for {self.num_labels} label(s) must have shape {' or '.join(map(str, expected))}, "
+                f"got {tuple(labels.shape)}."
             )
         return labels.to(logits.dtype)
 
@@ -1337,6 +1406,13 @@ class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
 
     def __init__(self, config: FastformerConfig):
+        if config.is_encoder_decoder:
+            raise ValueError(
+                "`FastformerForCausalLM` got an encoder-decoder config (`is_encoder_decoder=True`, a "
+                "`FastformerForConditionalGeneration` checkpoint): its decoder reads the encoder output at every layer "
+                "and cannot run as a causal LM alone, and a causal LM would load the encoder's weights. Load it with "
+                "`AutoModelForSeq2SeqLM` (`pipeline('text2text-generation')` or `('summarization')`)."
+            )
         if not config.is_decoder:  # the model owns a causal copy; the caller's config is left as it was
             logger.warning("`FastformerForCausalLM` needs causal layers: using `is_decoder=True`.")
             config = copy.deepcopy(config)
@@ -1594,7 +1670,7 @@ class FastformerForMaskedLM(FastformerEncoderHeadModel):
         return self.lm_head(hidden_states)  # (batch, seq, vocab)
 
     def head_loss(self, logits, labels, kwargs):
-        _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
+        labels = _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
         return self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(labels, kwargs))
 
 
@@ -1619,7 +1695,7 @@ class FastformerForTokenClassification(FastformerEncoderHeadModel):
         return self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
 
     def head_loss(self, logits, labels, kwargs):
-        _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
+        labels = _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
         return self.loss_function(logits, labels, self.config, **_token_loss_kwargs(labels, kwargs))
 
 
@@ -1628,8 +1704,9 @@ class FastformerForTokenClassification(FastformerEncoderHeadModel):
     Fastformer encoder + a linear layer giving every token a span-start and a span-end logit (extractive question
     answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`). The loss is BERT's
     (as `ForQuestionAnsweringLoss`): `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2`,
-    where positions outside the input (e.g. an answer cut off by truncation) are clamped to `seq` and ignored; 0,
-    not NaN, when every position is outside.
+    where positions outside `[0, seq)` (an answer cut off by truncation, or a negative index such as -1 or -100)
+    are ignored (transformers' own QA heads clamp a negative index to 0 and train it as the first token); 0, not
+    NaN, when every position is outside.
     """
 )
 class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
@@ -1671,7 +1748,9 @@ class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
                         f"`{name}` must be integer token indices of shape ({batch},), got {positions.dtype} of shape "
                         f"{tuple(positions.shape)}."
                     )
-                positions = positions.to(position_logits.device).clamp(0, seq)  # seq = outside the input: ignored
+                positions = positions.to(position_logits.device).long()
+                outside = (positions < 0) | (positions >= seq)
+                positions = positions.masked_fill(outside, seq)  # outside the input (also -1, -100): ignored
                 divisor = _token_loss_kwargs(positions, {}, ignore_index=seq)
                 losses.append(fixed_cross_entropy(position_logits.float(), positions, ignore_index=seq, **divisor))
             loss = (losses[0] + losses[1]) / 2
@@ -1723,7 +1802,7 @@ class FastformerForMultipleChoice(FastformerEncoderHeadModel):
         return self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)
 
     def head_loss(self, logits, labels, kwargs):
-        _check_class_ids(labels, logits.shape[1], "labels", (logits.shape[0],))
+        labels = _check_class_ids(labels, logits.shape[1], "labels", (logits.shape[0],))
         return fixed_cross_entropy(logits.float(), labels, **_token_loss_kwargs(labels, kwargs))
 
 

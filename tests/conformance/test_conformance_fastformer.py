@@ -228,7 +228,7 @@ if UPSTREAM_ERROR is None:
             """Upstream's test for the hidden states only (the mixin's `has_attentions=False` branch). The returned
             `(batch, heads, 2, seq)` tensor is assembled from alpha and beta after they were used (beta's logits
             depend on the pool of alpha), so it is not in the autograd graph and receives no gradient; routing the
-            pools through it would cost an extra pool per layer (the lead's decision, /tmp/coord notes, 18:58)."""
+            pools through it would cost an extra pool per layer, for a map that is only ever read."""
             self.has_attentions = False
             super().test_retain_grad_hidden_states_attentions()
 
