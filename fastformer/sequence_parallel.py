@@ -14,7 +14,7 @@ Usage (every process runs the same lines, on the same full batch)::
     from fastformer import sequence_parallel as sp
 
     sp.enable_sequence_parallel(model, group)  # group: a ProcessGroup, a 1-D DeviceMesh, or None (the default group)
-    shard = sp.shard_sequence(input_ids, attention_mask, labels, group=group, causal=True)
+    shard = sp.shard_sequence(input_ids, attention_mask, labels, group=group, model=model)  # checks the whole batch
     outputs = model(**shard.model_inputs())
     loss = sp.global_loss(outputs.loss, group)  # value: the whole sequence's loss; gradient: this shard's share
     loss.backward()
@@ -24,6 +24,10 @@ Usage (every process runs the same lines, on the same full batch)::
 The model code needs nothing but `torch.distributed`; the hooks live in `modeling_fastformer.py` (a
 `sequence_parallel_group` attribute of the attention modules and of the pooler, None by default: then the model
 computes exactly what it computes without this module).
+
+Supported: `FastformerModel` (encoder or causal), `FastformerForSequenceClassification`, `FastformerForMaskedLM`,
+`FastformerForTokenClassification`, `FastformerForCausalLM`. Refused (`ValueError`): `FastformerForQuestionAnswering`,
+`FastformerForMultipleChoice` (`UNSUPPORTED_HEADS`), encoder-decoder models, `config.sequence_chunk_size`.
 """
 
 from dataclasses import dataclass
@@ -42,15 +46,56 @@ def _process_group(group):
     return group
 
 
-def enable_sequence_parallel(model: nn.Module, group=None) -> nn.Module:
-    """Make `model` (any Fastformer encoder, sequence classifier or causal LM, also one loaded with
-    `trust_remote_code`) pool over a sequence sharded over `group` (`False` turns it off again). Returns `model`.
+SUPPORTED_MODELS = (
+    "FastformerModel (encoder or causal), FastformerForSequenceClassification, FastformerForMaskedLM, "
+    "FastformerForTokenClassification and FastformerForCausalLM"
+)
+# Heads that sequence parallelism refuses, and why (matched by class name, so also when loaded with
+# `trust_remote_code` or wrapped by FSDP2's generated subclass).
+UNSUPPORTED_HEADS = {
+    "FastformerForQuestionAnswering": (
+        "its span loss is a softmax over the whole sequence's start and end logits, which each process would take "
+        "over its own shard only (a wrong loss, different on every process)"
+    ),
+    "FastformerForMultipleChoice": "its inputs are (batch, num_choices, seq), which `shard_sequence` does not split",
+}
+# The labels of the supported heads: per token, with the config attribute that counts their classes, or per
+# sequence (None: class ids `(batch,)`, regression or multi-label targets `(batch, num_labels)`).
+TOKEN_LABEL_CLASSES = {
+    "FastformerForCausalLM": "vocab_size",
+    "FastformerForMaskedLM": "vocab_size",
+    "FastformerForTokenClassification": "num_labels",
+    "FastformerForSequenceClassification": None,
+}
 
-    Not supported: encoder-decoder models (the cross-attention), `config.sequence_chunk_size` (its chunked encoder
-    pools do not go through the hooks). Decoding: a cache filled while sharded holds the whole sequence's pools on
-    every process, but counts only the local tokens; generate without sequence parallelism."""
+
+def _class_names(module: nn.Module) -> set:
+    return {cls.__name__ for cls in type(module).__mro__}
+
+
+def _refuse_unsupported_heads(model: nn.Module):
+    """Raise a `ValueError` naming the head if `model` is or contains a head that sequence parallelism refuses."""
+    for module in model.modules():
+        for name in _class_names(module) & UNSUPPORTED_HEADS.keys():
+            raise ValueError(
+                f"Sequence parallelism does not support `{name}`: {UNSUPPORTED_HEADS[name]}. Supported: "
+                f"{SUPPORTED_MODELS}."
+            )
+
+
+def enable_sequence_parallel(model: nn.Module, group=None) -> nn.Module:
+    """Make `model` (a Fastformer encoder, sequence classifier, masked LM, token classifier or causal LM, also one
+    loaded with `trust_remote_code`) pool over a sequence sharded over `group` (`False` turns it off again). Returns
+    `model`.
+
+    Refused with a `ValueError`: `FastformerForQuestionAnswering` (its span loss is a softmax over the whole
+    sequence, not a pool), `FastformerForMultipleChoice` (`(batch, num_choices, seq)` inputs), encoder-decoder
+    models (the cross-attention), `config.sequence_chunk_size` (its chunked encoder pools do not go through the
+    hooks). Decoding: a cache filled while sharded holds the whole sequence's pools on every process, but counts only
+    the local tokens; generate without sequence parallelism."""
     config = getattr(model, "config", None)
     if group is not False:
+        _refuse_unsupported_heads(model)
         if config is not None and getattr(config, "sequence_chunk_size", 0):
             raise ValueError("Sequence parallelism does not combine with `config.sequence_chunk_size`; set it to 0.")
         if config is not None and (config.is_encoder_decoder or config.add_cross_attention):
@@ -87,7 +132,9 @@ class SequenceShard:
 
     def model_inputs(self) -> dict:
         """Keyword arguments for the model's `forward`."""
-        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
+        inputs = {
+            "input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids
+        }
         if self.labels is not None:
             inputs["labels"] = self.labels
         if self.shift_labels is not None:
@@ -97,40 +144,129 @@ class SequenceShard:
         return inputs
 
 
+def _settings_from_model(model: nn.Module | None, causal: bool | None, token_labels: bool | None):
+    """`(config, causal, token_labels, label_classes)` for `shard_sequence`: the caller's values, or what `model` and
+    its head imply (a contradiction is a `ValueError`). `label_classes`: the config attribute that counts the
+    classes of the head's per-token labels, or None."""
+    if model is None:
+        return None, bool(causal), token_labels, None
+    _refuse_unsupported_heads(model)
+    config = getattr(model, "config", None)
+
+    def agree(name: str, given, derived: bool) -> bool:
+        if given is not None and bool(given) != derived:
+            raise ValueError(f"`{name}={given}` contradicts the model: `{type(model).__name__}` has {name}={derived}.")
+        return derived
+
+    base = getattr(model, "fastformer", model)
+    causal = agree("causal", causal, bool(getattr(base, "causal", getattr(config, "is_decoder", False))))
+    head = next((name for name in TOKEN_LABEL_CLASSES if name in _class_names(model)), None)
+    if head is None:
+        return config, causal, token_labels, None
+    label_classes = TOKEN_LABEL_CLASSES[head]
+    return config, causal, agree("token_labels", token_labels, label_classes is not None), label_classes
+
+
 def shard_sequence(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     group=None,
     *,
-    causal: bool = False,
-    pad_token_id: int = 0,
+    model: nn.Module | None = None,
+    causal: bool | None = None,
+    token_labels: bool | None = None,
+    pad_token_id: int | None = None,
 ) -> SequenceShard:
-    """This process's contiguous slice of the sequence dimension of a `(batch, seq)` batch (which every process
-    passes whole). The sequence is padded at the end to a multiple of the group's size (padding: `pad_token_id`,
-    attention mask 0, label -100), so a shard may be all padding.
+    """This process's contiguous slice of the sequence dimension of a `(batch, seq)` batch, which every process
+    passes whole (the same batch on every process). The sequence is padded at the end to a multiple of the group's
+    size (padding: `pad_token_id`, attention mask 0, label -100), so a shard may be all padding.
 
-    labels: `(batch, seq)` token labels (causal LM: the input ids, shifted here across the shards; encoder heads:
-    per-token labels), or anything else (e.g. `(batch,)` class ids), passed unchanged to every process.
-    causal: the positions of a causal model with a mask count only the real tokens (as the model does itself)."""
-    group = _process_group(group)
-    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    The whole batch is checked here, before any collective, so that an input error that only one shard holds (an id
+    outside the vocabulary, a position past the position table, a bad label) raises the same `ValueError` on every
+    process, instead of the error on one process and a broken or hanging collective on the others: the shapes
+    always, and with `model` also the ids, the positions and per-token labels, as the model itself checks them.
+
+    model: the model (with its `config`), recommended: it supplies the defaults of `causal`, `token_labels` (from
+        its head) and `pad_token_id`, and the checks above; question answering and multiple choice are refused.
+    labels: per-token labels `(batch, seq)` (causal LM: the input ids, shifted here over the whole sequence; masked
+        LM, token classification: class ids), sliced and counted over the whole batch (`num_items_in_batch`); or
+        per-sequence targets (class ids `(batch,)`, regression or multi-label targets `(batch, num_labels)`), passed
+        unchanged to every process.
+    token_labels: whether `labels` are per token. Default: from the head of `model` (causal LM, masked LM, token
+        classification: per token; sequence classification: per sequence). Without such a model, labels of any
+        other shape than `(batch, seq)` are per sequence, and `(batch, seq)` labels are per token with `causal` (a
+        causal LM's labels) and must otherwise be declared: a multi-label target with `num_labels == seq` has that
+        shape too.
+    causal: the positions of a causal model with a mask count only the real tokens (as the model does itself).
+        Default: whether `model` is causal; False without a model.
+    pad_token_id: the id of the padding added here. Default: `model.config.pad_token_id`, else 0."""
+    if input_ids.dim() != 2:
+        choices = " (multiple choice's (batch, num_choices, seq) is not supported)" if input_ids.dim() == 3 else ""
+        raise ValueError(f"`shard_sequence` needs `input_ids` (batch, seq){choices}, got {tuple(input_ids.shape)}.")
     batch, length = input_ids.shape
-    padded = -(-length // world) * world
-    extra = padded - length
-    if extra and attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
+    if input_ids.numel() == 0:
+        raise ValueError(f"`input_ids` is empty: shape {(batch, length)}.")
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(f"`attention_mask` has shape {tuple(attention_mask.shape)}, `input_ids` {(batch, length)}.")
+    config, causal, token_labels, label_classes = _settings_from_model(model, causal, token_labels)
+    if labels is not None and token_labels is None:
+        if tuple(labels.shape) == (batch, length) and not causal:
+            raise ValueError(
+                f"`labels` of shape {(batch, length)} = (batch, seq) may be per token (masked LM, token "
+                "classification) or per sequence (e.g. multi-label targets with `num_labels == seq`): pass "
+                "`token_labels=True` or `token_labels=False`, or the model (`model=`), whose head decides."
+            )
+        token_labels = tuple(labels.shape) == (batch, length)
+    token_labels = bool(token_labels) and labels is not None
+    if pad_token_id is None:
+        pad_token_id = 0 if getattr(config, "pad_token_id", None) is None else config.pad_token_id
+
+    # Checks of the whole batch: the same on every process, and before any collective.
+    vocab_size = getattr(config, "vocab_size", None)
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        vocabulary = f"[0, {vocab_size})" if vocab_size is not None else "[0, vocab_size)"
+        raise ValueError(f"`input_ids` contains ids outside the vocabulary {vocabulary}: min {low}, max {high}.")
     if causal and attention_mask is not None:
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     else:
         position_ids = torch.arange(length, device=input_ids.device).expand(batch, length)
-    token_labels = labels is not None and tuple(labels.shape) == (batch, length)
+    if getattr(config, "position_embedding_type", None) == "absolute":
+        limit, reached = config.max_position_embeddings, int(position_ids.max())
+        if reached >= limit:
+            raise ValueError(
+                f"The input reaches position {reached} but the position table holds {limit} positions "
+                "(`max_position_embeddings`): truncate the input or use a config with a larger position table."
+            )
     shift_labels = num_items = None
     if token_labels:
+        if tuple(labels.shape) != (batch, length):
+            shape = tuple(labels.shape)
+            raise ValueError(f"Per-token `labels` must have shape (batch, seq) = {(batch, length)}, got {shape}.")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"Per-token `labels` must hold integer class ids, got dtype {labels.dtype}.")
         if causal:
             labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # position t predicts token t + 1
+        classes = getattr(config, label_classes, None) if label_classes is not None else None
+        if classes is not None:
+            valid = (labels == -100) | ((labels >= 0) & (labels < classes))
+            if not bool(valid.all()):
+                raise ValueError(
+                    f"`labels` must be class ids in [0, {classes}) (`config.{label_classes}`) or -100 to ignore, got "
+                    f"{labels[~valid].unique().tolist()}."
+                )
         num_items = (labels != -100).sum().clamp(min=1)
+
+    group = _process_group(group)
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    padded = -(-length // world) * world
+    extra = padded - length
     if extra:
+        if pad_token_id < 0 or (vocab_size is not None and pad_token_id >= vocab_size):
+            raise ValueError(f"`pad_token_id` {pad_token_id} is outside the vocabulary [0, {vocab_size}).")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         input_ids = nn.functional.pad(input_ids, (0, extra), value=pad_token_id)
         attention_mask = nn.functional.pad(attention_mask, (0, extra), value=0)
         # padding repeats the last position: never past the position table
