@@ -31,7 +31,7 @@ from .modeling_fastformer import (
     FastformerModel,
     FastformerPreTrainedModel,
 )
-from .tokenization_fastformer import FastformerTokenizer
+from .tokenization_fastformer import FastformerTokenizer, FastformerTokenizerFast
 
 
 __version__ = "0.1.0"
@@ -66,4 +66,5 @@ __all__ = [
     "FastformerModel",
     "FastformerPreTrainedModel",
     "FastformerTokenizer",
+    "FastformerTokenizerFast",
 ]

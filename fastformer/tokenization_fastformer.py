@@ -16,8 +16,11 @@ DEFAULT_MODEL_MAX_LENGTH = 256
 
 
 def load_vocab(vocab_file: str | Path) -> dict[str, int]:
-    """Reads a WordPiece `vocab.txt` (one token a line; the line number is the id) into `{token: id}`."""
-    tokens = Path(vocab_file).read_text(encoding="utf-8").split("\n")
+    """Reads a WordPiece `vocab.txt` (one token a line; the line number is the id) into `{token: id}`. Windows files
+    read like Unix ones: `\\r\\n` line ends leave no `\\r` in a token, and a UTF-8 byte-order mark is dropped."""
+    # Text mode reads "\r\n" (and "\r") as "\n"; "utf-8-sig" drops the byte-order mark some Windows editors write,
+    # which "utf-8" would keep at the start of the first token ("\ufeff[PAD]").
+    tokens = Path(vocab_file).read_text(encoding="utf-8-sig").split("\n")
     if tokens and tokens[-1] == "":
         tokens.pop()
     vocab = {}
@@ -98,4 +101,9 @@ class FastformerTokenizer(BertTokenizer):
                          pad_token=pad_token, cls_token=cls_token, mask_token=mask_token, **kwargs)
 
 
-__all__ = ["FastformerTokenizer"]
+# transformers 5 has one tokenizer class per model, backed by `tokenizers`, and keeps the `...TokenizerFast` name as an
+# alias of it (`BertTokenizerFast = BertTokenizer`): the same for Fastformer.
+FastformerTokenizerFast = FastformerTokenizer
+
+
+__all__ = ["FastformerTokenizer", "FastformerTokenizerFast"]

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from fastformer import FastformerConfig, FastformerTokenizer
-from fastformer.tokenization_fastformer import DEFAULT_VOCAB_FILE
+from fastformer.tokenization_fastformer import DEFAULT_VOCAB_FILE, load_vocab
 
 
 TEXT = "films adapted from comic books have had plenty of success , whether they're about superheroes ."
@@ -137,3 +137,50 @@ def test_default_length_limit_is_the_default_position_table_and_pipelines_trunca
     classify = pipeline("text-classification", model=str(tmp_path), device="cpu")
     (result,) = classify(long_text, truncation=True)
     assert result["label"] in config.id2label.values() and 0 < result["score"] <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers' `...TokenizerFast` name; vocabulary files written on Windows
+
+
+def test_fast_tokenizer_name_is_the_tokenizer(tmp_path, tokenizer):
+    """Catches `from fastformer import FastformerTokenizerFast` failing with ImportError: transformers 5 has one
+    `tokenizers`-backed class per model and keeps the `...TokenizerFast` name as its alias (`BertTokenizerFast is
+    BertTokenizer`). The alias is exported by the package and its module, and a `tokenizer_config.json` naming it
+    loads as a `FastformerTokenizer`."""
+    from transformers import BertTokenizer, BertTokenizerFast
+
+    import fastformer
+    from fastformer import FastformerTokenizerFast
+    from fastformer.tokenization_fastformer import FastformerTokenizerFast as module_alias
+
+    assert BertTokenizerFast is BertTokenizer  # the convention followed
+    assert FastformerTokenizerFast is module_alias is FastformerTokenizer
+    assert "FastformerTokenizerFast" in fastformer.__all__
+    assert FastformerTokenizerFast()("i like strawberries")["input_ids"] == [101, 1045, 2066, 13137, 20968, 102]
+    tokenizer.save_pretrained(tmp_path)
+    config_file = tmp_path / "tokenizer_config.json"
+    saved = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**saved, "tokenizer_class": "FastformerTokenizerFast"}))
+    for loaded in (AutoTokenizer.from_pretrained(tmp_path), FastformerTokenizerFast.from_pretrained(tmp_path)):
+        assert type(loaded) is FastformerTokenizer
+        assert loaded(TEXT)["input_ids"] == tokenizer(TEXT)["input_ids"]
+
+
+@pytest.mark.parametrize("layout", ["crlf", "bom", "bom_crlf"])
+def test_vocabulary_file_written_on_windows_reads_like_a_unix_one(tmp_path, layout):
+    """Catches a `vocab.txt` saved by a Windows editor read differently from the same file with Unix line ends: the
+    UTF-8 byte-order mark stayed on the first token (`'\\ufeff[PAD]'`, so the tokenizer refused the file: `[PAD]`
+    "is not in the vocabulary"); `\\r\\n` line ends must leave no `\\r` on a token (`'good\\r'` would never match)."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "film", "##s"]
+    unix, windows = tmp_path / "unix.txt", tmp_path / f"{layout}.txt"
+    unix.write_bytes(("\n".join(words) + "\n").encode("utf-8"))
+    newline = "\r\n" if "crlf" in layout else "\n"
+    windows.write_bytes((("\ufeff" if "bom" in layout else "") + newline.join(words) + newline).encode("utf-8"))
+    assert windows.read_bytes() != unix.read_bytes()
+    assert load_vocab(windows) == load_vocab(unix) == {word: i for i, word in enumerate(words)}
+    tokenizer = FastformerTokenizer(vocab=str(windows))
+    ids = tokenizer("good films")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "good", "film", "##s", "[SEP]"]
+    assert ids == FastformerTokenizer(vocab=str(unix))("good films")["input_ids"] == [2, 5, 6, 7, 3]
+    assert tokenizer.pad_token_id == 0
