@@ -76,10 +76,12 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) ->
     `mask` is False.
 
     Masked logits are replaced by the most negative finite float of the compute dtype, so the weights of masked
-    positions are exactly zero whenever the row has a real position, and a row without any real position gets
-    uniform (finite) weights instead of the NaN of `0 / 0`. Returns weights of the shape of `logits`.
+    positions are exactly zero, and a row without any real position gets weights exactly 0 (its pool is 0, with 0
+    gradient, as the causal prefix pool of a prefix without a real token) instead of the NaN of `0 / 0` or weights
+    that would depend on how much padding the row has. Returns weights of the shape of `logits`.
     """
-    return torch.softmax(masked_logits(logits, mask), dim=dim)
+    weights = torch.softmax(masked_logits(logits, mask), dim=dim)
+    return weights if mask is None else weights * mask
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -168,7 +170,8 @@ class FastformerAdditiveAttention(FastformerAdditiveProjections):
     O(seq * hidden) beyond the linear layers; the global vectors broadcast over the sequence and are never expanded.
 
     Returns `out` `(batch, seq, hidden)` and the attention weights `(batch, heads, 2, seq)`: `[:, :, 0]` is
-    `alpha` (global query), `[:, :, 1]` is `beta` (global key); each sums to 1 over the real tokens.
+    `alpha` (global query), `[:, :, 1]` is `beta` (global key); each sums to 1 over the real tokens (0 in a row
+    without any, whose global vectors are 0).
     """
 
     # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
@@ -251,16 +254,19 @@ def sharded_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch
     One all-reduce MAX of the shards' maxima `m`, then one all-reduce SUM of `[sum_i e^(a_i - m) v_i, sum_i
     e^(a_i - m)]`: `(batch, heads, d + 1)` numbers. Returns the pooled vectors `(batch, heads, d)` (the same on every
     process) and this shard's weights `(batch, n, heads)` of the global softmax, both in the values' dtype; a row
-    without any real token gets uniform weights, as in `masked_softmax`. The maximum only rescales, so it carries no
-    gradient and the gradient stays exact."""
+    without any real token pools to 0 with weights 0, as in `masked_softmax`. The maximum only rescales, so it
+    carries no gradient and the gradient stays exact."""
     batch, length, heads = logits.shape
     logits = masked_logits(logits, mask)
     peak = logits.detach().amax(dim=1, keepdim=True)  # (batch, 1, heads)
     torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX, group=group)
     weights = torch.exp(logits - peak)  # (batch, n, heads), unnormalised
+    if mask is not None:
+        weights = weights * mask  # exactly 0 for padding, also in a row of padding only
     sums = torch.einsum("bnh,bnhd->bhd", weights.to(values.dtype), values.view(batch, length, heads, -1))
     total = all_reduce_sum(torch.cat([sums.to(weights.dtype), weights.sum(dim=1).unsqueeze(-1)], dim=-1), group)
-    norm = total[..., -1:]  # (batch, heads, 1)
+    norm = total[..., -1:]  # (batch, heads, 1): 0 only for a row without any real token
+    norm = torch.where(norm > 0, norm, 1)
     return (total[..., :-1] / norm).to(values.dtype), (weights / norm.transpose(1, 2)).to(values.dtype)
 
 

@@ -295,3 +295,26 @@ def test_a_checkpoint_loads_only_into_its_own_layout(tmp_path, saved, requested,
         model_class.from_pretrained(tmp_path, layer_norm_position=requested)
     model, info = model_class.from_pretrained(tmp_path, output_loading_info=True)  # its own layout loads
     assert model.config.layer_norm_position == saved and not info["missing_keys"]
+
+
+# 10. A row without any real token ------------------------------------------------------------------------------------
+
+
+def test_a_row_without_real_tokens_does_not_depend_on_its_padding():
+    """A row whose attention mask is all 0 got uniform weights over its positions, so its outputs depended on how
+    much padding it had (and a sequence-parallel run, which pads to a multiple of the processes, differed from one
+    process). Such a row now pools to 0 in every encoder pool and the attention pooler: its first positions are the
+    same at any padded length."""
+    model = randomize_(FastformerForSequenceClassification(tiny_config(num_labels=3))).eval()
+    short, long = torch.randint(3, 99, (1, 5)), torch.randint(3, 99, (1, 9))
+    long[:, :5] = short
+    with torch.no_grad():
+        out_short = model(short, attention_mask=torch.zeros_like(short), output_hidden_states=True)
+        out_long = model(
+            long, attention_mask=torch.zeros_like(long), output_hidden_states=True, output_attentions=True
+        )
+        unmasked = model(long, output_hidden_states=True)
+    torch.testing.assert_close(out_short.hidden_states[-1], out_long.hidden_states[-1][:, :5])
+    torch.testing.assert_close(out_short.logits, out_long.logits)
+    assert_far(out_long.hidden_states[-1][:, :5], unmasked.hidden_states[-1][:, :5], atol=1e-5)
+    assert torch.count_nonzero(out_long.attentions[0]) == 0  # alpha and beta are all 0
