@@ -67,3 +67,17 @@ def test_the_console_command_and_a_json_file_with_an_unknown_key(tmp_path):
         lines = [line for line in result.stderr.splitlines() if "Warning" not in line and line.strip()]
         assert len(lines) == 1 and lines[0].startswith("fastformer-classify: error: "), result.stderr[-2000:]
     assert "no_such_key" in lines[0]
+
+
+def test_bad_data_found_after_parsing_is_one_line_with_exit_status_2(tmp_path):
+    """Catches the console command ending bad data found once the options are parsed (here an empty CSV) with exit
+    status 1 and a line that hid the cause ("DatasetGenerationError: An error occurred while generating the
+    dataset"), unlike a bad option's status 2; nothing is left next to `--output_dir`."""
+    (tmp_path / "empty.csv").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "fastformer.classify.run_classification", "--output_dir",
+                             str(tmp_path / "out"), "--train_file", str(tmp_path / "empty.csv")],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"fastformer-classify: error: data file {tmp_path / 'empty.csv'} is empty", lines
+    assert "Traceback" not in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["empty.csv"]

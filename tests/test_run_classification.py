@@ -1,7 +1,9 @@
 """The main job (`fastformer-classify`, `examples/run_classification.py`) end to end on tiny local data, and its
 errors for bad input: one line each, and never a checkpoint left behind."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import random
@@ -115,6 +117,10 @@ def test_job_end_to_end_on_a_local_csv(tmp_path):
     card = (output_dir / "README.md").read_text()
     assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
     assert f"value: {row['accuracy']}" in card and "trust_remote_code=True" in card
+    assert ("evaluated on 12 held-out documents (a fixed stratified split: 25% of the rows, drawn with "
+            "--split_seed 42)") in card
+    assert "## Results on reviews.csv (test split)" in card
+    assert "| training_steps | 10 |" in card and "| epochs | 2.0 |" in card  # 36 documents, 8 a step: 5 a epoch
 
     # The checkpoint loads through the Auto classes and reproduces the reported test metrics.
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
@@ -157,13 +163,83 @@ def test_bert_model_type_trains_on_the_same_data(tmp_path):
         16, 1, 48)
 
 
+def error_line(argv):
+    """Runs the job expecting a clean failure: exit status 2 and, as the last line on stderr, the only
+    `fastformer-classify: error: ...` line (no traceback). Returns that line."""
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as failure, contextlib.redirect_stderr(stderr):
+        job.main(argv)
+    lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+    assert failure.value.code == 2 and lines, (failure.value.code, stderr.getvalue()[-2000:])
+    assert lines[-1].startswith("fastformer-classify: error: "), stderr.getvalue()[-2000:]
+    assert sum("error:" in line for line in lines) == 1 and "Traceback" not in stderr.getvalue(), lines
+    return lines[-1]
+
+
+def test_model_card_states_the_test_file_and_the_steps_actually_run(tmp_path):
+    """Catches the card saying what the defaults would have done: "a fixed stratified split" and "Results on
+    train.csv (test split)" for a run evaluated on `--test_file test.csv`, and the `--num_train_epochs` value (2)
+    as the epochs of a run that `--max_steps 2` stopped after 2 steps (2/3 of an epoch)."""
+    train_file = write_csv(tmp_path / "train.csv", reviews(24))
+    test_file = write_csv(tmp_path / "test.csv", reviews(8, seed=1))
+    row = job.main(["--output_dir", str(tmp_path / "out"), "--train_file", train_file, "--test_file", test_file,
+                    *TINY, "--max_steps", "2"])
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert (row["train_docs"], row["test_docs"]) == (24, 8)
+    assert "stratified" not in card and "train.csv (test split)" not in card
+    assert "evaluated on 8 held-out documents (the separate test file test.csv, --test_file)" in card
+    assert "## Results on test.csv\n" in card and "name: test.csv" in card  # body and model-index
+    assert "for 2 optimizer steps (0.67 epochs)" in card
+    assert "| training_steps | 2 |" in card and "| epochs | 0.67 |" in card and "| max_steps | 2 |" in card
+    assert "| epochs | 2 |" not in card
+
+
+def write_pang_lee_stand_in(cache_dir):
+    """1,500 reviews sorted by label like the real cached copy (750 positive, then 750 negative)."""
+    cache_dir.mkdir()
+    rows = [(f"review {i} {'superb moving' if i < 750 else 'dull awful'} film", int(i < 750)) for i in range(1500)]
+    write_csv(cache_dir / CACHE_NAME, rows)
+    return str(cache_dir)
+
+
+def test_max_train_samples_keeps_the_class_balance(tmp_path, monkeypatch):
+    """Catches `--max_train_samples N` keeping the first N training rows: the Pang & Lee copy is sorted by label and
+    the split keeps that order, so for N <= 600 the job trained on positive reviews only. The subset is stratified
+    (drawn with --split_seed), the test split does not change, and the job trains on exactly that subset."""
+    cache_dir = write_pang_lee_stand_in(tmp_path / "cache")
+    full = job.load_data(job.DataArguments(cache_dir=cache_dir))
+    data = job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=20))
+    texts, labels = data["train"]
+    assert len(texts) == 20 and sorted(labels) == [0] * 10 + [1] * 10
+    assert set(texts) <= set(full["train"][0]) and data["test"] == full["test"]
+    assert data["train"] == job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=20))["train"]
+    other_seed = job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=20, split_seed=1))
+    assert sorted(other_seed["train"][1]) == sorted(labels) and other_seed["train"] != data["train"]
+    assert sorted(job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=7))["train"][1]) in (
+        [0] * 3 + [1] * 4, [0] * 4 + [1] * 3)
+
+    seen = {}
+    tokenize = job.tokenize
+
+    def recording_tokenize(tokenizer, texts, labels, max_length, where):
+        seen[where] = list(labels)
+        return tokenize(tokenizer, texts, labels, max_length, where)
+
+    monkeypatch.setattr(job, "tokenize", recording_tokenize)
+    row = job.main(["--output_dir", str(tmp_path / "out"), "--cache_dir", cache_dir, "--max_train_samples", "20",
+                    *TINY, "--max_steps", "1"])
+    assert row["train_docs"] == 20 and seen["train"] == labels and len(seen["test"]) == 300
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "--max_train_samples 20: a stratified random subset (seed 42) of the 1200 training documents" in card
+    (tmp_path / "refused").mkdir()
+    assert "--max_train_samples must be at least 1, got 0" in run_error(
+        tmp_path / "refused", "--cache_dir", cache_dir, "--max_train_samples", "0")
+
+
 def run_error(tmp_path, *args):
     """Runs the job expecting a clean failure; returns the message, checking that no checkpoint was left."""
     output_dir = tmp_path / "out"
-    with pytest.raises(SystemExit) as failure:
-        job.main(["--output_dir", str(output_dir), *TINY, *args])
-    message = str(failure.value.code)
-    assert message.startswith("fastformer-classify: error: ") and "\n" not in message, message
+    message = error_line(["--output_dir", str(output_dir), *TINY, *args])
     assert not output_dir.exists() and not no_leftovers(tmp_path)
     return message
 
@@ -253,11 +329,59 @@ def test_bad_options(tmp_path):
         tmp_path, "--train_file", path, "--num_attention_heads", "3")
 
 
+def test_empty_header_only_and_non_utf8_files(tmp_path):
+    """Catches an empty CSV and a non-UTF-8 one (Latin-1 `é`) ending in the generic line "cannot read ... as csv:
+    DatasetGenerationError: An error occurred while generating the dataset", which hides the cause, and a header
+    without rows in `ValueError: Instruction "train" corresponds to no data!`."""
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert f"data file {empty} is empty" in run_error(tmp_path, "--train_file", str(empty))
+    header = write_csv(tmp_path / "header.csv", [])
+    assert f"data file {header} has a header line but no rows" in run_error(tmp_path, "--train_file", header)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\na good film,pos\na caf\u00e9 film,neg\n".encode("latin-1"))
+    assert (f"data file {latin1} is not UTF-8 text: byte 0xe9 at offset 32 (line 3) cannot be decoded; save the file "
+            "as UTF-8") in run_error(tmp_path, "--train_file", str(latin1))
+    train = write_csv(tmp_path / "train.csv", reviews(12))
+    assert f"data file {latin1} is not UTF-8 text" in run_error(tmp_path, "--train_file", train, "--test_file",
+                                                                str(latin1))
+    empty_json = tmp_path / "rows.json"
+    empty_json.write_text("[]")
+    assert f"data file {empty_json} has no rows" in run_error(tmp_path, "--train_file", str(empty_json))
+
+
+def test_unwritable_output_location(tmp_path):
+    """Catches an output directory that cannot be created ending in a traceback (`NotADirectoryError`,
+    `PermissionError`) instead of the one-line error; the paths lie under a regular file, which no user, root
+    included, can create directories in. An output path that is itself a file is named as such."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = write_csv(tmp_path / "reviews.csv", reviews(8))
+    for output_dir in (blocker / "out", blocker / "deeper" / "out"):
+        message = error_line(["--output_dir", str(output_dir), "--train_file", path, *TINY])
+        assert f"cannot create the working directory {output_dir.parent / '.out.partial-run'}" in message
+        assert f"({blocker} is not a directory); choose a writable --output_dir" in message
+    message = error_line(["--output_dir", str(blocker), "--train_file", path, *TINY])
+    assert f"output directory {blocker} exists and is a file" in message
+    assert blocker.read_text() == "not a directory" and not no_leftovers(tmp_path)
+
+
+def test_too_long_max_seq_length_is_refused_before_anything_is_built(tmp_path):
+    """Catches `--max_seq_length 2000000000` going on to allocate a 2e9-row position table (128 GB at hidden size
+    16) and ending in a `DefaultCPUAllocator` traceback: the limit is checked first, before the data is read (the
+    missing data file would otherwise be the error), and the longest allowed length passes that check."""
+    message = run_error(tmp_path, "--train_file", "missing.csv", "--max_seq_length", "2000000000")
+    assert f"--max_seq_length must lie between 8 and {job.MAX_SEQ_LENGTH}" in message and "got 2000000000" in message
+    assert "got 7" in run_error(tmp_path, "--train_file", "missing.csv", "--max_seq_length", "7")
+    message = run_error(tmp_path, "--train_file", "missing.csv", "--max_seq_length", str(job.MAX_SEQ_LENGTH))
+    assert "data file missing.csv does not exist" in message
+
+
 def test_existing_output_is_never_overwritten(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="exists and is not empty"):
-        job.main(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    assert "exists and is not empty" in error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv",
+                                                    *TINY])
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
@@ -316,12 +440,119 @@ def test_resume_from_something_that_is_not_a_checkpoint(tmp_path):
         tmp_path, "--train_file", "x.csv", "--resume_from_checkpoint", str(tmp_path))
 
 
+def interrupted_while_saving(step):
+    """A `Trainer` whose run dies while it saves the checkpoint of `step`: after the weights and optimizer, before
+    the RNG states and `trainer_state.json` (written last)."""
+
+    class InterruptedTrainer(job.Trainer):
+        def _save_rng_state(self, output_dir):
+            if self.state.global_step == step:
+                raise PowerCut(f"interrupted while saving step {step}")
+            super()._save_rng_state(output_dir)
+
+    return InterruptedTrainer
+
+
+def test_resume_advice_names_only_a_complete_checkpoint(tmp_path, monkeypatch, caplog):
+    """Catches the advice after an interrupted run naming the newest `checkpoint-N` even when its saving was cut off
+    (`checkpoint-6` without `trainer_state.json`; with it but a truncated `model.safetensors`), which the job then
+    refused or failed to load. Advice and refusals name the last complete checkpoint, and resuming from it succeeds
+    with the cut-off checkpoints still lying next to it."""
+    path = write_csv(tmp_path / "reviews.csv", reviews(32))
+    options = ["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--train_sampling_strategy",
+               "random", "--save_strategy", "steps", "--save_steps", "3"]
+    kept = tmp_path / ".out.partial-run"
+    with monkeypatch.context() as patch, caplog.at_level("ERROR"):
+        patch.setattr(job, "Trainer", interrupted_while_saving(step=6))
+        with pytest.raises(PowerCut):
+            job.main(options)
+    assert f"--resume_from_checkpoint {kept / 'checkpoint-3'} " in caplog.text
+    assert "checkpoint-6" not in caplog.text and not (tmp_path / "out").exists()
+
+    # A run killed outright (no clean-up) leaves checkpoints cut off while saving: one without trainer_state.json,
+    # one whose weights file is truncated.
+    shutil.copytree(kept / "checkpoint-3", kept / "checkpoint-6")
+    (kept / "checkpoint-6" / "trainer_state.json").unlink()
+    shutil.copytree(kept / "checkpoint-3", kept / "checkpoint-7")
+    weights = kept / "checkpoint-7" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert job.checkpoint_problem(kept / "checkpoint-7") == "is incomplete (model.safetensors is cut off)"
+    assert job.last_complete_checkpoint(kept) == kept / "checkpoint-3"
+
+    message = error_line(options)
+    assert message.endswith(f"delete it, or resume with --resume_from_checkpoint {kept / 'checkpoint-3'}")
+    for step in (6, 7):
+        message = error_line([*options, "--resume_from_checkpoint", str(kept / f"checkpoint-{step}")])
+        assert f"checkpoint-{step} is incomplete" in message
+        assert message.endswith(f"; the last complete checkpoint there is {kept / 'checkpoint-3'}")
+
+    row = job.main([*options, "--resume_from_checkpoint", str(kept / "checkpoint-3")])
+    assert not no_leftovers(tmp_path) and json.loads((tmp_path / "out" / "all_results.json").read_text()) == row
+    assert "| training_steps | 8 |" in (tmp_path / "out" / "README.md").read_text()
+
+
+KILLED_WHILE_SAVING = textwrap.dedent(
+    """
+    import os, signal, sys
+    from fastformer.classify import run_classification as job
+
+    class KilledTrainer(job.Trainer):
+        def _save_rng_state(self, output_dir):  # after the weights, before trainer_state.json
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    job.Trainer = KilledTrainer
+    job.main(sys.argv[1:])
+    """
+)
+
+
+def test_run_stopped_while_saving_its_first_checkpoint_can_be_run_again(tmp_path, monkeypatch):
+    """Catches a rerun refused after an interruption while the first checkpoint was saved: the run kept its working
+    directory for the cut-off `checkpoint-3` (and advised resuming from it, which the job refused), and one killed
+    outright (SIGKILL: no clean-up) left the directory behind. The same command now runs again, to the end."""
+    path = write_csv(tmp_path / "reviews.csv", reviews(32))
+    options = ["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--save_strategy", "steps",
+               "--save_steps", "3"]
+    with monkeypatch.context() as patch:
+        patch.setattr(job, "Trainer", interrupted_while_saving(step=3))
+        with pytest.raises(PowerCut):
+            job.main(options)
+    assert not no_leftovers(tmp_path) and not (tmp_path / "out").exists()
+
+    (tmp_path / "killed.py").write_text(KILLED_WHILE_SAVING)
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), *options], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300, check=False)
+    leftover = tmp_path / ".out.partial-run"
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert job.checkpoint_problem(leftover / "checkpoint-3").startswith("is incomplete (no trainer_state.json")
+    row = job.main(options)
+    assert not no_leftovers(tmp_path) and row["train_docs"] == 25
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if "checkpoint" in p.name or "lock" in p.name) == []
+
+
+def test_working_directory_of_a_run_still_going_is_never_replaced(tmp_path):
+    """While the run that owns `.out.partial-run` holds its lock, the directory is refused and left alone even
+    when it holds no complete checkpoint (only a run that has ended, killed before its first complete checkpoint,
+    has its directory replaced)."""
+    fcntl = pytest.importorskip("fcntl")
+    tmp = tmp_path / ".out.partial-run"
+    (tmp / "checkpoint-3").mkdir(parents=True)
+    (tmp / "checkpoint-3" / "model.safetensors").write_text("being written")
+    with open(tmp / job.LOCK_NAME, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        message = error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    assert message.endswith(f"working directory {tmp} exists: another run into {tmp_path / 'out'} is going on; "
+                            "wait for it to end, or choose another --output_dir")
+    assert (tmp / "checkpoint-3" / "model.safetensors").read_text() == "being written"
+
+
 def test_working_directory_of_another_run_is_never_reused(tmp_path):
     """A leftover `.out.partial-run` (a killed run, or one still going) is refused, not deleted or shared."""
     (tmp_path / ".out.partial-run").mkdir()
     (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
-    with pytest.raises(SystemExit, match=r"working directory .*\.out\.partial-run exists: another run"):
-        job.main(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    message = error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
+    assert f"working directory {tmp_path / '.out.partial-run'} exists: another run" in message
+    assert message.endswith("delete it, or it holds no complete checkpoint to resume from")
     assert (tmp_path / ".out.partial-run" / "model.safetensors").read_text() == "another run's"
 
 

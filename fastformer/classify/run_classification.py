@@ -16,13 +16,19 @@ directory `.<name>.partial-run` next to `--output_dir` and renamed into place on
 `--resume_from_checkpoint` continues a run from a Trainer checkpoint; several processes work under `accelerate launch`.
 """
 
+import codecs
+import csv
+import itertools
 import json
 import logging
 import math
 import os
+import re
 import shutil
+import struct
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +43,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..configuration_fastformer import FastformerConfig
 from ..modeling_fastformer import FastformerForSequenceClassification
@@ -53,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 PANG_LEE = "pang-lee-polarity"
 MODEL_TYPES = ("fastformer", "bert")
+# The longest --max_seq_length accepted: 2**17, the longest input this project has trained at (see
+# docs/architecture.md). The position table alone is max_seq_length x hidden_size floats, allocated before the first
+# document is seen, so a typo such as 2000000000 would otherwise ask for a 128 GB table at hidden size 16.
+MAX_SEQ_LENGTH = 131072
 
 
 class InputError(ValueError):
@@ -94,14 +103,20 @@ class DataArguments:
                           "rows); a row with any other label is an error."},
     )
     max_seq_length: int = field(
-        default=2048, metadata={"help": "Longest input in tokens (with [CLS]/[SEP]); longer documents are cut."}
+        default=2048,
+        metadata={"help": f"Longest input in tokens (with [CLS]/[SEP]), 8 to {MAX_SEQ_LENGTH:,}; longer documents are "
+                          "cut."},
     )
     test_size: float = field(default=0.2, metadata={"help": "Test fraction of the fixed stratified split."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the fixed split (independent of --seed)."})
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where the Pang & Lee copy and datasets are cached (~/.cache/fastformer)."}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training rows."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "Train on only this many training rows: a stratified random subset drawn with "
+                          "--split_seed (a seeded random one where stratifying is impossible)."},
+    )
 
 
 # Defaults of the main job, chosen on a validation split of the training documents only (never the test split):
@@ -139,6 +154,55 @@ def parse_args(argv=None, prog: str = "fastformer-classify") -> tuple[ModelArgum
 # data
 
 
+def _check_text_file(path: str, delimiter: str | None):
+    """Refuses, naming the cause, what the `datasets` builders only report as "An error occurred while generating
+    the dataset": an empty file, bytes that are not UTF-8 (the encoding they read) and, for a CSV/TSV, a header
+    without rows. Reads the file once, in blocks."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0
+    blank = True
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                pending = decoder.getstate()[0]  # the start of a character cut by the previous block
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as error:  # error.start counts from the pending bytes
+                    at = offset - len(pending) + error.start
+                    line = lines + (pending + block)[: error.start].count(b"\n") + 1
+                    raise InputError(
+                        f"data file {path} is not UTF-8 text: byte 0x{(pending + block)[error.start]:02x} at offset "
+                        f"{at} (line {line}) cannot be decoded; save the file as UTF-8"
+                    ) from None
+                blank = blank and not block.strip()
+                offset, lines = offset + len(block), lines + block.count(b"\n")
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InputError(f"data file {path} is not UTF-8 text: it ends inside a multi-byte character; save the "
+                         "file as UTF-8") from None
+    except OSError as error:
+        raise InputError(f"cannot read data file {path}: {error.strerror or error}") from None
+    if blank or offset == 0:
+        raise InputError(f"data file {path} is empty")
+    if delimiter is not None:
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                records = list(itertools.islice(filter(None, csv.reader(handle, delimiter=delimiter)), 2))
+        except csv.Error:  # e.g. a field over the csv module's size limit: the datasets builder decides
+            return
+        if len(records) < 2:
+            raise InputError(f"data file {path} has a header line but no rows")
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain (`datasets` wraps parser errors in a `DatasetGenerationError`)."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return error
+
+
 def _load_file(path: str, cache_dir: str | None):
     import datasets
 
@@ -149,10 +213,18 @@ def _load_file(path: str, cache_dir: str | None):
     if builder is None:
         raise InputError(f"data file {path}: expected a .csv, .tsv, .json or .jsonl file")
     kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    _check_text_file(path, kwargs.get("delimiter", ",") if builder == "csv" else None)
     try:
-        return datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **kwargs)
-    except Exception as error:  # noqa: BLE001 - any parser failure becomes one line naming the file
-        raise InputError(f"cannot read {path} as {builder}: {type(error).__name__}: {error}".splitlines()[0]) from None
+        dataset = datasets.load_dataset(builder, data_files=path, split="train", cache_dir=cache_dir, **kwargs)
+    except Exception as error:  # noqa: BLE001 - any parser failure becomes one line naming the file and its cause
+        cause = _root_cause(error)
+        message = " ".join(f"{cause}".split()) or "no message"
+        if "corresponds to no data" in message:  # what `datasets` says of a file without rows, e.g. `[]`
+            raise InputError(f"data file {path} has no rows") from None
+        raise InputError(f"cannot read {path} as {builder}: {type(cause).__name__}: {message}") from None
+    if len(dataset) == 0:
+        raise InputError(f"data file {path} has no rows")
+    return dataset
 
 
 def _columns(dataset, where: str, text_column: str, label_column: str) -> tuple[list[str], list]:
@@ -199,9 +271,46 @@ def _stratified_split(texts, labels, test_size: float, seed: int):
     return (pick(texts, train_idx), pick(labels, train_idx)), (pick(texts, test_idx), pick(labels, test_idx))
 
 
+def _train_subset(texts, labels, size: int, seed: int):
+    """`size` of the training rows, drawn with `seed`: stratified (each label keeps its share), or a seeded random
+    subset where that is impossible (fewer rows than labels, a label with one row). Rows keep their order. Never the
+    first `size` rows: a file or split sorted by label (the Pang & Lee copy is) would give one label only."""
+    from sklearn.model_selection import train_test_split
+
+    if size < 1:
+        raise InputError(f"--max_train_samples must be at least 1, got {size}")
+    if size >= len(texts):
+        return texts, labels
+    try:
+        keep, _ = train_test_split(np.arange(len(texts)), train_size=size, random_state=seed, stratify=labels)
+    except ValueError:
+        keep = np.random.default_rng(seed).permutation(len(texts))[:size]
+    keep = sorted(keep)
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
 def load_data(args: DataArguments) -> dict:
     """Returns `{"train": (texts, label_ids), "test": (texts, label_ids), "label_names": [...], "name": str,
-    "id": str}`; every problem with the data raises `InputError`."""
+    "id": str, "test_source": str, "test_name": str, "test_split": str | None, "train_subset": str | None}`
+    (`test_source`: how the test rows were chosen, as said in the model card; `test_name`/`test_split`: the data
+    the results are reported on); every problem with the data raises `InputError`. `--max_train_samples` is applied
+    here, after the split, so the test rows never change with it."""
+    data = _load_splits(args)
+    data["train_subset"] = None
+    if args.max_train_samples is not None:
+        full = len(data["train"][0])
+        data["train"] = _train_subset(*data["train"], args.max_train_samples, args.split_seed)
+        if len(data["train"][0]) < full:
+            data["train_subset"] = (f"--max_train_samples {args.max_train_samples}: a stratified random subset "
+                                    f"(seed {args.split_seed}) of the {full} training documents")
+    return data
+
+
+def _stratified_source(args: DataArguments, of: str = "the rows") -> str:
+    return f"a fixed stratified split: {args.test_size:.0%} of {of}, drawn with --split_seed {args.split_seed}"
+
+
+def _load_splits(args: DataArguments) -> dict:
     if args.dataset_name and args.train_file:
         raise InputError("give either --dataset_name or --train_file, not both")
     if args.test_file and not args.train_file:
@@ -216,15 +325,19 @@ def load_data(args: DataArguments) -> dict:
         if len(names) < 2:
             raise InputError(f"{args.train_file}: need at least two labels, found {names}")
         train_ids = _encode_labels(train_labels, names, args.train_file)
+        name = Path(args.train_file).name
         if args.test_file:
             test = _load_file(args.test_file, args.cache_dir)
             test_texts, test_labels = _columns(test, args.test_file, args.text_column_name, args.label_column_name)
             test_data = (test_texts, _encode_labels(test_labels, names, args.test_file))
             train_data = (train_texts, train_ids)
+            test_name = Path(args.test_file).name
+            source, split = f"the separate test file {test_name}, --test_file", None
         else:
             train_data, test_data = _stratified_split(train_texts, train_ids, args.test_size, args.split_seed)
-        name = Path(args.train_file).name
-        return {"train": train_data, "test": test_data, "label_names": names, "name": name, "id": name}
+            test_name, source, split = name, _stratified_source(args), "test"
+        return {"train": train_data, "test": test_data, "label_names": names, "name": name, "id": name,
+                "test_source": source, "test_name": test_name, "test_split": split}
     if args.dataset_name in (None, PANG_LEE):
         cache_dir = Path(args.cache_dir) if args.cache_dir else None
         try:
@@ -232,8 +345,9 @@ def load_data(args: DataArguments) -> dict:
         except CacheError as error:
             raise InputError(str(error)) from None
         train_data, test_data = _stratified_split(texts, labels, args.test_size, args.split_seed)
-        return {"train": train_data, "test": test_data, "label_names": list(PANG_LEE_LABELS),
-                "name": "Pang & Lee movie-review polarity v2.0", "id": PANG_LEE}
+        name = "Pang & Lee movie-review polarity v2.0"
+        return {"train": train_data, "test": test_data, "label_names": list(PANG_LEE_LABELS), "name": name,
+                "id": PANG_LEE, "test_source": _stratified_source(args), "test_name": name, "test_split": "test"}
     return _load_hub_dataset(args)
 
 
@@ -276,10 +390,12 @@ def _load_hub_dataset(args: DataArguments) -> dict:
         test_texts, test_labels = _columns(splits["test"], f"{where} (test)", args.text_column_name,
                                            args.label_column_name)
         test_data = (test_texts, to_ids(test_labels, f"{where} (test)"))
+        source = "the dataset's own test split"
     else:
         train_data, test_data = _stratified_split(*train_data, args.test_size, args.split_seed)
+        source = _stratified_source(args, of="the rows of its train split (it has no test split)")
     return {"train": train_data, "test": test_data, "label_names": names, "name": args.dataset_name,
-            "id": args.dataset_name}
+            "id": args.dataset_name, "test_source": source, "test_name": args.dataset_name, "test_split": "test"}
 
 
 def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, where: str):
@@ -339,35 +455,187 @@ def compute_metrics_fn():
     return compute_metrics
 
 
-def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path]:
-    """The final checkpoint path and the working directory next to it, `.<name>.partial-run`, which is renamed into
-    place at the end. Its name is fixed, so that every process of a multi-process run uses the same one and an
-    interrupted run's Trainer checkpoints (`--save_strategy`) can be found again for `--resume_from_checkpoint`.
-    It must not exist unless the checkpoint to resume from lies inside it: a leftover of a killed run, or the
-    directory of another run still going, is never deleted or shared."""
+def _safetensors_complete(path: Path) -> bool:
+    """Whether a `.safetensors` file is whole: its header parses and the file is as long as the header says."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + length + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return False
+
+
+def _weights_problem(checkpoint: Path) -> str | None:
+    index = checkpoint / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError):
+            return "its weight index model.safetensors.index.json is cut off"
+        broken = sorted(name for name in shards if not _safetensors_complete(checkpoint / name))
+        return f"its weight file {broken[0]} is missing or cut off" if broken else None
+    if (checkpoint / "model.safetensors").is_file():
+        return None if _safetensors_complete(checkpoint / "model.safetensors") else "model.safetensors is cut off"
+    if (checkpoint / "pytorch_model.bin").is_file():
+        return None if zipfile.is_zipfile(checkpoint / "pytorch_model.bin") else "pytorch_model.bin is cut off"
+    return "it holds no model weights"
+
+
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None for a complete Trainer checkpoint: one whose
+    `trainer_state.json` (the Trainer writes it last, after the weights, optimizer, scheduler and RNG states) parses,
+    and whose weights are whole. A run killed while saving leaves a `checkpoint-N` without these."""
+    checkpoint = Path(checkpoint)
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        if checkpoint.is_dir() and re.fullmatch(r"checkpoint-\d+", checkpoint.name):
+            return "is incomplete (no trainer_state.json: the run was stopped while saving it)"
+        return "is not a Trainer checkpoint (no trainer_state.json)"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return "is incomplete (its trainer_state.json is cut off)"
+    weights = _weights_problem(checkpoint)
+    return f"is incomplete ({weights})" if weights else None
+
+
+def last_complete_checkpoint(directory: str | Path) -> Path | None:
+    """The `checkpoint-N` with the highest N in `directory` that is complete (see `checkpoint_problem`); unlike
+    `transformers.trainer_utils.get_last_checkpoint`, never one cut off by an interruption while it was saved."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    steps = [(int(match[1]), path) for path in directory.iterdir()
+             if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()]
+    for _, path in sorted(steps, key=lambda pair: pair[0], reverse=True):
+        if checkpoint_problem(path) is None:
+            return path
+    return None
+
+
+def _remove_incomplete_checkpoints(directory: Path):
+    """Deletes the `checkpoint-N` folders of `directory` that an interruption cut off while they were saved: they
+    cannot be resumed from, and the Trainer would save into them again."""
+    for path in directory.glob("checkpoint-*"):
+        if path.is_dir() and re.fullmatch(r"checkpoint-\d+", path.name) and checkpoint_problem(path) is not None:
+            logger.info(f"removing {path}: its saving was cut off")
+            shutil.rmtree(path, ignore_errors=True)
+
+
+LOCK_NAME = "run.lock"
+
+
+def _run_alive(tmp: Path) -> bool | None:
+    """Whether the run that created the working directory `tmp` is still going: True while its main process holds
+    the exclusive lock on `tmp/run.lock` (the operating system drops it when the process ends, even when it is
+    killed), False once it is free, None when that cannot be told (no lock file: another version of the job, or a
+    platform without `fcntl`). Probed with a shared lock, so the processes of one launch never disturb each other."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        descriptor = os.open(tmp / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)  # also releases the shared lock
+    return False
+
+
+def _take_run_lock(tmp: Path) -> int | None:
+    """Locks `tmp/run.lock` for this process (see `_run_alive`): the file is locked under another name first and
+    then renamed into place, so a lock file that can be seen is never unlocked while its run is going."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    partial = tmp / f".{LOCK_NAME}.{os.getpid()}"
+    descriptor = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        os.replace(partial, tmp / LOCK_NAME)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, int | None]:
+    """The final checkpoint path, the working directory next to it, `.<name>.partial-run`, which is renamed into
+    place at the end, and the main process's lock on it (see `_run_alive`). Its name is fixed, so that every process
+    of a multi-process run uses the same one and an interrupted run's Trainer checkpoints (`--save_strategy`) can be
+    found again for `--resume_from_checkpoint`. It must not exist unless the checkpoint to resume from lies inside
+    it, or it is the leftover of a run that was killed before it saved a complete checkpoint (then it is replaced):
+    the directory of another run still going, or one holding checkpoints, is never deleted or shared. A location
+    where it cannot be created is an `InputError` for every process."""
     output_dir = Path(training_args.output_dir)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise InputError(f"output directory {output_dir} exists and is not empty; choose another --output_dir")
+    try:
+        if output_dir.exists() and not output_dir.is_dir():
+            raise InputError(f"output directory {output_dir} exists and is a file; choose another --output_dir")
+        if output_dir.is_dir() and any(output_dir.iterdir()):
+            raise InputError(f"output directory {output_dir} exists and is not empty; choose another --output_dir")
+    except OSError as error:
+        raise InputError(f"cannot read output directory {output_dir}: {error.strerror or error}") from None
     tmp = output_dir.parent / f".{output_dir.name}.partial-run"
     resume = training_args.resume_from_checkpoint
-    if resume is not None and not (Path(resume) / "trainer_state.json").is_file():
-        raise InputError(f"--resume_from_checkpoint {resume} is not a Trainer checkpoint (no trainer_state.json)")
+    if resume is not None:
+        problem = checkpoint_problem(resume)
+        if problem is not None:
+            last = last_complete_checkpoint(Path(resume).parent)
+            hint = f"; the last complete checkpoint there is {last}" if last is not None else ""
+            raise InputError(f"--resume_from_checkpoint {resume} {problem}{hint}")
     inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
-    taken = tmp.exists() and not inside  # every process looks (same file system) ...
+    exists = tmp.exists()  # every process looks (same file system) ...
+    alive = _run_alive(tmp) if exists else None
+    last = last_complete_checkpoint(tmp) if exists else None
     with training_args.main_process_first(desc="checking the working directory"):
         pass  # ... before the main process can create it: all of them refuse together, none waits at a barrier
-    if taken:
-        raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on, or "
-                         f"one was killed; delete it, or resume with --resume_from_checkpoint {tmp}/checkpoint-N")
-    if training_args.process_index == 0:
-        tmp.mkdir(parents=True, exist_ok=True)  # the others wait for it in the data loading's main_process_first
-    return output_dir, tmp
+    if alive:
+        raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on; wait for it to "
+                         "end, or choose another --output_dir")
+    stale = exists and not inside and alive is False and last is None  # a killed run left nothing to resume from
+    if exists and not inside and not stale:
+        advice = (f"resume with --resume_from_checkpoint {last}" if last is not None
+                  else "it holds no complete checkpoint to resume from")
+        what = "did not finish" if alive is False else "is going on, or one was killed"
+        raise InputError(f"working directory {tmp} exists: another run into {output_dir} {what}; delete it, "
+                         f"or {advice}")
+    failure, lock = None, None
+    with training_args.main_process_first(desc="creating the working directory"):
+        try:
+            if training_args.process_index == 0 and stale:
+                logger.info(f"removing {tmp}, left by a run that was killed before it saved a complete checkpoint")
+                shutil.rmtree(tmp)
+            if training_args.local_process_index == 0:  # the main process never shares one it did not resume
+                tmp.mkdir(parents=True, exist_ok=inside or training_args.process_index != 0)
+            if training_args.process_index == 0:
+                if inside:
+                    _remove_incomplete_checkpoints(tmp)
+                lock = _take_run_lock(tmp)
+        except OSError as error:
+            blocker = next((parent for parent in tmp.parents if parent.exists()), None)
+            failure = (f"{blocker} is not a directory" if blocker is not None and not blocker.is_dir()
+                       else error.strerror or str(error))
+    if failure is not None or not tmp.is_dir():  # every process looks after the main one tried
+        reason = f" ({failure})" if failure else ""
+        raise InputError(f"cannot create the working directory {tmp} next to --output_dir{reason}; choose a "
+                         "writable --output_dir")
+    return output_dir, tmp, lock
 
 
 def _clean_up_after_failure(tmp: Path):
-    """Removes the working directory, unless it holds Trainer checkpoints to resume from (then says where)."""
-    last = get_last_checkpoint(str(tmp)) if tmp.is_dir() else None
+    """Removes the working directory, unless it holds a complete Trainer checkpoint to resume from (then says where;
+    checkpoints cut off while they were saved are removed)."""
+    last = last_complete_checkpoint(tmp)
     if last is not None:
+        _remove_incomplete_checkpoints(tmp)
         logger.error(f"the run did not finish; its training checkpoints are kept in {tmp}: continue it with "
                      f"--resume_from_checkpoint {last} (same --output_dir and options)")
     else:
@@ -402,16 +670,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     job_start = time.perf_counter()
     if model_args.model_type not in MODEL_TYPES:
         raise InputError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}")
-    if data_args.max_seq_length < 8:
-        raise InputError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}")
-    output_dir, tmp = _prepare_output_dir(training_args)
+    if not 8 <= data_args.max_seq_length <= MAX_SEQ_LENGTH:
+        raise InputError(f"--max_seq_length must lie between 8 and {MAX_SEQ_LENGTH} (the longest input this job "
+                         f"trains at), got {data_args.max_seq_length}")
+    output_dir, tmp, lock = _prepare_output_dir(training_args)
     try:
         with training_args.main_process_first(desc="loading the data"):
             data = load_data(data_args)
-        (train_texts, train_labels), (test_texts, test_labels) = data["train"], data["test"]
-        if data_args.max_train_samples is not None:
-            train_texts, train_labels = (train_texts[: data_args.max_train_samples],
-                                         train_labels[: data_args.max_train_samples])
+        (train_texts, train_labels), (test_texts, test_labels) = data["train"], data["test"]  # subset by load_data
         tokenizer = (FastformerTokenizer.from_pretrained(model_args.tokenizer_name) if model_args.tokenizer_name
                      else FastformerTokenizer())
         tokenizer.model_max_length = data_args.max_seq_length
@@ -453,50 +719,70 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         print(results_table([row]))
         for checkpoint in tmp.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)  # intermediate Trainer checkpoints are not part of the result
-        write_model_card(tmp, output_dir, model_args, data_args, training_args, data, row)
+        write_model_card(tmp, output_dir, model_args, data_args, training_args, data, row, trainer.state)
         row["job_seconds"] = time.perf_counter() - job_start  # data, tokenization, training, evaluation, saving
         (tmp / "all_results.json").write_text(json.dumps(row, indent=2) + "\n")
         if output_dir.exists():
             output_dir.rmdir()  # empty (checked at the start)
+        (tmp / LOCK_NAME).unlink(missing_ok=True)  # not part of the checkpoint; still held until the rename
         os.replace(tmp, output_dir)
     except BaseException:
         if training_args.process_index == 0:
             _clean_up_after_failure(tmp)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the lock: a leftover working directory now belongs to an ended run
     logger.info(f"checkpoint written to {output_dir}")
     if push:  # the checkpoint is complete and stays in place whether or not the upload succeeds
         _push(output_dir, training_args)
     return row
 
 
-def write_model_card(directory: Path, output_dir: Path, model_args, data_args, training_args, data, row):
+def write_model_card(directory: Path, output_dir: Path, model_args, data_args, training_args, data, row, state):
+    """The checkpoint's `README.md`, saying what this run did: the training data (and subset) it used, the data its
+    results are on and how those rows were chosen, and the steps and epochs it trained (`state`: the Trainer's
+    `TrainerState` at the end, so `--max_steps` and a resumed run are counted as run)."""
     what = (
         "Fastformer (Wu et al. 2021, [arXiv:2108.09084](https://arxiv.org/abs/2108.09084): additive attention, "
         "linear in sequence length)" if model_args.model_type == "fastformer"
         else "BERT-architecture (softmax self-attention, quadratic in sequence length)"
     )
+    subset = f" ({data['train_subset']})" if data.get("train_subset") else ""
+    epochs = state.epoch or 0.0
     summary = (
         f"A {what} text classifier trained from scratch (no pre-training) on {row['train_docs']} documents of "
-        f"{data['name']} with inputs of up to {data_args.max_seq_length} tokens, labels {data['label_names']}. "
-        f"Trained with `fastformer-classify` (the fastformer package's main job); evaluated on {row['test_docs']} "
-        "held-out documents (a fixed stratified split)."
+        f"{data['name']}{subset} with inputs of up to {data_args.max_seq_length} tokens, labels "
+        f"{data['label_names']}. Trained with `fastformer-classify` (the fastformer package's main job) for "
+        f"{state.global_step} optimizer steps ({epochs:.2f} epochs); evaluated on {row['test_docs']} held-out "
+        f"documents ({data['test_source']})."
     )
+    world_size = max(training_args.world_size, 1)
     hyperparameters = {
         "model_type": model_args.model_type, "hidden_size": model_args.hidden_size,
         "num_hidden_layers": model_args.num_hidden_layers, "num_attention_heads": model_args.num_attention_heads,
         "intermediate_size": model_args.intermediate_size, "dropout": model_args.hidden_dropout_prob,
-        "max_seq_length": data_args.max_seq_length, "epochs": training_args.num_train_epochs,
-        "batch_size": training_args.per_device_train_batch_size, "learning_rate": training_args.learning_rate,
+        "max_seq_length": data_args.max_seq_length, "train_docs": row["train_docs"],
+        "training_steps": state.global_step, "epochs": round(epochs, 2),
+        "batch_size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+        * world_size,
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
         "weight_decay": training_args.weight_decay, "seed": training_args.seed,
         "train_seconds": round(row["train_seconds"]),
     }
+    if training_args.max_steps > 0:
+        hyperparameters["max_steps"] = training_args.max_steps
+    if training_args.resume_from_checkpoint:
+        checkpoint = Path(training_args.resume_from_checkpoint).name
+        hyperparameters["resumed_from"] = f"{checkpoint} (train_seconds: the resumed part only)"
     card = build_model_card(
         repo_id=training_args.hub_model_id or output_dir.name,
         pipeline_tag="text-classification",
         summary=summary,
-        dataset_name=data["name"],
-        dataset_id=data["id"],
-        dataset_split="test",
+        dataset_name=data["test_name"],
+        dataset_id=data["test_name"] if data["test_name"] != data["name"] else data["id"],
+        dataset_split=data["test_split"],
         results={"accuracy": row["accuracy"], "macro_f1": row["macro_f1"]},
         hyperparameters=hyperparameters,
         tags=["text-classification", "long-documents", model_args.model_type],
@@ -522,8 +808,9 @@ def main(argv=None) -> dict:
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     try:
         return run(model_args, data_args, training_args)
-    except InputError as error:
-        sys.exit(f"fastformer-classify: error: {error}")
+    except InputError as error:  # one line and exit status 2, like a bad option (argparse's convention)
+        sys.stderr.write(f"fastformer-classify: error: {' '.join(str(error).split())}\n")
+        sys.exit(2)
 
 
 def cli() -> int:
