@@ -36,14 +36,13 @@ class FastformerConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02): std of the normal initialisation of weights.
         layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
         layer_norm_position (`str`, defaults to `"post"`): where each sub-block's LayerNorm sits. `"post"` is the
-            official code (BERT's layout): the embeddings are normalised, and every sub-block `f` (attention,
-            cross-attention, feed-forward) computes `x <- LayerNorm(x + dropout(W f(x) + b))`. `"pre"` is GPT-2's
-            layout: `x <- x + dropout(W f(LayerNorm(x)) + b)`, the embeddings are not normalised and one more
-            LayerNorm (`final_layer_norm`) follows the last layer, in place of the embeddings' one (the same number
-            of parameters). Trained from scratch as a causal LM (benchmarks/RESULTS.md, equal-budget causal LM),
-            `"post"` needs a longer learning-rate warm-up than GPT-2 (100 steps rather than 20) and then matches it
-            over a longer run; `"pre"` trains like GPT-2 even with the short warm-up and led it at 2,048 tokens, but
-            fell behind `"post"` over the longer run. Official checkpoints are `"post"`.
+            official code (BERT's layout; official checkpoints use it): the embeddings are normalised, and every
+            sub-block `f` (attention, cross-attention, feed-forward) computes `x <- LayerNorm(x + dropout(W f(x) + b))`.
+            `"pre"` is GPT-2's layout: `x <- x + dropout(W f(LayerNorm(x)) + b)`, the embeddings are not normalised
+            and one more LayerNorm (`final_layer_norm`) follows the last layer, in place of the embeddings' one (the
+            same number of parameters). A checkpoint loads only into its own layout. For a causal LM trained from
+            scratch: `"post"` when the learning-rate warm-up can be ~100 steps or more, `"pre"` when it must be short
+            (benchmarks/RESULTS.md, "Equal-budget causal language modelling").
         pad_token_id (`int`, defaults to 0): padding id; its embedding row is initialised to zero.
         share_query_value (`bool`, defaults to `True`): query-value sharing. `True` is the official code: there
             is no value projection and the (biased) query projection is the value, `u_i = k * q_i`. `False` adds
