@@ -1,11 +1,13 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """PyTorch Fastformer (Wu et al., 2021, arXiv:2108.09084), laid out like the authors' official code.
 
-Reading order: embeddings -> additive attention (encoder) -> causal prefix pool, decoding cache and causal
-attention -> cross-attention -> layer and stack -> pretrained base -> model -> heads.
+Reading order: embeddings -> additive attention (encoder) -> decoding cache and causal attention ->
+cross-attention -> layer and stack -> pretrained base -> model -> heads. The softmax pools themselves live in
+`pooling_fastformer.py`, the sequence-parallel collectives in `sequence_parallel.py`.
 
-This file only imports torch, transformers and its sibling `configuration_fastformer.py`, so that both can be
-copied alone into a checkpoint directory and loaded with `trust_remote_code=True`.
+This file only imports torch, transformers and its siblings `configuration_fastformer.py`, `pooling_fastformer.py`
+and `sequence_parallel.py` (which import only torch and each other), so that they can be copied alone into a
+checkpoint directory and loaded with `trust_remote_code=True`.
 """
 
 import copy
@@ -40,6 +42,16 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_fastformer import FastformerConfig
+from .pooling_fastformer import (
+    SoftmaxPool,
+    finalize,
+    masked_softmax,
+    merge_all,
+    pool_weights,
+    prefix_softmax_pool,
+    softmax_pool,
+)
+from .sequence_parallel import sharded_first_or_mean, sharded_prefix_pools, sharded_softmax_pool
 
 
 logger = logging.get_logger(__name__)
@@ -69,27 +81,6 @@ class FastformerEmbeddings(nn.Module):
         if self.LayerNorm is not None:
             embeddings = self.LayerNorm(embeddings)
         return self.dropout(embeddings)
-
-
-def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
-    """Softmax of `logits` along `dim` in at least float32 (float64 stays float64), ignoring positions where
-    `mask` is False.
-
-    Masked logits are replaced by the most negative finite float of the compute dtype, so the weights of masked
-    positions are exactly zero, and a row without any real position gets weights exactly 0 (its pool is 0, with 0
-    gradient, as the causal prefix pool of a prefix without a real token) instead of the NaN of `0 / 0` or weights
-    that would depend on how much padding the row has. Returns weights of the shape of `logits`.
-    """
-    weights = torch.softmax(masked_logits(logits, mask), dim=dim)
-    return weights if mask is None else weights * mask
-
-
-def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """`logits` in at least float32, with the most negative finite float where `mask` is False."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if mask is not None:
-        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-    return logits
 
 
 class FastformerPerHeadLogits(nn.Module):
@@ -130,14 +121,18 @@ class FastformerAdditiveProjections(nn.Module):
 
         out_i = W_T (g_i * v_i) + b_T + q_i,    v_i = q_i (query-value sharing) or W_V x_i + b_V,
 
-    with `g` the pooled global key `(batch, 1 or seq, hidden)`.
+    with `g` the pooled global key `(batch, 1 or seq, hidden)`; `prefix_pool` is their causal pool.
     """
+
+    # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
+    sequence_parallel_group = None
 
     def __init__(self, config: FastformerConfig, key_logit_bias: bool = True):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.recompute_pool = config.recompute_causal_pool
         hidden = config.hidden_size
         self.query = nn.Linear(hidden, hidden)
         self.key = nn.Linear(hidden, hidden)
@@ -147,9 +142,27 @@ class FastformerAdditiveProjections(nn.Module):
         self.transform = nn.Linear(hidden, hidden)
 
     def output(self, global_key: torch.Tensor, hidden_states: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """`W_T (global_key * v) + b_T + q`, `(batch, seq, hidden)`."""
+        """`W_T (global_key * v) + b_T + q`, `(batch, seq, hidden)` (`global_key` cast to the values' dtype)."""
         value = query if self.value is None else self.value(hidden_states)  # (batch, seq, hidden)
-        return self.transform(global_key * value) + query
+        return self.transform(global_key.to(value.dtype) * value) + query
+
+    def prefix_pool(self, logits, values, mask, cache, layer_idx: int, slot: str) -> torch.Tensor:
+        """The causal pool `G_t` (`prefix_softmax_pool`) of `values` `(batch, seq, hidden)` split into heads, with
+        `logits * scale` `(batch, seq, heads)` and `mask` `(batch, seq, 1)`, continuing from (and updating) the pool
+        in `cache` slot `slot` of depth `layer_idx`; without a cache, from an empty prefix. Sequence parallelism:
+        from the pool of the lower ranks' shards (`sharded_prefix_pools`; the cache gets the whole sequence's).
+        Returns `(batch, seq, hidden)` in the values' dtype."""
+        batch, seq, hidden = values.shape
+        logits, heads = logits * self.scale, values.view(batch, seq, self.num_heads, -1)
+        keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
+        state = None if cache is None else cache.read_state(layer_idx, slot)
+        final = None
+        if self.sequence_parallel_group is not None:
+            state, final = sharded_prefix_pools(logits, heads, keep, state, self.sequence_parallel_group)
+        pooled, state = prefix_softmax_pool(logits, heads, keep, state, recompute_in_backward=self.recompute_pool)
+        if cache is not None:
+            cache.write_state(layer_idx, slot, state if final is None else final)
+        return pooled.reshape(batch, seq, hidden).to(values.dtype)
 
 
 class FastformerAdditiveAttention(FastformerAdditiveProjections):
@@ -166,248 +179,94 @@ class FastformerAdditiveAttention(FastformerAdditiveProjections):
         u_i     = k_glob * v_i
         out_i   = W_T u_i + b_T + q_i
 
-    The logits `w . x` come from `attention_logit_layer`. Softmaxes run in at least float32. Cost is
-    O(seq * hidden) beyond the linear layers; the global vectors broadcast over the sequence and are never expanded.
+    The logits `w . x` come from `attention_logit_layer`. The global vectors are `SoftmaxPool`s
+    (`pooling_fastformer.py`, in at least float32), so they are computed for a whole sequence at once (`forward`)
+    or as the merge of its chunks' pools (`chunked_global_key`), then applied (`attend`). Cost is O(seq * hidden)
+    beyond the linear layers; the global vectors broadcast over the sequence and are never expanded.
 
     Returns `out` `(batch, seq, hidden)` and the attention weights `(batch, heads, 2, seq)`: `[:, :, 0]` is
     `alpha` (global query), `[:, :, 1]` is `beta` (global key); each sums to 1 over the real tokens (0 in a row
     without any, whose global vectors are 0).
     """
 
-    # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
-    sequence_parallel_group = None
-
     def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
-        """Softmax-pool `values` `(batch, seq, hidden)` per head with `logits` `(batch, seq, heads)`.
+        """`softmax_pool` per head of `values` `(batch, n, hidden)` with `logits * scale` `(batch, n, heads)` and
+        `mask` `(batch, n, 1)`; sharded: of the whole sequence (`sharded_softmax_pool`). Returns the pool and the
+        unnormalised weights `(batch, n, heads)`."""
+        if self.sequence_parallel_group is not None:
+            return sharded_softmax_pool(logits * self.scale, values, mask, self.sequence_parallel_group)
+        return softmax_pool(logits * self.scale, values, mask)
 
-        Returns the pooled vector `(batch, 1, hidden)` (heads concatenated) and the weights `(batch, seq, heads)`.
-        The pooling is one `bmm` of every head's weights against all features, `(batch, heads, hidden)`, of which
-        the head-diagonal blocks are kept: `heads` times the minimal flops of this (small) product, but no
-        permuted copy of `values` in the forward or the backward pass.
-        """
-        if self.sequence_parallel_group is not None:  # the sequence is sharded: exact pool over all the shards
-            pooled, weights = sharded_softmax_pool(logits * self.scale, values, mask, self.sequence_parallel_group)
-            return pooled.reshape(values.shape[0], 1, -1), weights
-        weights = masked_softmax(logits * self.scale, mask, dim=1).to(values.dtype)  # (batch, seq, heads)
-        return self.weighted_sum(weights, values), weights  # (batch, 1, hidden)
+    def query_pool(self, query: torch.Tensor, mask: torch.Tensor | None):
+        """The global query's pool over these tokens, from their queries `q_i` `(batch, n, hidden)`."""
+        return self.pool(self.query_att(query), query, mask)
 
-    def weighted_sum(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """`sum_i weights[:, i, h] * values[:, i, head h]` per head, `(batch, 1, hidden)` (the second half of `pool`;
-        a sequence-chunked layer sums it chunk by chunk)."""
-        batch = values.shape[0]
-        pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, hidden)
-        pooled = pooled.view(batch, self.num_heads, self.num_heads, self.head_dim).diagonal(dim1=1, dim2=2)
-        return pooled.transpose(1, 2).reshape(batch, 1, -1)  # (batch, 1, hidden)
+    def key_pool(self, key: torch.Tensor, global_query: torch.Tensor, mask: torch.Tensor | None):
+        """The global key's pool over these tokens, from their keys `k_i` and the global query `(batch, 1, hidden)`."""
+        mixed = key * global_query.to(key.dtype)  # p_i, (batch, n, hidden)
+        return self.pool(self.key_att(mixed), mixed, mask)
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, **kwargs):
+    @staticmethod
+    def global_vector(pool: SoftmaxPool) -> torch.Tensor:
+        """The pooled vector of a global query or key pool, heads concatenated: `(batch, 1, hidden)`."""
+        return finalize(pool).reshape(pool.m.shape[0], 1, -1)
+
+    def attend(self, hidden_states: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
+        """`out_i` of these tokens `(batch, n, hidden)`, given the global key `(batch, 1, hidden)`."""
+        return self.output(global_key, hidden_states, self.query(hidden_states))
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, cache=None, layer_idx: int = 0):
+        """The whole sequence as one chunk. `cache`, `layer_idx`: unused (an encoder keeps no decoding state)."""
         query = self.query(hidden_states)  # (batch, seq, hidden)
-        key = self.key(hidden_states)  # (batch, seq, hidden)
-        global_query, alpha = self.pool(self.query_att(query), query, mask)  # (batch, 1, hidden)
-        mixed = key * global_query  # p_i, (batch, seq, hidden)
-        global_key, beta = self.pool(self.key_att(mixed), mixed, mask)  # (batch, 1, hidden)
-        output = self.output(global_key, hidden_states, query)  # (batch, seq, hidden)
-        return output, torch.stack((alpha, beta), dim=-1).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
+        query_pool, alpha = self.query_pool(query, mask)
+        key_pool, beta = self.key_pool(self.key(hidden_states), self.global_vector(query_pool), mask)
+        output = self.output(self.global_vector(key_pool), hidden_states, query)  # (batch, seq, hidden)
+        weights = torch.stack((pool_weights(query_pool, alpha), pool_weights(key_pool, beta)), dim=-1)
+        return output, weights.to(query.dtype).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
 
+    def chunk_query_pool(self, piece: torch.Tensor, mask: torch.Tensor | None, read: Callable) -> SoftmaxPool:
+        """The global query's pool over the chunk `piece`, which the attention reads as `read(piece)`."""
+        return self.query_pool(self.query(read(piece)), mask)[0]
 
-# Block length of the causal prefix scan at every level: work and activation memory O(seq * heads * block).
-CAUSAL_CHUNK_SIZE = 16
+    def chunk_key_pool(self, piece, mask, read: Callable, global_query: torch.Tensor) -> SoftmaxPool:
+        """The global key's pool over the chunk `piece`, which the attention reads as `read(piece)`."""
+        return self.key_pool(self.key(read(piece)), global_query, mask)[0]
 
-
-def merge_softmax_pools(m, s, m_other, s_other):
-    """Online-softmax merge of two partial pools. Each is a reference max `m` `(...)` and the sums relative to it,
-    `s = [sum_j e^{a_j - m} x_j, sum_j e^{a_j - m}]` `(..., head_dim + 1)`:
-    `m' = max(m, m_o)`, `s' = e^{m - m'} s + e^{m_o - m'} s_o` (both rescalings `<= 1`)."""
-    m_new = torch.maximum(m, m_other)
-    return m_new, torch.exp(m - m_new).unsqueeze(-1) * s + torch.exp(m_other - m_new).unsqueeze(-1) * s_other
-
-
-# Sequence parallelism (`fastformer/sequence_parallel.py` is the user API): a sequence split in contiguous shards over
-# the processes of a `torch.distributed` group. Each softmax pool exchanges only `O(batch * hidden)` numbers per pool,
-# whatever the length. The collectives are autograd-aware: every process must run the same forward and backward.
-
-
-class AllReduceSum(torch.autograd.Function):
-    """Sum of a tensor over the processes of a group, differentiable: the gradient is the sum of the processes'
-    gradients, so that when every process's loss is its share of a total, each gets the gradient of the total."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor, group):
-        ctx.group = group
-        tensor = tensor.clone(memory_format=torch.contiguous_format)
-        torch.distributed.all_reduce(tensor, group=group)
-        return tensor
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return AllReduceSum.apply(grad, ctx.group), None
-
-
-def all_reduce_sum(tensor: torch.Tensor, group) -> torch.Tensor:
-    """`AllReduceSum` of `tensor` over `group`."""
-    return AllReduceSum.apply(tensor, group)
-
-
-def sharded_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, group):
-    """`masked_softmax` pooling over a sequence sharded over `group`; this process holds `logits` `(batch, n, heads)`
-    and `values` `(batch, n, heads * d)` of its shard, `mask` `(batch, n, 1)` (False: padding).
-
-    One all-reduce MAX of the shards' maxima `m`, then one all-reduce SUM of `[sum_i e^(a_i - m) v_i, sum_i
-    e^(a_i - m)]`: `(batch, heads, d + 1)` numbers. Returns the pooled vectors `(batch, heads, d)` (the same on every
-    process) and this shard's weights `(batch, n, heads)` of the global softmax, both in the values' dtype; a row
-    without any real token pools to 0 with weights 0, as in `masked_softmax`. The maximum only rescales, so it
-    carries no gradient and the gradient stays exact."""
-    batch, length, heads = logits.shape
-    logits = masked_logits(logits, mask)
-    peak = logits.detach().amax(dim=1, keepdim=True)  # (batch, 1, heads)
-    torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX, group=group)
-    weights = torch.exp(logits - peak)  # (batch, n, heads), unnormalised
-    if mask is not None:
-        weights = weights * mask  # exactly 0 for padding, also in a row of padding only
-    sums = torch.einsum("bnh,bnhd->bhd", weights.to(values.dtype), values.view(batch, length, heads, -1))
-    total = all_reduce_sum(torch.cat([sums.to(weights.dtype), weights.sum(dim=1).unsqueeze(-1)], dim=-1), group)
-    norm = total[..., -1:]  # (batch, heads, 1): 0 only for a row without any real token
-    norm = torch.where(norm > 0, norm, 1)
-    return (total[..., :-1] / norm).to(values.dtype), (weights / norm.transpose(1, 2)).to(values.dtype)
-
-
-def sharded_prefix_state(logits, values, keep, state, group):
-    """The `causal_softmax_pool` state `[S, m, Z]` `(batch, heads, head_dim + 2)` of the tokens before this process's
-    shard (`state`, e.g. a cache's, then the shards of the lower ranks of `group`: an exclusive scan), and the one
-    after the whole sequence (every shard). `logits` `(batch, n, heads)`, `values` `(batch, n, heads, head_dim)`,
-    `keep` `(batch, n)` or None. One all-reduce SUM of `(world, batch, heads, head_dim + 2)` numbers, each process
-    filling its own row (an all-gather that every backend has and autograd follows to the lower ranks)."""
-    dtype = torch.promote_types(torch.promote_types(logits.dtype, values.dtype), torch.float32)
-    lowest = torch.finfo(dtype).min
-    logits = logits.to(dtype)
-    if keep is not None:
-        logits = logits.masked_fill(~keep.unsqueeze(-1), lowest)
-    peak = logits.detach().amax(dim=1)  # (batch, heads)
-    weights = torch.exp(logits - peak.unsqueeze(1))  # (batch, n, heads)
-    if keep is not None:
-        weights = weights * keep.unsqueeze(-1)  # exactly 0 for padding, also in a shard of padding only
-    sums = torch.einsum("bnh,bnhd->bhd", weights, values.to(dtype))
-    summary = torch.cat([sums, peak.unsqueeze(-1), weights.sum(dim=1).unsqueeze(-1)], dim=-1)  # (batch, heads, d + 2)
-    rank, world = torch.distributed.get_rank(group), torch.distributed.get_world_size(group)
-    rows = torch.arange(world, device=summary.device)
-    gathered = all_reduce_sum((rows == rank).to(dtype).view(world, 1, 1, 1) * summary, group)  # (world, B, H, d + 2)
-    if state is not None:
-        gathered = torch.cat([state.to(dtype).unsqueeze(0), gathered])
-        rows = torch.cat([rows.new_full((1,), -1), rows])
-    head_dim = values.shape[-1]
-    pooled = torch.cat([gathered[..., :head_dim], gathered[..., head_dim + 1 :]], dim=-1)  # [S, Z]
-    maxima = gathered[..., head_dim].detach()
-
-    def merged(included):  # the merge of the rows `included` `(rows,)` as a state; same ops on every process
-        m = maxima.masked_fill(~included.view(-1, 1, 1), lowest)
-        top = m.amax(dim=0)  # (batch, heads)
-        s = (torch.exp(m - top).unsqueeze(-1) * pooled * included.view(-1, 1, 1, 1)).sum(dim=0)
-        return torch.cat([s[..., :head_dim], top.unsqueeze(-1), s[..., head_dim:]], dim=-1)
-
-    return merged(rows < rank), merged(rows >= -1)
-
-
-def prefix_pools_within_blocks(m, s, block: int):
-    """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `s` `(B, H, n, E)` with
-    `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `s'_t = sum_{j<=t} e^{m_j - m'_t} s_j` (j, t in one
-    block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. The maxima carry no gradient:
-    they only rescale numerator and denominator alike, so the pool's gradient stays exact."""
-    batch, heads, n = m.shape
-    items = m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
-    running_max = items.detach().cummax(dim=-1).values  # (B, H, blocks, L)
-    causal = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
-    exponent = (items.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~causal, -math.inf)  # (..., L, L)
-    sums = torch.exp(exponent) @ s.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
-    return running_max.view(batch, heads, n), sums.view(batch, heads, n, -1)
-
-
-def prefix_scan(m, s, block: int):
-    """Inclusive prefix pools (see `merge_softmax_pools`) along the items of `m` `(B, H, n)`, `s` `(B, H, n, E)`.
-
-    Two-level scan, applied recursively: prefix pools inside blocks of `block` items; the blocks' totals scanned the
-    same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`); each
-    block's exclusive carry merged into its items. Linear work and memory, forward and backward.
-    """
-    batch, heads, n = m.shape
-    lowest = torch.finfo(s.dtype).min
-    blocks = (n + block - 1) // block
-    m = nn.functional.pad(m, (0, blocks * block - n), value=lowest)  # padding items: m = lowest, s = 0
-    s = nn.functional.pad(s, (0, 0, 0, blocks * block - n))
-    m, s = prefix_pools_within_blocks(m, s, block)  # (B, H, blocks * L), (B, H, blocks * L, E)
-    if blocks > 1:
-        m, s = m.view(batch, heads, blocks, block), s.view(batch, heads, blocks, block, -1)
-        carry_m, carry_s = prefix_scan(m[:, :, :, -1], s[:, :, :, -1], block)  # blocks 0..b, inclusive
-        carry_m = nn.functional.pad(carry_m[:, :, :-1], (1, 0), value=lowest)  # (B, H, blocks): blocks 0..b-1
-        carry_s = nn.functional.pad(carry_s[:, :, :-1], (0, 0, 1, 0))  # (B, H, blocks, E)
-        m, s = merge_softmax_pools(carry_m.unsqueeze(-1), carry_s.unsqueeze(-2), m, s)
-        m, s = m.view(batch, heads, blocks * block), s.view(batch, heads, blocks * block, -1)
-    return m[:, :, :n], s[:, :, :n]
-
-
-def causal_softmax_pool(
-    logits: torch.Tensor,
-    values: torch.Tensor,
-    keep: torch.Tensor | None = None,
-    state: torch.Tensor | None = None,
-    chunk_size: int | None = None,
-    recompute_in_backward: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
-
-    Args:
-        logits: `a`, `(batch, seq, heads)`.
-        values: `x`, `(batch, seq, heads, head_dim)`.
-        keep: `(batch, seq)` bool, False for padding (weight 0). A prefix without any real token pools to exactly 0,
-            with exactly 0 gradient (no `0 / tiny` division whose backward overflows under a loss scale).
-        state: `(batch, heads, head_dim + 2)`, the carried `[S, m, Z]` of the tokens before this call, with `m` a
-            reference max of their logits, `Z = sum_j e^{a_j - m}` and `S = sum_j e^{a_j - m} x_j`.
-        chunk_size: block length of the scan (default `CAUSAL_CHUNK_SIZE`); any value gives the same result.
-        recompute_in_backward: keep only the inputs for the backward pass and recompute the pool there (activation
-            memory `O(seq * hidden)` instead of `O(seq * heads * (head_dim + chunk_size))`, one more pool forward).
-
-    Returns the pooled vectors `(batch, seq, heads, head_dim)` and the state after the last token, computed in the
-    inputs' dtype upcast to at least float32 (float64 stays float64).
-
-    Computed as an online-softmax prefix scan (`prefix_scan`): forward and backward linear in `seq`, `O(log seq)`
-    dispatched ops, no Python loop over the sequence, never a `seq x seq` matrix. One token (decoding) is the same
-    computation on a single item merged into `state`, so the state keeps a constant size.
-    """
-    if recompute_in_backward and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(
-            causal_softmax_pool, logits, values, keep, state, chunk_size=chunk_size, recompute_in_backward=False,
-            use_reentrant=False,
-        )
-    with torch.autocast(device_type=values.device.type, enabled=False):
-        batch, seq, heads = logits.shape
-        head_dim = values.shape[-1]
-        dtype = torch.promote_types(torch.promote_types(logits.dtype, values.dtype), torch.float32)
-        if keep is None:
-            keep = torch.ones(batch, seq, dtype=torch.bool, device=logits.device)
-        # Items of the scan: m = a_j (lowest for padding, which then never sets a max), s = [x_j, 1] (0 for padding).
-        m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
-        s = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
-        s = s.transpose(1, 2).contiguous()  # (batch, heads, seq, head_dim + 1)
-        if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
-            m, s = prefix_scan(m, s, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
-        if state is not None:
-            state = state.to(dtype)
-            carried = torch.cat([state[..., :head_dim], state[..., head_dim + 1 :]], dim=-1)  # [S, Z]
-            m, s = merge_softmax_pools(state[..., head_dim].unsqueeze(-1), carried.unsqueeze(-2), m, s)
-        norm = s[..., head_dim]  # (batch, heads, seq): >= 1 once a real token has been seen, else exactly 0
-        pooled = s[..., :head_dim] * torch.where(norm > 0, norm, 1).reciprocal().unsqueeze(-1)
-        new_state = torch.cat([s[:, :, -1, :head_dim], m[:, :, -1:], s[:, :, -1, head_dim:]], dim=-1)  # (B, H, d + 2)
-    return pooled.transpose(1, 2), new_state
+    def chunked_global_key(self, pieces, masks, read: Callable) -> torch.Tensor:
+        """The global key `(batch, 1, hidden)` of a sequence given as consecutive chunks `pieces` with their `masks`
+        `(batch, chunk, 1)` (or None), read by the attention as `read(piece)` (`x` or `LayerNorm(x)`): the merge of
+        the chunks' pools, each chunk recomputed in the backward pass (`run_chunk`), so that only the chunks'
+        inputs and `(batch, hidden)` pools are kept."""
+        query_pools = [run_chunk(self.chunk_query_pool, piece, mask, read) for piece, mask in zip(pieces, masks)]
+        global_query = self.global_vector(merge_all(query_pools))
+        key_pools = [
+            run_chunk(self.chunk_key_pool, piece, mask, read, global_query) for piece, mask in zip(pieces, masks)
+        ]
+        return self.global_vector(merge_all(key_pools))
 
 
 class FastformerCacheLayer(LinearAttentionLayer):
-    """One depth's decoding state: a `(batch, heads, head_dim + 2)` `[S, m, Z]` state (see `causal_softmax_pool`)
-    per prefix pool, in named slots (`SLOTS`): the causal self-attention's global `"query"` and `"key"`, and the
-    additive cross-attention's own global query `"cross_query"`. A slot is allocated on its first write, so
+    """One depth's decoding state: one `SoftmaxPool` per prefix pool, stored as one `(batch, heads, head_dim + 2)`
+    tensor `[S, m, Z]` (`pack`), in named slots (`SLOTS`): the causal self-attention's global `"query"` and `"key"`,
+    and the additive cross-attention's own global query `"cross_query"`. A slot is allocated on its first write, so
     unused slots cost nothing; the size is constant in the length."""
 
     SLOTS = ("query", "key", "cross_query")
 
     def __init__(self):
         super().__init__(number_of_states=len(self.SLOTS))
+
+    @staticmethod
+    def pack(pool: SoftmaxPool) -> torch.Tensor:
+        """`pool` as the stored `(batch, heads, head_dim + 2)` tensor `[S, m, Z]`."""
+        return torch.cat([pool.s, pool.m.unsqueeze(-1), pool.z.unsqueeze(-1)], dim=-1)
+
+    @staticmethod
+    def unpack(state: torch.Tensor | None) -> SoftmaxPool | None:
+        """The `SoftmaxPool` of a stored `[S, m, Z]` tensor (None stays None)."""
+        if state is None:
+            return None
+        return SoftmaxPool(state[..., -2], torch.cat([state[..., :-2], state[..., -1:]], dim=-1))
 
     def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
         """Store the new state of slot `state_idx`. It replaces the old tensor instead of being copied into it (the
@@ -419,6 +278,15 @@ class FastformerCacheLayer(LinearAttentionLayer):
         self.is_recurrent_states_initialized[state_idx] = True
         self.has_previous_state[state_idx] = True
         return recurrent_states
+
+
+def causal_softmax_pool(logits, values, keep=None, state=None, chunk_size=None, recompute_in_backward=False):
+    """`prefix_softmax_pool` with the decoding state as the cache stores it: `state` (the tokens before) and the
+    returned state (after the last token) are `(batch, heads, head_dim + 2)` tensors `[S, m, Z]`
+    (`FastformerCacheLayer.pack`). Returns the pooled vectors `(batch, seq, heads, head_dim)` and that state."""
+    state = FastformerCacheLayer.unpack(state)
+    pooled, state = prefix_softmax_pool(logits, values, keep, state, chunk_size, recompute_in_backward)
+    return pooled, FastformerCacheLayer.pack(state)
 
 
 class FastformerCache(Cache):
@@ -433,12 +301,12 @@ class FastformerCache(Cache):
         super().__init__(layers=[FastformerCacheLayer() for _ in range(num_layers)])
         self._seen_tokens = 0
 
-    def read_state(self, layer_idx: int, slot: str) -> torch.Tensor | None:
-        """The state of prefix pool `slot` at depth `layer_idx`, or None before its first write."""
-        return self.get_recurrent_state(layer_idx, FastformerCacheLayer.SLOTS.index(slot))
+    def read_state(self, layer_idx: int, slot: str) -> SoftmaxPool | None:
+        """The pool of prefix pool `slot` at depth `layer_idx`, or None before its first write."""
+        return FastformerCacheLayer.unpack(self.get_recurrent_state(layer_idx, FastformerCacheLayer.SLOTS.index(slot)))
 
-    def write_state(self, layer_idx: int, slot: str, state: torch.Tensor):
-        self.update_recurrent_state(state, layer_idx, FastformerCacheLayer.SLOTS.index(slot))
+    def write_state(self, layer_idx: int, slot: str, pool: SoftmaxPool):
+        self.update_recurrent_state(FastformerCacheLayer.pack(pool), layer_idx, FastformerCacheLayer.SLOTS.index(slot))
 
     def advance(self, num_tokens: int):
         """Count `num_tokens` more tokens as seen (called once per forward, after every layer has run)."""
@@ -465,30 +333,11 @@ def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
     return cache, None
 
 
-def prefix_pool(logits, values, keep, num_heads: int, cache: FastformerCache | None, layer_idx: int, slot: str,
-                recompute: bool = False, group=None):
-    """`causal_softmax_pool` of `(batch, seq, hidden)` values split into `num_heads` heads, with logits
-    `(batch, seq, heads)`, continuing from (and updating) the state in `cache` slot `slot` of depth `layer_idx`;
-    without a cache, from an empty prefix; `recompute`: the pool's `recompute_in_backward`. Returns `(batch, seq,
-    hidden)` in the values' dtype."""
-    batch, seq, hidden = values.shape
-    state = None if cache is None else cache.read_state(layer_idx, slot)
-    final = None
-    if group is not None:  # sequence parallelism (`sharded_prefix_state`); the cache gets the whole sequence's
-        state, final = sharded_prefix_state(logits, values.view(batch, seq, num_heads, -1), keep, state, group)
-    pooled, state = causal_softmax_pool(
-        logits, values.view(batch, seq, num_heads, -1), keep, state, recompute_in_backward=recompute
-    )
-    if cache is not None:
-        cache.write_state(layer_idx, slot, state if final is None else final)
-    return pooled.reshape(batch, seq, hidden).to(values.dtype)
-
-
 class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
     r"""Causal additive attention: position `t` pools only positions `<= t` (decoders).
 
     Same weights and equations as `FastformerAdditiveAttention`, with the two global vectors replaced by prefix
-    softmax pools (`causal_softmax_pool`), computed in parallel for training and carried as an `O(1)` state in the
+    softmax pools (`prefix_pool`), computed in parallel for training and carried as an `O(1)` state in the
     `"query"` and `"key"` slots of a `FastformerCache` for decoding:
 
         G^q_t = sum_{j<=t} e^{a_j} q_j / sum_{j<=t} e^{a_j},   a_j = w_q . q_j / sqrt(d)
@@ -501,30 +350,22 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
     distributions, which are never materialised.
     """
 
-    def __init__(self, config: FastformerConfig):
-        super().__init__(config)
-        self.recompute_pool = config.recompute_causal_pool
-
-    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0, **kwargs):
-        keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
-        pool = lambda logits, values, slot: prefix_pool(  # noqa: E731
-            logits * self.scale, values, keep, self.num_heads, cache, layer_idx, slot, self.recompute_pool,
-            group=self.sequence_parallel_group,
-        )
+    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0):
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
-        global_query = pool(self.query_att(query), query, "query")  # G^q_t, (batch, seq, hidden)
+        global_query = self.prefix_pool(self.query_att(query), query, mask, cache, layer_idx, "query")  # G^q_t
         mixed = key * global_query  # p_t
-        global_key = pool(self.key_att(mixed), mixed, "key")  # G^k_t, (batch, seq, hidden)
+        global_key = self.prefix_pool(self.key_att(mixed), mixed, mask, cache, layer_idx, "key")  # G^k_t
         return self.output(global_key, hidden_states, query), None
 
 
-def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, compute: Callable):
-    """Cross-attention `(keys, values)` of the encoder output: `compute()`d once, then read from the cache."""
+def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, project: Callable, encoder_states):
+    """Cross-attention `(keys, values)` of the encoder output: `project(encoder_states)` once, then read from the
+    cache."""
     if cache is not None and cache.is_updated.get(layer_idx):
         layer = cache.cross_attention_cache.layers[layer_idx]
         return layer.keys, layer.values
-    keys, values = compute()
+    keys, values = project(encoder_states)
     if cache is not None:
         keys, values = cache.cross_attention_cache.update(keys, values, layer_idx)
         cache.is_updated[layer_idx] = True
@@ -548,7 +389,8 @@ class FastformerCrossAttention(nn.Module):
     transformers' attention interface (`config._attn_implementation`: `"sdpa"` by default, or `"eager"`, which
     also returns the weights). Costs `O(dec_seq * enc_seq * hidden)`; in decoding, `O(enc_seq * hidden)` per
     token, with `K, V` computed once and kept in the cache. Returns the output `(batch, seq, hidden)` and the
-    weights `(batch, heads, seq, enc_seq)` (None under `"sdpa"`)."""
+    weights `(batch, heads, seq, enc_seq)` (None under `"sdpa"`). `mask` and `pool_cache` are unused (the additive
+    cross-attention's signature)."""
 
     is_causal = False
 
@@ -565,14 +407,15 @@ class FastformerCrossAttention(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)  # (batch, heads, seq, d)
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0, **kwargs):
+    def project(self, encoder_hidden_states: torch.Tensor):
+        """The encoder output's keys and values, `(batch, heads, enc_seq, d)` each."""
+        return self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
+                pool_cache=None, layer_idx: int = 0):
         batch, seq, hidden = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))  # (batch, heads, seq, d)
-        keys, values = cached_encoder_projections(
-            cache,
-            layer_idx,
-            lambda: (self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))),
-        )  # (batch, heads, enc_seq, d) each
+        keys, values = cached_encoder_projections(cache, layer_idx, self.project, encoder_hidden_states)
         bias = None
         if encoder_mask is not None:  # (batch, 1, 1, enc_seq) additive bias, a finite minimum (never -inf)
             bias = torch.zeros(encoder_mask.shape, dtype=query.dtype, device=query.device)
@@ -603,32 +446,30 @@ class FastformerAdditiveCrossAttention(FastformerAdditiveProjections):
 
     def __init__(self, config: FastformerConfig):
         super().__init__(config, key_logit_bias=False)
-        self.recompute_pool = config.recompute_causal_pool
 
     def key_logit_weight(self) -> torch.Tensor:
         """`(heads, hidden)`: row `h` maps `p` to head `h`'s key logit."""
         return self.key_att.weight if isinstance(self.key_att, nn.Linear) else self.key_att.dense_weight()
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, cache=None, layer_idx=0, keep=None,
-                pool_cache=None, **kwargs):
+    def project(self, encoder_hidden_states: torch.Tensor):
+        """The encoder keys `(batch, 1, enc_seq, hidden)` and per head `(batch, heads, enc_seq, d)`."""
+        keys = self.key(encoder_hidden_states)  # (batch, enc_seq, hidden)
+        per_head = keys.view(keys.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
+        return keys.unsqueeze(1), per_head
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
+                pool_cache=None, layer_idx: int = 0):
+        """`mask` `(batch, seq, 1)`: the decoder's real tokens; `cache`: the encoder projections'
+        (`EncoderDecoderCache`); `pool_cache`: the prefix pools' (`FastformerCache`)."""
         batch, seq, hidden = hidden_states.shape
         query = self.query(hidden_states)  # (batch, seq, hidden)
-        global_query = prefix_pool(  # G^q_t, (batch, seq, hidden)
-            self.query_att(query) * self.scale, query, keep, self.num_heads, pool_cache, layer_idx, "cross_query",
-            self.recompute_pool,
-        )
-
-        def project():
-            keys = self.key(encoder_hidden_states)  # (batch, enc_seq, hidden)
-            per_head = keys.view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
-            return keys.unsqueeze(1), per_head  # (batch, 1, enc_seq, hidden), (batch, heads, enc_seq, d)
-
-        keys, head_keys = cached_encoder_projections(cache, layer_idx, project)
+        global_query = self.prefix_pool(self.query_att(query), query, mask, pool_cache, layer_idx, "cross_query")
+        keys, head_keys = cached_encoder_projections(cache, layer_idx, self.project, encoder_hidden_states)
         probe = global_query.unsqueeze(1) * self.key_logit_weight()[None, :, None, :]  # (batch, heads, seq, hidden)
         logits = probe.view(batch, -1, hidden) @ keys.squeeze(1).transpose(1, 2) * self.scale  # (batch, heads*seq, enc)
         logits = logits.view(batch, self.num_heads, seq, -1)  # (batch, heads, seq, enc_seq)
-        mask = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
-        beta = masked_softmax(logits, mask, dim=-1).to(head_keys.dtype)
+        encoder_keep = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
+        beta = masked_softmax(logits, encoder_keep, dim=-1).to(head_keys.dtype)
         pooled = (beta @ head_keys).transpose(1, 2).reshape(batch, seq, hidden)  # sum_j beta_tj k_j
         return self.output(global_query * pooled, hidden_states, query), beta
 
@@ -658,16 +499,37 @@ class FastformerSelfOutput(nn.Module):
 
 
 class FastformerAttention(nn.Module):
-    """An attention module (`self`) and its residual self-output block (official `FastAttention`, post-LN; or
-    pre-LN, `FastformerSelfOutput`)."""
+    """A self-attention module (`self`) and its residual self-output block (official `FastAttention`, post-LN; or
+    pre-LN, `FastformerSelfOutput`). `mask` `(batch, seq, 1)` bool (False: padding) or None."""
 
     def __init__(self, config: FastformerConfig, attention_class: type[nn.Module]):
         super().__init__()
         self.self = attention_class(config)
         self.output = FastformerSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
-        attended, weights = self.self(self.output.sub_block_input(hidden_states), *args, **kwargs)
+    def forward(self, hidden_states: torch.Tensor, mask=None, cache=None, layer_idx: int = 0) -> torch.Tensor:
+        attended, _ = self.self(self.output.sub_block_input(hidden_states), mask, cache, layer_idx)
+        return self.output(attended, hidden_states)
+
+    def chunked_global_key(self, pieces, masks) -> torch.Tensor:
+        """The (encoder) attention's global key over consecutive chunks of the residual stream."""
+        return self.self.chunked_global_key(pieces, masks, self.output.sub_block_input)
+
+    def attend(self, piece: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
+        """The sub-block's output on the chunk `piece`, given the (encoder) attention's global key."""
+        return self.output(self.self.attend(self.output.sub_block_input(piece), global_key), piece)
+
+
+class FastformerCrossAttentionBlock(FastformerAttention):
+    """A cross-attention module (`self`) and its residual self-output block. `mask` `(batch, seq, 1)`: the decoder's
+    real tokens; `cache`: the encoder projections' (`EncoderDecoderCache`); `pool_cache`: the prefix pools'."""
+
+    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
+                pool_cache=None, layer_idx: int = 0) -> torch.Tensor:
+        attended, _ = self.self(
+            self.output.sub_block_input(hidden_states), encoder_hidden_states, encoder_mask, mask, cache, pool_cache,
+            layer_idx,
+        )
         return self.output(attended, hidden_states)
 
 
@@ -682,18 +544,45 @@ class FastformerIntermediate(nn.Module):
 
 
 class ChunkStates:
-    """The prefix-pool states a sequence-chunked causal layer carries from one chunk to the next, read and written
-    like a `FastformerCache`'s (`read_state`, `write_state`) but replaced rather than updated in place, so that
-    gradients flow through them from chunk to chunk."""
+    """The prefix pools a sequence-chunked causal layer carries from one chunk to the next, read and written like a
+    `FastformerCache`'s (`read_state`, `write_state`) but replaced rather than updated in place, so that gradients
+    flow through them from chunk to chunk."""
 
-    def __init__(self, states: dict[str, torch.Tensor]):
+    def __init__(self, states: dict[str, SoftmaxPool | None]):
         self.states = dict(states)
 
-    def read_state(self, layer_idx: int, slot: str) -> torch.Tensor | None:
+    def read_state(self, layer_idx: int, slot: str) -> SoftmaxPool | None:
         return self.states.get(slot)
 
-    def write_state(self, layer_idx: int, slot: str, state: torch.Tensor):
+    def write_state(self, layer_idx: int, slot: str, state: SoftmaxPool):
         self.states[slot] = state
+
+    @staticmethod
+    def run(block: Callable, pieces, masks, cache, layer_idx: int, *inputs) -> torch.Tensor:
+        """`block(piece, mask, *inputs, layer_idx, *pools) -> (output, *pools)` on each chunk in turn (`run_chunk`),
+        `pools` one per slot of `FastformerCacheLayer.SLOTS` (or None), from those of `cache` (a `FastformerCache` or
+        None), which gets the final ones. Returns the outputs concatenated along the sequence."""
+        slots, outputs = FastformerCacheLayer.SLOTS, []
+        states = [None if cache is None else cache.read_state(layer_idx, slot) for slot in slots]
+        for piece, mask in zip(pieces, masks):
+            out, *states = run_chunk(block, piece, mask, *inputs, layer_idx, *states)
+            outputs.append(out)
+        for slot, state in zip(slots, states):
+            if cache is not None and state is not None:
+                cache.write_state(layer_idx, slot, state)
+        return torch.cat(outputs, dim=1)
+
+
+def split_sequence(hidden_states: torch.Tensor, mask: torch.Tensor | None, chunk: int, attention: nn.Module):
+    """`hidden_states` `(batch, seq, hidden)` and `mask` `(batch, seq, 1)` (or None: a None per chunk) in consecutive
+    chunks of `chunk` positions; refused under sequence parallelism (each process would pool only its own chunks)."""
+    if attention.sequence_parallel_group is not None:
+        raise ValueError(
+            "`sequence_chunk_size` cannot be combined with sequence parallelism (each process would pool only its "
+            "own chunks): set `config.sequence_chunk_size=0`, or give each process fewer tokens instead."
+        )
+    pieces = hidden_states.split(chunk, dim=1)
+    return pieces, [None] * len(pieces) if mask is None else mask.split(chunk, dim=1)
 
 
 def run_chunk(function: Callable, *args):
@@ -706,15 +595,16 @@ def run_chunk(function: Callable, *args):
 
 class FastformerLayer(GradientCheckpointingLayer):
     """One Fastformer block (post-LN as the official code, or pre-LN: `config.layer_norm_position`): additive
-    attention sub-block (causal in a decoder), then (decoders of an
-    encoder-decoder) a cross-attention sub-block over the encoder output, then the BERT feed-forward sub-block,
-    applied to `config.chunk_size_feed_forward` positions at a time when that is set (less activation memory).
-
-    With `config.sequence_chunk_size`, a longer sequence runs through the whole block that many positions at a time
-    (`sequence_chunked`), each chunk recomputed in the backward pass."""
+    attention sub-block (causal in a decoder), then (decoders of an encoder-decoder) a cross-attention sub-block over
+    the encoder output, then the BERT feed-forward sub-block (`chunk_size_feed_forward` positions at a time when set).
+    `mask`: `(batch, seq, 1)` bool or None. With `config.sequence_chunk_size`, a longer sequence runs through the
+    block that many positions at a time, each chunk recomputed in the backward pass: causal, the whole block per chunk,
+    carrying the prefix pools (`ChunkStates.run`); encoder, the attention's `chunked_global_key`, then the rest of the
+    block per chunk."""
 
     def __init__(self, config: FastformerConfig, causal: bool = False, cross_attention: bool = False):
         super().__init__()
+        self.causal = causal
         self.chunk_size_feed_forward = config.chunk_size_feed_forward
         self.sequence_chunk_size = config.sequence_chunk_size
         self.attention = FastformerAttention(
@@ -723,7 +613,7 @@ class FastformerLayer(GradientCheckpointingLayer):
         self.crossattention = None
         if cross_attention:
             additive = config.cross_attention_type == "additive"
-            self.crossattention = FastformerAttention(
+            self.crossattention = FastformerCrossAttentionBlock(
                 config, FastformerAdditiveCrossAttention if additive else FastformerCrossAttention
             )
         self.intermediate = FastformerIntermediate(config)
@@ -733,8 +623,8 @@ class FastformerLayer(GradientCheckpointingLayer):
         return self.output(self.intermediate(self.output.sub_block_input(hidden_states)), hidden_states)
 
     def chunked_feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (less activation memory;
-        the last chunk may be shorter, unlike transformers' `apply_chunking_to_forward`, which needs a multiple)."""
+        """The feed-forward block, `chunk_size_feed_forward` positions at a time when set (less activation memory; the
+        last chunk may be shorter, unlike transformers' `apply_chunking_to_forward`)."""
         if not self.chunk_size_feed_forward or hidden_states.shape[1] <= self.chunk_size_feed_forward:
             return self.feed_forward(hidden_states)
         pieces = hidden_states.split(self.chunk_size_feed_forward, dim=1)
@@ -742,81 +632,33 @@ class FastformerLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
                 layer_idx: int = 0, **kwargs):
-        if self.sequence_chunk_size and hidden_states.shape[1] > self.sequence_chunk_size:
-            return self.sequence_chunked(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
-        return self.whole_sequence(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
-
-    def sequence_chunked(self, hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx: int):
-        """The block on `sequence_chunk_size` positions at a time (`run_chunk`: recomputed in the backward pass).
-
-        Causal: each chunk is the whole block, continuing the prefix pools from the states the previous chunk left
-        (`ChunkStates`; those of `cache` first, which gets the final ones). Encoder: the two global vectors need a
-        softmax over every position, so the attention runs in passes over the chunks that keep only `(seq, heads)`
-        logits and `(1, hidden)` partial sums, then the rest of the block runs chunk by chunk."""
-        if self.attention.self.sequence_parallel_group is not None:
-            raise ValueError(
-                "`sequence_chunk_size` cannot be combined with sequence parallelism (each process would pool only its "
-                "own chunks): set `config.sequence_chunk_size=0`, or give each process fewer tokens instead."
-            )
         chunk = self.sequence_chunk_size
-        pieces = hidden_states.split(chunk, dim=1)
-        masks = [None] * len(pieces) if mask is None else mask.split(chunk, dim=1)
-        attention = self.attention.self
-        if isinstance(attention, FastformerCausalAdditiveAttention):
-            pool_cache = split_cache(cache)[0]
-            slots = FastformerCacheLayer.SLOTS
-            states = [None if pool_cache is None else pool_cache.read_state(layer_idx, slot) for slot in slots]
+        if not chunk or hidden_states.shape[1] <= chunk:
+            return self.whole_sequence(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
+        pieces, masks = split_sequence(hidden_states, mask, chunk, self.attention.self)
+        if self.causal:
+            inputs = (encoder_hidden_states, encoder_mask)
+            return ChunkStates.run(self.causal_chunk, pieces, masks, split_cache(cache)[0], layer_idx, *inputs)
+        global_key = self.attention.chunked_global_key(pieces, masks)
+        return torch.cat([run_chunk(self.attend_chunk, piece, global_key) for piece in pieces], dim=1)
 
-            def causal_chunk(piece, piece_mask, *states):
-                carried = ChunkStates({slot: state for slot, state in zip(slots, states) if state is not None})
-                out = self.whole_sequence(piece, piece_mask, encoder_hidden_states, encoder_mask, carried, layer_idx)
-                return out, *(carried.read_state(layer_idx, slot) for slot in slots)
+    def attend_chunk(self, piece: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
+        """The encoder block on the chunk `piece`, given the attention's global key."""
+        return self.chunked_feed_forward(self.attention.attend(piece, global_key))
 
-            outputs = []
-            for piece, piece_mask in zip(pieces, masks):
-                out, *states = run_chunk(causal_chunk, piece, piece_mask, *states)
-                outputs.append(out)
-            if pool_cache is not None:
-                for slot, state in zip(slots, states):
-                    if state is not None:
-                        pool_cache.write_state(layer_idx, slot, state)
-            return torch.cat(outputs, dim=1)
-
-        def global_vector(logits_of, values_of, *extra):
-            """`attention.pool` of the whole sequence, chunk by chunk: `(batch, 1, hidden)`."""
-            logits = torch.cat([run_chunk(logits_of, piece, *extra) for piece in pieces], dim=1)  # (batch, seq, heads)
-            weights = masked_softmax(logits * attention.scale, mask, dim=1)  # (batch, seq, heads), float32 or wider
-
-            def part(piece, piece_weights, *extra):
-                values = values_of(piece, *extra)
-                return attention.weighted_sum(piece_weights.to(values.dtype), values)
-
-            return sum(run_chunk(part, piece, w, *extra) for piece, w in zip(pieces, weights.split(chunk, dim=1)))
-
-        read = self.attention.output.sub_block_input  # what the attention reads of a piece: x or LayerNorm(x)
-        global_query = global_vector(
-            lambda piece: attention.query_att(attention.query(read(piece))), lambda piece: attention.query(read(piece))
-        )
-        mixed = lambda piece, global_query: attention.key(read(piece)) * global_query  # noqa: E731  p_i
-        global_key = global_vector(
-            lambda piece, global_query: attention.key_att(mixed(piece, global_query)), mixed, global_query
-        )
-
-        def rest_of_block(piece, global_key):
-            attention_input = read(piece)
-            attended = attention.output(global_key, attention_input, attention.query(attention_input))
-            return self.chunked_feed_forward(self.attention.output(attended, piece))
-
-        return torch.cat([run_chunk(rest_of_block, piece, global_key) for piece in pieces], dim=1)
+    def causal_chunk(self, piece, mask, encoder_hidden_states, encoder_mask, layer_idx: int, *states):
+        """The causal block on the chunk `piece` from the prefix pools `states`; its output and the pools after it."""
+        carried = ChunkStates(dict(zip(FastformerCacheLayer.SLOTS, states)))
+        out = self.whole_sequence(piece, mask, encoder_hidden_states, encoder_mask, carried, layer_idx)
+        return out, *(carried.read_state(layer_idx, slot) for slot in FastformerCacheLayer.SLOTS)
 
     def whole_sequence(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
                        layer_idx: int = 0):
         pool_cache, cross_cache = split_cache(cache)
-        hidden_states = self.attention(hidden_states, mask, cache=pool_cache, layer_idx=layer_idx)
+        hidden_states = self.attention(hidden_states, mask, pool_cache, layer_idx)
         if self.crossattention is not None:
             hidden_states = self.crossattention(
-                hidden_states, encoder_hidden_states, encoder_mask, cache=cross_cache, layer_idx=layer_idx,
-                keep=None if mask is None else mask.squeeze(-1), pool_cache=pool_cache,
+                hidden_states, encoder_hidden_states, encoder_mask, mask, cross_cache, pool_cache, layer_idx
             )
         return self.chunked_feed_forward(hidden_states)
 
@@ -861,8 +703,16 @@ class FastformerPooler(nn.Module):
     sequence_parallel_group = None
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.sequence_parallel_group is not None:
-            return self.sharded(hidden_states, attention_mask, self.sequence_parallel_group)
+        group = self.sequence_parallel_group
+        if self.pooler_type == "attention":  # a `softmax_pool` with one head; sharded: of the whole sequence
+            logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, seq, 1)
+            mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
+            pool = softmax_pool(logits, hidden_states, mask) if group is None else (
+                sharded_softmax_pool(logits, hidden_states, mask, group)
+            )
+            return finalize(pool[0]).squeeze(1).to(hidden_states.dtype)  # (batch, hidden)
+        if group is not None:
+            return sharded_first_or_mean(self.pooler_type, hidden_states, attention_mask, group)
         if self.pooler_type == "first":
             return hidden_states[:, 0]
         if self.pooler_type == "mean":
@@ -870,25 +720,6 @@ class FastformerPooler(nn.Module):
                 return hidden_states.mean(dim=1)
             weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (batch, seq, 1)
             return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, seq, 1)
-        mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)
-        weights = masked_softmax(logits, mask, dim=1).to(hidden_states.dtype)  # (batch, seq, 1)
-        return torch.einsum("bn,bnd->bd", weights.squeeze(-1), hidden_states)  # (batch, hidden)
-
-    def sharded(self, hidden_states, attention_mask, group) -> torch.Tensor:
-        """`forward` of a sequence sharded over the processes of `group` (the same vector on each): the attention
-        pool over all the shards, the first token (rank 0's), or the mean over all the real tokens."""
-        if self.pooler_type == "attention":
-            logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, n, 1)
-            mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)
-            return sharded_softmax_pool(logits, hidden_states, mask, group)[0].squeeze(1)
-        if self.pooler_type == "first":  # rank 0's first token; the other ranks add 0 (in the same ops)
-            return all_reduce_sum(hidden_states[:, 0] * float(torch.distributed.get_rank(group) == 0), group)
-        weights = torch.ones_like(hidden_states[..., :1]) if attention_mask is None else (
-            attention_mask.to(hidden_states.dtype).unsqueeze(-1)
-        )  # (batch, n, 1)
-        total = all_reduce_sum(torch.cat([(hidden_states * weights).sum(dim=1), weights.sum(dim=1)], dim=-1), group)
-        return total[:, :-1] / total[:, -1:].clamp(min=1.0)
 
 
 @auto_docstring
@@ -1800,8 +1631,8 @@ class FastformerForMultipleChoice(FastformerEncoderHeadModel):
                 f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
                 f"seq) = {tuple(inputs.shape[:3])}."
             )
-        flat = lambda tensor: None if tensor is None else tensor.flatten(0, 1)  # noqa: E731
-        return super().encoder_inputs(flat(input_ids), flat(attention_mask), flat(inputs_embeds))
+        given = (input_ids, attention_mask, inputs_embeds)
+        return super().encoder_inputs(*(None if tensor is None else tensor.flatten(0, 1) for tensor in given))
 
     def head_logits(self, hidden_states, attention_mask, inputs):
         pooled = self.pooler(hidden_states, attention_mask)  # (batch * num_choices, hidden)

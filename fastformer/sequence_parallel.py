@@ -21,9 +21,10 @@ Usage (every process runs the same lines, on the same full batch)::
     sp.all_reduce_gradients(model, group)  # now every process holds the gradient of the whole sequence's loss
     optimizer.step()
 
-The model code needs nothing but `torch.distributed`; the hooks live in `modeling_fastformer.py` (a
-`sequence_parallel_group` attribute of the attention modules and of the pooler, None by default: then the model
-computes exactly what it computes without this module).
+The model imports the collectives at the end of this file (`sharded_softmax_pool`, `sharded_prefix_pools`,
+`sharded_first_or_mean`), so this file travels with `modeling_fastformer.py` into checkpoints and imports only torch
+and its sibling `pooling_fastformer.py`. The switch is a `sequence_parallel_group` attribute of the attention modules
+and of the pooler, None by default: then the model computes exactly what it computes without this module.
 
 Supported: `FastformerModel` (encoder or causal), `FastformerForSequenceClassification`, `FastformerForMaskedLM`,
 `FastformerForTokenClassification`, `FastformerForCausalLM`. Refused (`ValueError`): `FastformerForQuestionAnswering`,
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .pooling_fastformer import SoftmaxPool, compute_dtype, merge_all, softmax_pool
 
 
 def _process_group(group):
@@ -338,3 +341,84 @@ def all_reduce_gradients(model: nn.Module, group=None):
         if param.grad is None:
             param.grad = torch.zeros_like(param)
         dist.all_reduce(param.grad, group=group)
+
+
+# The collectives of the model (`modeling_fastformer.py`): a sequence split in contiguous shards over the processes of
+# a group. Each softmax pool exchanges only `O(batch * hidden)` numbers per pool, whatever the length. They are
+# autograd-aware: every process must run the same forward and backward.
+
+
+class AllReduceSum(torch.autograd.Function):
+    """Sum of a tensor over the processes of a group, differentiable: the gradient is the sum of the processes'
+    gradients, so that when every process's loss is its share of a total, each gets the gradient of the total."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group):
+        ctx.group = group
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return AllReduceSum.apply(grad, ctx.group), None
+
+
+def all_reduce_sum(tensor: torch.Tensor, group) -> torch.Tensor:
+    """`AllReduceSum` of `tensor` over `group`."""
+    return AllReduceSum.apply(tensor, group)
+
+
+def sharded_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, group):
+    """`softmax_pool` of a sequence sharded over `group`: this process holds `logits` `(batch, n, heads)`, `values`
+    `(batch, n, heads * d)` and `mask` `(batch, n, 1)` of its shard.
+
+    The shard's pool, then one all-reduce MAX of the maxima `m` and one all-reduce SUM of the rescaled `[S, Z]`
+    `(batch, heads, d + 1)`. Returns the pool of the whole sequence (the same on every process) and this shard's
+    unnormalised weights relative to its `m`, as `softmax_pool` does. The maximum only rescales, so it carries no
+    gradient and the gradient stays exact."""
+    pool, exps = softmax_pool(logits, values, mask)
+    top = pool.m.clone()
+    dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
+    scale = torch.exp(pool.m - top)  # (batch, heads), <= 1
+    return SoftmaxPool(top, all_reduce_sum(scale.unsqueeze(-1) * pool.sums, group)), exps * scale.unsqueeze(1)
+
+
+def sharded_prefix_pools(logits, values, keep, state: SoftmaxPool | None, group):
+    """The pool of the tokens before this process's shard (`state`, e.g. a cache's, then the shards of the lower
+    ranks of `group`: an exclusive scan) and the pool of the whole sequence (every shard), for the
+    causal prefix pools. `logits` `(batch, n, heads)`, `values` `(batch, n, heads, head_dim)`, `keep` `(batch, n)` or
+    None. Each process pools its shard, then every shard's pool is gathered with one all-reduce SUM of the `[S, Z]`
+    `(world, batch, heads, head_dim + 1)` (each process filling its own row: an all-gather that every backend has
+    and autograd follows to the lower ranks) and one of the maxima, and `merge`d in rank order."""
+    dtype = compute_dtype(logits, values)
+    lowest = torch.finfo(dtype).min
+    mask = None if keep is None else keep.unsqueeze(-1)
+    shard, _ = softmax_pool(logits.to(dtype), values.flatten(2).to(dtype), mask)
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    mine = (torch.arange(world, device=shard.m.device) == rank).to(dtype)  # (world,)
+    maxima = mine.view(world, 1, 1) * shard.m
+    dist.all_reduce(maxima, group=group)  # (world, batch, heads)
+    sums = all_reduce_sum(mine.view(world, 1, 1, 1) * shard.sums, group)  # (world, batch, heads, head_dim + 1)
+    carried = [] if state is None else [SoftmaxPool(state.m.to(dtype), state.sums.to(dtype))]
+    shards = [SoftmaxPool(maxima[row], sums[row]) for row in range(world)]
+    # The higher ranks' rows are made empty pools rather than skipped: every process runs the same ops, and its
+    # backward always reaches the all-reduce (which the other processes' backward waits for).
+    lower = [
+        SoftmaxPool(pool.m if row < rank else torch.full_like(pool.m, lowest), pool.sums * float(row < rank))
+        for row, pool in enumerate(shards)
+    ]
+    return merge_all(carried + lower), merge_all(carried + shards)
+
+
+def sharded_first_or_mean(pooler_type: str, hidden_states: torch.Tensor, attention_mask, group) -> torch.Tensor:
+    """The `"first"` or `"mean"` pooler of a sequence sharded over `group` (the same vector on each process): the
+    first token (rank 0's), or the mean over all the real tokens, `(batch, hidden)`. `attention_mask` `(batch, n)` or
+    None."""
+    if pooler_type == "first":  # rank 0's first token; the other ranks add 0 (in the same ops)
+        return all_reduce_sum(hidden_states[:, 0] * float(dist.get_rank(group) == 0), group)
+    weights = torch.ones_like(hidden_states[..., :1]) if attention_mask is None else (
+        attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    )  # (batch, n, 1)
+    total = all_reduce_sum(torch.cat([(hidden_states * weights).sum(dim=1), weights.sum(dim=1)], dim=-1), group)
+    return total[:, :-1] / total[:, -1:].clamp(min=1.0)

@@ -50,7 +50,8 @@ def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
         "AutoModelForQuestionAnswering": "modeling_fastformer.FastformerForQuestionAnswering",
         "AutoModelForMultipleChoice": "modeling_fastformer.FastformerForMultipleChoice",
     }
-    assert (tmp_path / "modeling_fastformer.py").exists() and (tmp_path / "configuration_fastformer.py").exists()
+    for name in ("modeling_fastformer", "configuration_fastformer", "pooling_fastformer", "sequence_parallel"):
+        assert (tmp_path / f"{name}.py").exists(), name
 
 
 REMOTE_CODE_SCRIPT = textwrap.dedent(
@@ -118,22 +119,26 @@ def test_trust_remote_code_loads_without_the_package(tmp_path):
 
 
 def test_modeling_files_import_only_libraries_and_each_other():
-    """Hub custom code: the two files must work when copied alone into a checkpoint directory, so they import only
-    the standard library, torch, transformers and huggingface_hub (catches an import of the `fastformer` package or
-    of another of its modules, which a checkpoint does not carry)."""
+    """Hub custom code: the files a checkpoint carries (the model file and its relative imports) must work when
+    copied alone into a checkpoint directory, so they import only the standard library, torch, transformers,
+    huggingface_hub and each other (catches an import of the `fastformer` package or of another of its modules,
+    which a checkpoint does not carry)."""
     import ast
 
     import fastformer.configuration_fastformer as configuration
     import fastformer.modeling_fastformer as modeling
+    import fastformer.pooling_fastformer as pooling
+    import fastformer.sequence_parallel as sequence_parallel
 
     allowed = set(sys.stdlib_module_names) | {"torch", "transformers", "huggingface_hub"}
-    for module in (configuration, modeling):
+    carried = {"configuration_fastformer", "pooling_fastformer", "sequence_parallel"}
+    for module in (configuration, modeling, pooling, sequence_parallel):
         for node in ast.walk(ast.parse(open(module.__file__).read())):
             if isinstance(node, ast.Import):
                 assert all(alias.name.split(".")[0] in allowed for alias in node.names), ast.dump(node)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    assert node.level == 1 and node.module == "configuration_fastformer", ast.dump(node)
+                    assert node.level == 1 and node.module in carried, ast.dump(node)
                 else:
                     assert node.module.split(".")[0] in allowed, ast.dump(node)
 

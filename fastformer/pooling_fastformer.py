@@ -1,0 +1,229 @@
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""The running softmax pool, the one primitive behind every Fastformer attention.
+
+A softmax pool of items `(a_j, x_j)` (logit, value) is `G = sum_j e^{a_j} x_j / sum_j e^{a_j}`. It is kept as a
+`SoftmaxPool` state `(m, [S, Z])`: a reference max `m` of the logits and the sums relative to it, `S = sum_j
+e^{a_j - m} x_j`, `Z = sum_j e^{a_j - m}`. The pool of a concatenation is the `merge` of its parts' pools, so one
+state type serves every form of the model:
+
+- the encoder's global query and key and the attention pooler: `softmax_pool` of the whole sequence, `finalize`d,
+  with the attention weights `pool_weights`;
+- the sequence-chunked encoder: the `merge` of its chunks' `softmax_pool`s;
+- sequence parallelism (`sequence_parallel.py`): the `merge` of the shards' pools;
+- the causal prefix pools and the decoding cache: `prefix_softmax_pool`, the `prefix_scan` of per-token pools
+  continuing from a carried state.
+
+Conventions: masked (padding) items never set a max and weigh exactly 0; maxima carry no gradient (they only
+rescale numerator and denominator alike); a pool without any real item has `Z = 0` and `finalize`s to exactly 0, with
+exactly 0 gradient. Pools are computed in at least float32 (float64 stays float64).
+
+This file imports only torch: it is copied beside `modeling_fastformer.py` into checkpoints (Hub custom code).
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.utils.checkpoint
+from torch import nn
+
+
+# Block length of the causal prefix scan at every level: work and activation memory O(seq * heads * block).
+CAUSAL_CHUNK_SIZE = 16
+
+
+class SoftmaxPool(NamedTuple):
+    """A running softmax pool, per batch row and head (and, in a scan, per item): `m` `(...)`, a reference max of
+    the pooled logits (the most negative finite float when none is real), and `sums` `(..., d + 1)`, `[S, Z]` =
+    `[sum_j e^{a_j - m} x_j, sum_j e^{a_j - m}]`."""
+
+    m: torch.Tensor
+    sums: torch.Tensor
+
+    @property
+    def s(self) -> torch.Tensor:
+        """`S`, `(..., d)`."""
+        return self.sums[..., :-1]
+
+    @property
+    def z(self) -> torch.Tensor:
+        """`Z`, `(...)`: 0 exactly when no real item was pooled."""
+        return self.sums[..., -1]
+
+
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """The dtype pools are computed in: the tensors' promoted dtype, at least float32."""
+    dtype = torch.float32
+    for tensor in tensors:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return dtype
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`logits` in at least float32, with the most negative finite float where `mask` is False."""
+    logits = logits.to(compute_dtype(logits))
+    if mask is not None:
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    return logits
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """Softmax of `logits` along `dim` in at least float32, ignoring positions where `mask` is False: the weights
+    `pool_weights` gives a pool along `dim`. Masked positions get weight exactly 0, and a row without any real
+    position gets weights exactly 0 (not the NaN of `0 / 0`, nor weights that depend on its padding). Returns
+    weights of the shape of `logits`."""
+    weights = torch.softmax(masked_logits(logits, mask), dim=dim)
+    return weights if mask is None else weights * mask
+
+
+def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`sum_i weights[:, i, h] * values[:, i, head h]` per head: `weights` `(batch, n, heads)`, `values` `(batch, n,
+    heads * d)` (heads concatenated) -> `(batch, heads, d)`.
+
+    One `bmm` of every head's weights against all features, `(batch, heads, heads * d)`, of which the head-diagonal
+    blocks are kept: `heads` times the minimal flops of this (small) product, but no permuted copy of `values` in
+    the forward or the backward pass."""
+    batch, _, heads = weights.shape
+    pooled = torch.bmm(weights.transpose(1, 2), values)  # (batch, heads, heads * d)
+    return pooled.view(batch, heads, heads, -1).diagonal(dim1=1, dim2=2).transpose(1, 2)  # (batch, heads, d)
+
+
+def softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None):
+    """The pool of one block of items: `logits` `(batch, n, heads)`, `values` `(batch, n, heads * d)`, `mask`
+    `(batch, n, 1)` bool or None (False: padding).
+
+    Returns the `SoftmaxPool` (`m` `(batch, heads)`, `sums` `(batch, heads, d + 1)`) and the unnormalised weights
+    `e^{a_i - m}` `(batch, n, heads)` (0 for padding), from which `pool_weights` gives the softmax. `S` is summed in
+    the values' dtype (as `weighted_sum`), the rest in at least float32."""
+    logits = masked_logits(logits, mask)
+    m = logits.detach().amax(dim=1)  # (batch, heads): padding never sets it
+    exps = torch.exp(logits - m.unsqueeze(1))  # (batch, n, heads)
+    if mask is not None:
+        exps = exps * mask  # exactly 0 for padding, also in a block of padding only
+    s = weighted_sum(exps.to(values.dtype), values).to(exps.dtype)  # (batch, heads, d)
+    return SoftmaxPool(m, torch.cat([s, exps.sum(dim=1).unsqueeze(-1)], dim=-1)), exps
+
+
+def merge(pool: SoftmaxPool, other: SoftmaxPool) -> SoftmaxPool:
+    """The online-softmax merge, the pool of both parts (broadcasting):
+    `m' = max(m, m_o)`, `[S, Z]' = e^{m - m'} [S, Z] + e^{m_o - m'} [S, Z]_o` (both rescalings `<= 1`)."""
+    m = torch.maximum(pool.m, other.m)
+    sums = torch.exp(pool.m - m).unsqueeze(-1) * pool.sums + torch.exp(other.m - m).unsqueeze(-1) * other.sums
+    return SoftmaxPool(m, sums)
+
+
+def merge_all(pools) -> SoftmaxPool:
+    """`merge` of an iterable of pools, in order."""
+    total = None
+    for pool in pools:
+        total = pool if total is None else merge(total, pool)
+    return total
+
+
+def finalize(pool: SoftmaxPool) -> torch.Tensor:
+    """The pooled vector `S / Z` `(..., d)`; exactly 0, with 0 gradient, where no real item was pooled (`Z = 0`)."""
+    norm = pool.z
+    return pool.s * torch.where(norm > 0, norm, 1).reciprocal().unsqueeze(-1)
+
+
+def pool_weights(pool: SoftmaxPool, exps: torch.Tensor) -> torch.Tensor:
+    """The softmax weights `e^{a_i - m} / Z` `(batch, n, heads)` of a `softmax_pool`'s items from its `exps`
+    (relative to `pool.m`); weights 0 in a row without any real item."""
+    norm = pool.z.unsqueeze(1)  # (batch, 1, heads)
+    return exps / torch.where(norm > 0, norm, 1)
+
+
+def shift_right(pools: SoftmaxPool) -> SoftmaxPool:
+    """Item `t` of the result is item `t - 1` of `pools` (`m` `(..., n)`, `sums` `(..., n, E)`), item 0 the empty
+    pool: an inclusive scan made exclusive."""
+    lowest = torch.finfo(pools.sums.dtype).min
+    m = nn.functional.pad(pools.m[..., :-1], (1, 0), value=lowest)
+    return SoftmaxPool(m, nn.functional.pad(pools.sums[..., :-1, :], (0, 0, 1, 0)))
+
+
+def prefix_pools_within_blocks(items: SoftmaxPool, block: int) -> SoftmaxPool:
+    """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `sums` `(B, H, n, E)`
+    with `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `sums'_t = sum_{j<=t} e^{m_j - m'_t} sums_j` (j, t
+    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. The maxima carry no
+    gradient: they only rescale numerator and denominator alike, so the pool's gradient stays exact."""
+    batch, heads, n = items.m.shape
+    m = items.m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
+    running_max = m.detach().cummax(dim=-1).values  # (B, H, blocks, L)
+    causal = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
+    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~causal, -torch.inf)  # (..., L, L)
+    sums = torch.exp(exponent) @ items.sums.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
+    return SoftmaxPool(running_max.view(batch, heads, n), sums.view(batch, heads, n, -1))
+
+
+def prefix_scan(items: SoftmaxPool, block: int) -> SoftmaxPool:
+    """Inclusive prefix pools (the `merge` of items `0..t` for every `t`) of `items` (`m` `(B, H, n)`, `sums`
+    `(B, H, n, E)`).
+
+    Two-level scan, applied recursively: prefix pools inside blocks of `block` items; the blocks' totals scanned the
+    same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`); each
+    block's exclusive carry merged into its items. Linear work and memory, forward and backward.
+    """
+    batch, heads, n = items.m.shape
+    blocks = (n + block - 1) // block
+    extra = blocks * block - n  # padding items: empty pools (m = lowest, sums = 0)
+    m = nn.functional.pad(items.m, (0, extra), value=torch.finfo(items.sums.dtype).min)
+    scanned = prefix_pools_within_blocks(SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block)
+    if blocks > 1:
+        shape = (batch, heads, blocks, block)
+        by_block = SoftmaxPool(scanned.m.view(shape), scanned.sums.view(*shape, -1))
+        totals = prefix_scan(SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :]), block)  # blocks 0..b
+        carry = shift_right(totals)  # (B, H, blocks): blocks 0..b-1
+        merged = merge(SoftmaxPool(carry.m.unsqueeze(-1), carry.sums.unsqueeze(-2)), by_block)
+        shape = (batch, heads, blocks * block)
+        scanned = SoftmaxPool(merged.m.view(shape), merged.sums.view(*shape, -1))
+    return SoftmaxPool(scanned.m[:, :, :n], scanned.sums[:, :, :n])
+
+
+def prefix_softmax_pool(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    state: SoftmaxPool | None = None,
+    chunk_size: int | None = None,
+    recompute_in_backward: bool = False,
+) -> tuple[torch.Tensor, SoftmaxPool]:
+    r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
+
+    Args:
+        logits: `a`, `(batch, seq, heads)`.
+        values: `x`, `(batch, seq, heads, head_dim)`.
+        keep: `(batch, seq)` bool, False for padding (weight 0). A prefix without any real token pools to exactly 0,
+            with exactly 0 gradient (no `0 / tiny` division whose backward overflows under a loss scale).
+        state: the pool of the tokens before this call (`m` `(batch, heads)`, `sums` `(batch, heads, head_dim + 1)`).
+        chunk_size: block length of the scan (default `CAUSAL_CHUNK_SIZE`); any value gives the same result.
+        recompute_in_backward: keep only the inputs for the backward pass and recompute the pool there (activation
+            memory `O(seq * hidden)` instead of `O(seq * heads * (head_dim + chunk_size))`, one more pool forward).
+
+    Returns the pooled vectors `(batch, seq, heads, head_dim)` and the pool after the last token, computed in the
+    inputs' dtype upcast to at least float32 (float64 stays float64).
+
+    Computed as an online-softmax `prefix_scan` of one pool per token: forward and backward linear in `seq`,
+    `O(log seq)` dispatched ops, no Python loop over the sequence, never a `seq x seq` matrix. One token (decoding)
+    is the same computation on a single item merged into `state`, so the state keeps a constant size.
+    """
+    if recompute_in_backward and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(
+            prefix_softmax_pool, logits, values, keep, state, chunk_size=chunk_size, recompute_in_backward=False,
+            use_reentrant=False,
+        )
+    with torch.autocast(device_type=values.device.type, enabled=False):
+        batch, seq = logits.shape[:2]
+        dtype = compute_dtype(logits, values)
+        if keep is None:
+            keep = torch.ones(batch, seq, dtype=torch.bool, device=logits.device)
+        # One pool per token: m = a_j (lowest for padding, which then never sets a max), sums = [x_j, 1] (0 for
+        # padding).
+        m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
+        sums = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
+        pools = SoftmaxPool(m, sums.transpose(1, 2).contiguous())  # sums: (batch, heads, seq, head_dim + 1)
+        if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
+            pools = prefix_scan(pools, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
+        if state is not None:
+            pools = merge(SoftmaxPool(state.m.to(dtype).unsqueeze(-1), state.sums.to(dtype).unsqueeze(-2)), pools)
+        pooled = finalize(pools)  # (batch, heads, seq, head_dim)
+        last = SoftmaxPool(pools.m[:, :, -1].clone(), pools.sums[:, :, -1].clone())  # not a view of the whole scan
+    return pooled.transpose(1, 2), last
