@@ -23,6 +23,10 @@ from pathlib import Path
 
 import torch
 
+from common import mean_std
+
+from fastformer.classify.reporting import markdown_table
+
 
 def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: list[str]) -> dict:
     run_dir = output_dir / f"{model_type}-{length}-seed{seed}"
@@ -36,19 +40,16 @@ def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: li
     return json.loads(results.read_text())
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+def mean_and_spread(values: list[float]) -> str:
+    """`mean ± std` over seeds (std 0 for one seed)."""
+    return "{:.3f} ± {:.3f}".format(*mean_std(values))
 
 
 def summarize(rows: list[dict]) -> str:
     groups: dict[tuple[str, int], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["model_type"], row["max_seq_length"]), []).append(row)
-    lines = [
-        "| model | max tokens | seeds | accuracy | macro-F1 | train s (mean) | Δ accuracy vs BERT | time / BERT |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    table = []
     for (model_type, length), group in sorted(groups.items()):
         accuracy = [r["accuracy"] for r in group]
         seconds = statistics.mean(r["train_seconds"] for r in group)
@@ -59,9 +60,10 @@ def summarize(rows: list[dict]) -> str:
         else:
             delta = ratio = "—"
         seeds = ",".join(str(r["seed"]) for r in group)
-        lines.append(f"| {model_type} | {length} | {seeds} | {mean_std(accuracy)} | "
-                     f"{mean_std([r['macro_f1'] for r in group])} | {seconds:.0f} | {delta} | {ratio} |")
-    return "\n".join(lines)
+        table.append([model_type, length, seeds, mean_and_spread(accuracy),
+                      mean_and_spread([r["macro_f1"] for r in group]), f"{seconds:.0f}", delta, ratio])
+    return markdown_table(["model", "max tokens", "seeds", "accuracy", "macro-F1", "train s (mean)",
+                           "Δ accuracy vs BERT", "time / BERT"], table)
 
 
 def main():
@@ -81,13 +83,13 @@ def main():
                 rows.append(run_one(output_dir, model_type, length, seed, extra))
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}\n")
-    print("| model | max tokens | seed | accuracy | macro-F1 | train s | eval s | torch threads | peak memory (MiB) |"
-          "\n|---|---|---|---|---|---|---|---|---|")
+    table = []
     for r in rows:  # a run read back may have had other threads than this process: each row says its own
         peak = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "—"  # older runs lack it
-        print(f"| {r['model_type']} | {r['max_seq_length']} | {r['seed']} | {r['accuracy']:.4f} | "
-              f"{r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} | {r['torch_threads']} | "
-              f"{peak} |")
+        table.append([r["model_type"], r["max_seq_length"], r["seed"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+                      f"{r['train_seconds']:.0f}", f"{r['eval_seconds']:.1f}", r["torch_threads"], peak])
+    print(markdown_table(["model", "max tokens", "seed", "accuracy", "macro-F1", "train s", "eval s", "torch threads",
+                          "peak memory (MiB)"], table))
     print()
     print(summarize(rows))
     if args.json:

@@ -19,7 +19,6 @@ Run: `python benchmarks/benchmark_encoder.py [--lengths 512 2048 8192] [--models
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -105,10 +104,12 @@ def rss_bytes() -> int:
 
 
 def worker(name: str, length: int, repeats: int) -> dict:
+    from fastformer.classify.reporting import peak_memory_mib
+
     step = build(name, length)
     baseline = rss_bytes()
     seconds = seconds_per_call(step, repeats)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_memory_mib() * 2**20
     return {"seconds": seconds, "peak_mib": max(peak - baseline, 0) / 2**20}
 
 

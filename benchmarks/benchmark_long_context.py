@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -96,6 +95,8 @@ def build(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_c
 
 def worker(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int, lean_pool: bool,
            warmup: bool) -> dict:
+    from fastformer.classify.reporting import peak_memory_mib
+
     model, loss = build(name, length, checkpointing, ff_chunk, sequence_chunk, lean_pool)
     if warmup:
         loss().backward()
@@ -109,7 +110,7 @@ def worker(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_
     return {
         "forward_s": middle - start,
         "backward_s": end - middle,
-        "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_gib": peak_memory_mib() / 2**10,
         "finite": bool(torch.isfinite(value)) and all(bool(torch.isfinite(g).all()) for g in grads),
     }
 

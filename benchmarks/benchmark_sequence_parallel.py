@@ -15,7 +15,6 @@ all-reduce sends about 2 (P - 1) / P times that per process).
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
@@ -23,11 +22,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine  # noqa: E402
+from common import machine
 
-from fastformer import FastformerConfig, FastformerModel  # noqa: E402
-from fastformer import sequence_parallel as sp  # noqa: E402
+from fastformer import FastformerConfig, FastformerModel
+from fastformer import sequence_parallel as sp
 
 KINDS = ("encoder", "causal")
 

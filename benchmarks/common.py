@@ -1,7 +1,9 @@
-"""What the benchmarks share: the machine's description and the timing of a call (`torch.utils.benchmark`)."""
+"""What the benchmarks share: the machine's description, the timing of a call (`torch.utils.benchmark`) and the mean
+and spread of repeated runs. (Peak memory and markdown tables: `fastformer.classify.reporting`, shared with the job.)"""
 
 import os
 import platform
+import statistics
 
 import torch
 from torch.utils import benchmark
@@ -26,3 +28,9 @@ def seconds_per_call(function, repeats: int) -> float:
     (`torch.utils.benchmark.Timer.timeit`, run with torch's current thread count)."""
     timer = benchmark.Timer(stmt="function()", globals={"function": function}, num_threads=torch.get_num_threads())
     return timer.timeit(repeats).mean
+
+
+def mean_std(values: list[float], single: float = 0.0) -> tuple[float, float]:
+    """The mean of `values` and their sample standard deviation (n - 1); `single` stands for the spread of one
+    value (0.0, or e.g. `float("nan")` where one run should not read as no spread at all)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else single)

@@ -10,8 +10,8 @@ warm-up, then cosine or linear decay to 0), seed, hidden size, depth, heads, FFN
 What they cannot share is the architecture itself: `FastformerForCausalLM` (additive attention with causal prefix
 softmax pools, post-LN BERT-style layers, or pre-LN with `--ablation pre_ln`) against `GPT2LMHeadModel` (softmax attention, pre-LN).
 
-Data: openly licensed text fetched from package registries and cached by `examples/run_mlm.py`'s loaders
-(`python-docs`, `enwiki-sample`, the Jargon File `jargon` and Botchan `botchan`), or your own `--train_file` (documents separated by blank lines). Documents are split into training and
+Data: openly licensed text fetched from package registries and cached by `fastformer.classify.corpora`, the loaders
+`examples/run_mlm.py` uses (`python-docs`, `enwiki-sample`, the Jargon File `jargon` and Botchan `botchan`), or your own `--train_file` (documents separated by blank lines). Documents are split into training and
 held-out sets by document (`--data_seed`), each set's documents are joined with `<|endoftext|>` and cut into blocks
 of `--context` tokens. Every `--eval_every` steps both arms are scored on the same fixed held-out blocks (mean
 next-token cross-entropy over `--eval_tokens` tokens, perplexity = exp of it). Training tokens/s come from the timed
@@ -66,10 +66,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import run_mlm  # noqa: E402  (examples/ is not a package: its corpus loaders, reused)
-from common import machine  # noqa: E402
+from common import machine, mean_std
+
+from fastformer.classify import corpora
 
 EOS = "<|endoftext|>"
 OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
@@ -100,18 +99,21 @@ def run_tag(args, arm: str | None = None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# corpora: run_mlm.py's loaders
+# corpora: `fastformer.classify.corpora`, as for examples/run_mlm.py
 
 
-CORPORA = ("python-docs", "enwiki-sample", "jargon", "botchan")
+CORPORA = corpora.CORPORA
 
 
 def load_documents(args) -> list[str]:
     if args.train_file:
         text = Path(args.train_file).read_text(encoding="utf-8")
         return [doc.strip() for doc in text.replace("\r\n", "\n").split("\n\n") if doc.strip()]
-    cache_dir = Path(args.cache_dir) if args.cache_dir else run_mlm.default_cache_dir()
-    return [doc for name in args.corpora for doc in run_mlm.load_corpus(name, cache_dir) if doc.strip()]
+    try:
+        return [doc for name in args.corpora for doc in corpora.load_corpus(name, args.cache_dir or None)
+                if doc.strip()]
+    except corpora.CorpusError as error:
+        sys.exit(f"lm_equal_budget.py: error: {error}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -476,12 +478,6 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
 
 # ----------------------------------------------------------------------------------------------------------------
 # summary and plot
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std
 
 
 def summarize(records: dict, arms, seeds, context: int, objective: str = "clm", ablation=()) -> dict:

@@ -37,15 +37,17 @@ when `--fold_list` names only some folds).
 import argparse
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common import mean_std
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "run_summarization.py"
+ONE_FOLD = float("nan")  # the spread of a single fold is unknown, not 0
 MODELS = {
     "fastformer-sdpa": ["--model_type", "fastformer", "--cross_attention_type", "scaled_dot_product"],
     "fastformer-additive": ["--model_type", "fastformer", "--cross_attention_type", "additive"],
@@ -72,10 +74,6 @@ def fold_tokenizer(script, data_args, vocab_size: int, path: Path) -> Path:
 def distinct_predictions(run_dir: Path) -> int:
     """How many different summaries a run generated for its test pairs (1: the same text for every document)."""
     return len(set((run_dir / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()))
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
 METRICS = [("ROUGE-1", "predict_rouge1", 2), ("ROUGE-2", "predict_rouge2", 2), ("ROUGE-L", "predict_rougeL", 2),
@@ -106,13 +104,15 @@ def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]
     for name in models:
         cells, numbers["mean_std"][name] = [], {}
         for label, key, digits in METRICS:
-            m, sd = mean_std([folds[f][name][key] for f in complete]) if complete else (float("nan"),) * 2
+            values = [folds[f][name][key] for f in complete]
+            m, sd = mean_std(values, single=ONE_FOLD) if complete else (float("nan"),) * 2
             numbers["mean_std"][name][key] = [m, sd]
             cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     cells, numbers["mean_std"]["lead-1"] = [], {}
     for label, key, digits in LEAD:
-        m, sd = mean_std([next(iter(folds[f].values()))[key] for f in complete]) if complete else (float("nan"),) * 2
+        values = [next(iter(folds[f].values()))[key] for f in complete]
+        m, sd = mean_std(values, single=ONE_FOLD) if complete else (float("nan"),) * 2
         numbers["mean_std"]["lead-1"][key] = [m, sd]
         cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
     lines.append("| lead-1 | " + " | ".join(cells) + " |" + " |" * (len(METRICS) - len(LEAD)))
@@ -127,7 +127,7 @@ def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]
             cells, numbers["paired_differences"][name] = [], {}
             for label, key, digits in diff_metrics:
                 d = [folds[f][name][key] - folds[f]["bart"][key] for f in complete]
-                m, sd = mean_std(d)
+                m, sd = mean_std(d, single=ONE_FOLD)
                 numbers["paired_differences"][name][key] = {"per_fold": d, "mean": m, "std": sd}
                 per_fold = ", ".join(f"{x:+.{digits}f}" for x in d)
                 cells.append(f"{m:+.{digits}f} ± {sd:.{digits}f} ({per_fold})")
@@ -213,12 +213,12 @@ def source_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple
     for name in models:
         cells, numbers[name] = [], {}
         for label, key, digits in SOURCE:
-            m, sd = mean_std([folds[f][name][key] for f in complete])
+            m, sd = mean_std([folds[f][name][key] for f in complete], single=ONE_FOLD)
             numbers[name][key] = [m, sd]
             cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
         if "bart" in models and name != "bart":
             d = [folds[f][name]["source_gain"] - folds[f]["bart"]["source_gain"] for f in complete]
-            m, sd = mean_std(d)
+            m, sd = mean_std(d, single=ONE_FOLD)
             numbers[name]["source_gain_minus_bart"] = {"per_fold": d, "mean": m, "std": sd}
             cells.append(f"{m:+.3f} ± {sd:.3f} ({', '.join(f'{x:+.3f}' for x in d)})")
         else:

@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 
 from fastformer.classify import run_classification as job
+from fastformer.classify.reporting import markdown_table
 
 
 def models(seed: int = 0) -> dict:
@@ -63,11 +64,9 @@ def main(argv=None) -> list[dict]:
         rows = run(data_args)
     except job.InputError as error:
         parser.exit(2, f"tfidf_baseline.py: error: {error}\n")
-    print("| model | train docs | test docs | test accuracy | macro-F1 | fit + predict s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['train_docs']} | {r['test_docs']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} "
-              f"| {r['seconds']:.1f} |")
+    print(markdown_table(["model", "train docs", "test docs", "test accuracy", "macro-F1", "fit + predict s"],
+                         [[r["model"], r["train_docs"], r["test_docs"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+                           f"{r['seconds']:.1f}"] for r in rows], align="lrrrrr"))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

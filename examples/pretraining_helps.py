@@ -28,8 +28,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import DataCollatorWithPadding, Trainer, set_seed
 
-from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerTokenizer
+from fastformer import FastformerConfig, FastformerForSequenceClassification
 from fastformer.classify import run_classification as job
+from fastformer.classify.reporting import markdown_table
 
 
 ARMS = ("scratch", "pretrained")
@@ -100,9 +101,7 @@ def main(argv=None):
 
     data = job.load_data(data_args)
     (train_texts, train_labels), (test_texts, test_labels) = data["train"], data["test"]
-    tokenizer = (FastformerTokenizer.from_pretrained(model_args.tokenizer_name) if model_args.tokenizer_name
-                 else FastformerTokenizer())
-    tokenizer.model_max_length = data_args.max_seq_length
+    tokenizer = job.load_tokenizer(model_args, data_args.max_seq_length)
     train_set, _ = job.tokenize(tokenizer, train_texts, train_labels, data_args.max_seq_length, "train")
     test_set, _ = job.tokenize(tokenizer, test_texts, test_labels, data_args.max_seq_length, "test")
 
@@ -114,8 +113,9 @@ def main(argv=None):
             model = pretrained_classifier(pretrained, model)
         rows.append(train_and_test(name, model, tokenizer, train_set, test_set, training_args))
 
-    lines = ["| encoder init | test accuracy | test macro-F1 | train s |", "|---|---|---|---|"]
-    lines += [f"| {r['init']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_seconds']:.0f} |" for r in rows]
+    lines = [markdown_table(["encoder init", "test accuracy", "test macro-F1", "train s"],
+                            [[r["init"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f}"]
+                             for r in rows])]
     if len(rows) == 2:
         gain = rows[1]["accuracy"] - rows[0]["accuracy"]
         lines.append(f"\npretrained - scratch: accuracy {gain:+.4f} on {len(test_set)} test documents "

@@ -36,21 +36,10 @@ tokenizer, custom code) loads with `AutoModelForMaskedLM` / `pipeline("fill-mask
 classifier, with `FastformerForSequenceClassification.from_pretrained(output_dir, num_labels=...)`.
 """
 
-import bz2
-import glob
-import gzip
-import html
-import json
 import logging
 import math
 import os
-import re
-import subprocess
 import sys
-import tarfile
-import tempfile
-import xml.etree.ElementTree as ElementTree
-import zipfile
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -71,12 +60,14 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from fastformer import FastformerConfig, FastformerForMaskedLM, FastformerTokenizer
+from fastformer.classify import corpora
 from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
+from fastformer.classify.corpora import FETCHERS, CorpusError, default_cache_dir
 
 
 logger = logging.getLogger(__name__)
 
-CORPORA = ("python-docs", "enwiki-sample", "jargon", "botchan", "pang-lee-train")
+CORPORA = (*FETCHERS, "pang-lee-train")  # the fetched corpora, then the one derived from the main job's data
 
 
 @dataclass
@@ -153,112 +144,7 @@ def parse_args(argv=None):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# openly licensed corpora, fetched from package registries and cached
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get("FASTFORMER_CACHE"):
-        return Path(os.environ["FASTFORMER_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fastformer"
-
-
-def _run(command: list[str], cwd: str, what: str):
-    try:
-        subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True)
-    except FileNotFoundError:
-        sys.exit(f"run_mlm.py: error: fetching {what} needs `{command[0]}`; or pass --train_file")
-    except subprocess.CalledProcessError as error:
-        tail = (error.stderr or error.stdout or "").strip().splitlines()[-1:] or ["no output"]
-        sys.exit(f"run_mlm.py: error: `{' '.join(command)}` failed while fetching {what}: {tail[0]}")
-
-
-def fetch_python_docs(directory: str) -> list[str]:
-    """The 497 reST sources of the Python 3.11 documentation (PSF licence), from Debian's `python3.11-doc`."""
-    _run(["apt-get", "download", "python3.11-doc"], directory, "python-docs")
-    deb = glob.glob(os.path.join(directory, "python3.11-doc_*.deb"))[0]
-    _run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "python-docs")
-    sources = sorted(glob.glob(os.path.join(directory, "root/usr/share/doc/python3.11/html/_sources/**/*.rst.txt"),
-                               recursive=True))
-    return [Path(path).read_text(encoding="utf-8") for path in sources]
-
-
-def clean_wikitext(text: str) -> str:
-    """Plain text from MediaWiki markup: drops comments, references, templates, tables, files and categories;
-    keeps link labels, headings and list items as text."""
-    text = html.unescape(text)
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r"<ref[^>/]*/>|<ref[^>]*>.*?</ref>", "", text, flags=re.S)
-    while True:  # templates nest: remove the innermost ones until none is left
-        text, count = re.subn(r"\{\{[^{}]*\}\}", "", text)
-        if not count:
-            break
-    text = re.sub(r"\{\|.*?\|\}", "", text, flags=re.S)
-    while True:  # [[File:...]] captions may hold links: remove innermost file/category links first
-        text, count = re.subn(r"\[\[(?:File|Image|Category):[^\[\]]*\]\]", "", text, flags=re.I)
-        text = re.sub(r"\[\[(?:[^\[\]|]*\|)?([^\[\]|]*)\]\]", r"\1", text)
-        if not count:
-            break
-    text = re.sub(r"\[https?://\S+ ([^\]]*)\]", r"\1", text)
-    text = re.sub(r"\[?https?://\S+\]?", "", text)
-    text = re.sub(r"<[^>]+>", "", text)
-    text = re.sub(r"'{2,}", "", text)
-    text = re.sub(r"^=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.M)
-    text = re.sub(r"^[*#:;]+\s*", "", text, flags=re.M)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def fetch_enwiki_sample(directory: str) -> list[str]:
-    """106 English Wikipedia articles (CC BY-SA), from the test data of the `gensim==4.4.0` wheel."""
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "gensim==4.4.0", "-d", directory],
-         directory, "enwiki-sample")
-    wheel = glob.glob(os.path.join(directory, "gensim-4.4.0-*.whl"))[0]
-    member = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-    with zipfile.ZipFile(wheel) as archive:
-        xml = bz2.decompress(archive.read(member))
-    articles = []
-    for page in ElementTree.fromstring(xml).iter("{http://www.mediawiki.org/xml/export-0.10/}page"):
-        namespace = page.findtext("{http://www.mediawiki.org/xml/export-0.10/}ns")
-        text = page.findtext(".//{http://www.mediawiki.org/xml/export-0.10/}text") or ""
-        if namespace == "0" and not text.lstrip().upper().startswith("#REDIRECT"):
-            articles.append(clean_wikitext(text))
-    return [article for article in articles if article]
-
-
-def split_long_text(text: str, words_per_document: int = 2000) -> list[str]:
-    """A book-length file as documents of about `words_per_document` words (the last one may be shorter), cut at
-    blank lines only (so that the train / held-out split by document has pieces to split); a text without blank
-    lines stays one document."""
-    documents, current, count = [], [], 0
-    for paragraph in text.replace("\r\n", "\n").split("\n\n"):
-        if not paragraph.strip():
-            continue
-        current.append(paragraph.strip())
-        count += len(paragraph.split())
-        if count >= words_per_document:
-            documents.append("\n\n".join(current))
-            current, count = [], 0
-    if current:
-        documents.append("\n\n".join(current))
-    return documents
-
-
-def fetch_jargon(directory: str) -> list[str]:
-    """The Jargon File 4.4.7 (public domain), from Debian's `jargon-text`, in 117 pieces of about 2,000 words."""
-    _run(["apt-get", "download", "jargon-text"], directory, "jargon")
-    deb = glob.glob(os.path.join(directory, "jargon-text_*.deb"))[0]
-    _run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "jargon")
-    with gzip.open(os.path.join(directory, "root/usr/share/doc/jargon-text/jargon.txt.gz"), "rt") as f:
-        return split_long_text(f.read())
-
-
-def fetch_botchan(directory: str) -> list[str]:
-    """Botchan (Project Gutenberg), from the test data of the `sentencepiece==0.2.3` sdist: `split_long_text` of a
-    file without blank lines, so one document of 51 k words."""
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-          "--no-build-isolation", "sentencepiece==0.2.3", "-d", directory], directory, "botchan")
-    with tarfile.open(os.path.join(directory, "sentencepiece-0.2.3.tar.gz")) as archive:
-        text = archive.extractfile("sentencepiece-0.2.3/test/botchan.txt").read().decode("utf-8-sig")
-    return split_long_text(text)
+# openly licensed corpora, fetched from package registries and cached (`fastformer.classify.corpora`)
 
 
 def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
@@ -273,28 +159,19 @@ def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
     return list(data["train"][0])
 
 
-FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample, "jargon": fetch_jargon,
-            "botchan": fetch_botchan}
 DERIVED = {"pang-lee-train": pang_lee_train_documents}  # built from the main job's own cached copy, never cached
 
 
 def load_corpus(name: str, cache_dir: Path) -> list[str]:
-    """The documents of one corpus, from the cache (a JSON list) or fetched and cached."""
+    """The documents of one corpus: one of `fastformer.classify.corpora` (fetched once and cached) or derived."""
     if name in DERIVED:
         return DERIVED[name](cache_dir)
     if name not in FETCHERS:
         sys.exit(f"run_mlm.py: error: unknown corpus {name!r} in --dataset_name; choose from {CORPORA}")
-    cached = cache_dir / f"{name}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text(encoding="utf-8"))
-    logger.info(f"fetching {name} into {cache_dir}")
-    with tempfile.TemporaryDirectory() as directory:
-        documents = FETCHERS[name](directory)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(f".partial-{os.getpid()}")
-    partial.write_text(json.dumps(documents), encoding="utf-8")
-    os.replace(partial, cached)  # atomic: concurrent processes never read half a file
-    return documents
+    try:
+        return corpora.load_corpus(name, cache_dir)
+    except CorpusError as error:
+        sys.exit(f"run_mlm.py: error: {error}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

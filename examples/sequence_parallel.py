@@ -28,10 +28,7 @@ import torch.multiprocessing as mp
 
 from fastformer import FastformerConfig, FastformerForCausalLM
 from fastformer import sequence_parallel as sp
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from fastformer.classify.reporting import peak_memory_mib
 
 
 def train(args):
@@ -50,7 +47,7 @@ def train(args):
     pattern = torch.randint(3, config.vocab_size, (61,), generator=torch.Generator().manual_seed(1))
     input_ids = pattern[torch.arange(args.length) % len(pattern)].unsqueeze(0)  # (1, length)
     shard = sp.shard_sequence(input_ids, labels=input_ids, causal=True)  # this process's slice
-    before = peak_rss_mib()
+    before = peak_memory_mib()
     for step in range(args.steps):
         start = time.perf_counter()
         outputs = model(**shard.model_inputs(), use_cache=False)
@@ -62,7 +59,7 @@ def train(args):
         if rank == 0:
             print(f"step {step}: loss {loss.item():.4f}  ({time.perf_counter() - start:.2f} s)", flush=True)
     peaks = [None] * world
-    dist.all_gather_object(peaks, (round(peak_rss_mib()), round(peak_rss_mib() - before)))
+    dist.all_gather_object(peaks, (round(peak_memory_mib()), round(peak_memory_mib() - before)))
     if rank == 0:
         print(f"length {args.length}, {world} process(es), {shard.input_ids.shape[1]} tokens each")
         for index, (peak, above) in enumerate(peaks):

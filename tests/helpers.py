@@ -12,6 +12,7 @@ moves by at least 100x the tolerance without the property under test.
 
 import importlib.util
 import socket
+import sys
 from pathlib import Path
 
 import torch
@@ -118,8 +119,14 @@ def free_port() -> int:
 
 
 def load_script(path: Path, name: str):
-    """The module of a script that is not a package (`examples/`, `benchmarks/`), imported from its file as `name`."""
+    """The module of a script that is not a package (`examples/`, `benchmarks/`), imported from its file as `name`,
+    with its folder importable while it loads, as when Python runs it (`benchmarks/common.py`)."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    folder = str(Path(path).resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     return module

@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 
 from fastformer import FastformerForSequenceClassification, FastformerTokenizer
 from fastformer.classify import run_classification as job
-from fastformer.classify.pang_lee import CACHE_NAME
+from fastformer.classify.corpora import CACHE_NAME
 
 
 pytest.importorskip("datasets")

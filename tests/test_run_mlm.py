@@ -22,6 +22,7 @@ sys.path.insert(0, str(EXAMPLES))
 import run_mlm  # noqa: E402
 
 from fastformer import FastformerForMaskedLM, FastformerTokenizer  # noqa: E402
+from fastformer.classify import corpora  # noqa: E402
 
 
 NOUNS = "cat dog bird fish horse cow duck goat".split()
@@ -185,7 +186,7 @@ def test_pang_lee_train_corpus_holds_the_main_jobs_training_reviews_and_no_test_
     import csv
 
     from fastformer.classify import run_classification as job
-    from fastformer.classify.pang_lee import CACHE_NAME
+    from fastformer.classify.corpora import CACHE_NAME
 
     with open(tmp_path / CACHE_NAME, "w", newline="") as handle:  # a stand-in for the 1,500 cached reviews
         writer = csv.writer(handle)
@@ -201,12 +202,12 @@ def test_pang_lee_train_corpus_holds_the_main_jobs_training_reviews_and_no_test_
 
 def test_book_length_texts_are_cut_at_blank_lines_into_pieces_of_about_the_given_words():
     paragraphs = [" ".join(f"w{i}_{j}" for j in range(7 + i % 5)) for i in range(60)]  # 7-11 words each
-    pieces = run_mlm.split_long_text("\r\n\r\n".join(paragraphs) + "\n\n\n\n", words_per_document=50)
+    pieces = corpora.split_long_text("\r\n\r\n".join(paragraphs) + "\n\n\n\n", words_per_document=50)
     assert [p for piece in pieces for p in piece.split("\n\n")] == paragraphs  # every paragraph, in order, once
     sizes = [len(piece.split()) for piece in pieces]
     assert all(50 <= size < 50 + 11 for size in sizes[:-1]) and 0 < sizes[-1] < 50 + 11
     # a text without blank lines (Botchan's file) stays one document
-    assert run_mlm.split_long_text("line one\nline two\nline three", words_per_document=2) == [
+    assert corpora.split_long_text("line one\nline two\nline three", words_per_document=2) == [
         "line one\nline two\nline three"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fastformer.classify import run_classification as job
-from fastformer.classify.pang_lee import CACHE_NAME
+from fastformer.classify.corpora import CACHE_NAME
 from helpers import load_script
 
 

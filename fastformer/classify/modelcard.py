@@ -8,6 +8,8 @@ and a body saying what the checkpoint is, how it was trained, what it scored and
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .reporting import markdown_table
+
 
 # pipeline tag -> (Auto class that loads the checkpoint, a line that runs it)
 _TASKS = {
@@ -79,11 +81,10 @@ def build_model_card(
     lines = [f"# {repo_id}", "", summary.strip(), ""]
     if results:
         split = f" ({dataset_split} split)" if dataset_split else ""
-        lines += [f"## Results on {dataset_name}{split}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {value:.4f} |" for name, value in results.items()] + [""]
+        lines += [f"## Results on {dataset_name}{split}", "",
+                  markdown_table(["metric", "value"], [[name, f"{value:.4f}"] for name, value in results.items()]), ""]
     if hyperparameters:
-        lines += ["## Training", "", "| hyperparameter | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in hyperparameters.items()] + [""]
+        lines += ["## Training", "", markdown_table(["hyperparameter", "value"], list(hyperparameters.items())), ""]
     lines += [
         "## How to use",
         "",

