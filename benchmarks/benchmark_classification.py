@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from common import mean_std
 
 from fastformer.classify.reporting import markdown_table
@@ -32,9 +31,22 @@ def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: li
     run_dir = output_dir / f"{model_type}-{length}-seed{seed}"
     results = run_dir / "all_results.json"
     if not results.is_file():
-        command = [sys.executable, "-m", "fastformer.classify.run_classification", "--output_dir", str(run_dir),
-                   "--model_type", model_type, "--max_seq_length", str(length), "--seed", str(seed),
-                   "--disable_tqdm", "true", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "fastformer.classify.run_classification",
+            "--output_dir",
+            str(run_dir),
+            "--model_type",
+            model_type,
+            "--max_seq_length",
+            str(length),
+            "--seed",
+            str(seed),
+            "--disable_tqdm",
+            "true",
+            *extra,
+        ]
         print("+", " ".join(command), flush=True)
         subprocess.run(command, check=True)
     return json.loads(results.read_text())
@@ -60,10 +72,31 @@ def summarize(rows: list[dict]) -> str:
         else:
             delta = ratio = "—"
         seeds = ",".join(str(r["seed"]) for r in group)
-        table.append([model_type, length, seeds, mean_and_spread(accuracy),
-                      mean_and_spread([r["macro_f1"] for r in group]), f"{seconds:.0f}", delta, ratio])
-    return markdown_table(["model", "max tokens", "seeds", "accuracy", "macro-F1", "train s (mean)",
-                           "Δ accuracy vs BERT", "time / BERT"], table)
+        table.append(
+            [
+                model_type,
+                length,
+                seeds,
+                mean_and_spread(accuracy),
+                mean_and_spread([r["macro_f1"] for r in group]),
+                f"{seconds:.0f}",
+                delta,
+                ratio,
+            ]
+        )
+    return markdown_table(
+        [
+            "model",
+            "max tokens",
+            "seeds",
+            "accuracy",
+            "macro-F1",
+            "train s (mean)",
+            "Δ accuracy vs BERT",
+            "time / BERT",
+        ],
+        table,
+    )
 
 
 def main():
@@ -81,15 +114,42 @@ def main():
         for length in args.lengths:
             for model_type in args.models:
                 rows.append(run_one(output_dir, model_type, length, seed, extra))
-    print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}\n")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}\n"
+    )
     table = []
     for r in rows:  # a run read back may have had other threads than this process: each row says its own
         peak = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "—"  # older runs lack it
-        table.append([r["model_type"], r["max_seq_length"], r["seed"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
-                      f"{r['train_seconds']:.0f}", f"{r['eval_seconds']:.1f}", r["torch_threads"], peak])
-    print(markdown_table(["model", "max tokens", "seed", "accuracy", "macro-F1", "train s", "eval s", "torch threads",
-                          "peak memory (MiB)"], table))
+        table.append(
+            [
+                r["model_type"],
+                r["max_seq_length"],
+                r["seed"],
+                f"{r['accuracy']:.4f}",
+                f"{r['macro_f1']:.4f}",
+                f"{r['train_seconds']:.0f}",
+                f"{r['eval_seconds']:.1f}",
+                r["torch_threads"],
+                peak,
+            ]
+        )
+    print(
+        markdown_table(
+            [
+                "model",
+                "max tokens",
+                "seed",
+                "accuracy",
+                "macro-F1",
+                "train s",
+                "eval s",
+                "torch threads",
+                "peak memory (MiB)",
+            ],
+            table,
+        )
+    )
     print()
     print(summarize(rows))
     if args.json:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 
 import torch
-
 from common import machine, seconds_per_call
 
 
@@ -41,34 +40,70 @@ def build(name: str, length: int):
     if name == "fastformer":
         from fastformer import FastformerConfig, FastformerModel
 
-        model = FastformerModel(FastformerConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-            num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, max_position_embeddings=length,
-        ))
+        model = FastformerModel(
+            FastformerConfig(
+                vocab_size=VOCAB,
+                hidden_size=HIDDEN,
+                num_attention_heads=HEADS,
+                intermediate_size=FFN,
+                num_hidden_layers=LAYERS,
+                hidden_dropout_prob=0.0,
+                max_position_embeddings=length,
+            )
+        )
     elif name == "bert":
         from transformers import BertConfig, BertModel
 
-        model = BertModel(BertConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-            num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-            max_position_embeddings=length, attn_implementation="sdpa",
-        ), add_pooling_layer=False)
+        model = BertModel(
+            BertConfig(
+                vocab_size=VOCAB,
+                hidden_size=HIDDEN,
+                num_attention_heads=HEADS,
+                intermediate_size=FFN,
+                num_hidden_layers=LAYERS,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+                max_position_embeddings=length,
+                attn_implementation="sdpa",
+            ),
+            add_pooling_layer=False,
+        )
     elif name == "longformer":
         from transformers import LongformerConfig, LongformerModel
 
-        model = LongformerModel(LongformerConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-            num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-            max_position_embeddings=length + 2, attention_window=512,
-        ), add_pooling_layer=False)
+        model = LongformerModel(
+            LongformerConfig(
+                vocab_size=VOCAB,
+                hidden_size=HIDDEN,
+                num_attention_heads=HEADS,
+                intermediate_size=FFN,
+                num_hidden_layers=LAYERS,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+                max_position_embeddings=length + 2,
+                attention_window=512,
+            ),
+            add_pooling_layer=False,
+        )
     elif name == "bigbird":
         from transformers import BigBirdConfig, BigBirdModel
 
-        model = BigBirdModel(BigBirdConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-            num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-            max_position_embeddings=length, attention_type="block_sparse", block_size=64, num_random_blocks=3,
-        ), add_pooling_layer=False)
+        model = BigBirdModel(
+            BigBirdConfig(
+                vocab_size=VOCAB,
+                hidden_size=HIDDEN,
+                num_attention_heads=HEADS,
+                intermediate_size=FFN,
+                num_hidden_layers=LAYERS,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+                max_position_embeddings=length,
+                attention_type="block_sparse",
+                block_size=64,
+                num_random_blocks=3,
+            ),
+            add_pooling_layer=False,
+        )
     else:
         raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
     model.train()
@@ -153,10 +188,17 @@ def main():
         return f"{a['seconds'] / b['seconds']:.2f}" if "seconds" in a and "seconds" in b else "-"
 
     print(f"Machine: {machine()}")
-    print(f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, batch 1, fp32, forward+backward, "
-          f"mean of {args.repeats} steps after 2 warm-up steps\n")
-    print("| tokens | " + " | ".join(f"{m} s" for m in args.models) + " | " + " | ".join(
-        f"{m} MiB" for m in args.models if m != "gemm_floor") + " |")
+    print(
+        f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, batch 1, fp32, forward+backward, "
+        f"mean of {args.repeats} steps after 2 warm-up steps\n"
+    )
+    print(
+        "| tokens | "
+        + " | ".join(f"{m} s" for m in args.models)
+        + " | "
+        + " | ".join(f"{m} MiB" for m in args.models if m != "gemm_floor")
+        + " |"
+    )
     print("|---:" * (1 + len(args.models) + len([m for m in args.models if m != "gemm_floor"])) + "|")
     for length in args.lengths:
         times = [cell(m, length, "seconds", "{:.3f}") for m in args.models]

@@ -27,9 +27,8 @@ import statistics
 import time
 
 import torch
-from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
-
 from common import cpu_name, machine
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from fastformer import FastformerConfig, FastformerForCausalLM
 
@@ -110,14 +109,25 @@ def main():
     positions = max(c for _, c in cases) + args.steps + 1
     fastformer = FastformerForCausalLM(
         FastformerConfig(
-            vocab_size=args.vocab, hidden_size=args.hidden, num_attention_heads=args.heads,
-            num_hidden_layers=args.layers, intermediate_size=args.ffn, max_position_embeddings=positions,
-            is_decoder=True, hidden_dropout_prob=0.0,
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            num_attention_heads=args.heads,
+            num_hidden_layers=args.layers,
+            intermediate_size=args.ffn,
+            max_position_embeddings=positions,
+            is_decoder=True,
+            hidden_dropout_prob=0.0,
         )
     ).eval()
     gpt2 = GPT2LMHeadModel(
-        GPT2Config(vocab_size=args.vocab, n_embd=args.hidden, n_head=args.heads, n_layer=args.layers, n_inner=args.ffn,
-                   n_positions=positions)
+        GPT2Config(
+            vocab_size=args.vocab,
+            n_embd=args.hidden,
+            n_head=args.heads,
+            n_layer=args.layers,
+            n_inner=args.ffn,
+            n_positions=positions,
+        )
     ).eval()
 
     rows = []
@@ -130,24 +140,35 @@ def main():
                 row[f"{name}_ms"] = time_decoding(model, state, args.steps, args.repeats) * 1e3
                 del state
             rows.append(row)
-            print(f"batch {batch}, context {context}: fastformer {row['fastformer_ms']:.2f} ms/step, "
-                  f"gpt2 {row['gpt2_ms']:.2f} ms/step", flush=True)
+            print(
+                f"batch {batch}, context {context}: fastformer {row['fastformer_ms']:.2f} ms/step, "
+                f"gpt2 {row['gpt2_ms']:.2f} ms/step",
+                flush=True,
+            )
 
     print(f"\nMachine: {machine()}")
-    print(f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers} layers, FFN {args.ffn}, vocab {args.vocab}, fp32; "
-          f"{args.steps} greedy steps per run, median of {args.repeats} runs\n")
-    print("| batch | context | Fastformer ms/token | GPT-2 ms/token | GPT-2 / Fastformer | Fastformer cache | GPT-2 cache |")
+    print(
+        f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers} layers, FFN {args.ffn}, vocab {args.vocab}, fp32; "
+        f"{args.steps} greedy steps per run, median of {args.repeats} runs\n"
+    )
+    print(
+        "| batch | context | Fastformer ms/token | GPT-2 ms/token | GPT-2 / Fastformer | Fastformer cache | GPT-2 cache |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['batch']} | {row['context']:,} | {row['fastformer_ms']:.2f} | {row['gpt2_ms']:.2f} | "
-              f"{row['gpt2_ms'] / row['fastformer_ms']:.1f}x | {row['fastformer_cache_bytes'] / 1024:.1f} KiB | "
-              f"{row['gpt2_cache_bytes'] / 2**20:.1f} MiB |")
+        print(
+            f"| {row['batch']} | {row['context']:,} | {row['fastformer_ms']:.2f} | {row['gpt2_ms']:.2f} | "
+            f"{row['gpt2_ms'] / row['fastformer_ms']:.1f}x | {row['fastformer_cache_bytes'] / 1024:.1f} KiB | "
+            f"{row['gpt2_cache_bytes'] / 2**20:.1f} MiB |"
+        )
     for batch in sorted({row["batch"] for row in rows}):
         same_batch = [row for row in rows if row["batch"] == batch]
         first = same_batch[0]
         for row in same_batch[1:]:
-            print(f"batch {batch}: Fastformer step time at {row['context']:,} / at {first['context']:,}: "
-                  f"{row['fastformer_ms'] / first['fastformer_ms']:.2f}")
+            print(
+                f"batch {batch}: Fastformer step time at {row['context']:,} / at {first['context']:,}: "
+                f"{row['fastformer_ms'] / first['fastformer_ms']:.2f}"
+            )
         constant = len({row["fastformer_cache_bytes"] for row in same_batch}) == 1
         print(f"batch {batch}: Fastformer cache bytes identical at every context: {constant}")
     if args.json:

@@ -35,7 +35,6 @@ import sys
 import time
 
 import torch
-
 from common import machine
 
 
@@ -43,15 +42,23 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB = 256, 16, 1024, 2, 30522
 MODELS = ("encoder", "causal", "bert", "longformer")
 
 
-def fastformer(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0,
-              lean_pool: bool = False):
+def fastformer(
+    name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0, lean_pool: bool = False
+):
     from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel
 
     config = FastformerConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-        num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, position_embedding_type="none",
-        chunk_size_feed_forward=ff_chunk if checkpointing else 0, is_decoder=name == "causal",
-        sequence_chunk_size=sequence_chunk if checkpointing else 0, recompute_causal_pool=lean_pool and checkpointing,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_attention_heads=HEADS,
+        intermediate_size=FFN,
+        num_hidden_layers=LAYERS,
+        hidden_dropout_prob=0.0,
+        position_embedding_type="none",
+        chunk_size_feed_forward=ff_chunk if checkpointing else 0,
+        is_decoder=name == "causal",
+        sequence_chunk_size=sequence_chunk if checkpointing else 0,
+        recompute_causal_pool=lean_pool and checkpointing,
     )
     model = FastformerModel(config) if name == "causal" else FastformerForSequenceClassification(config)
     if checkpointing and not sequence_chunk:
@@ -63,21 +70,39 @@ def peer(name: str, length: int):
     if name == "bert":
         from transformers import BertConfig, BertForSequenceClassification
 
-        return BertForSequenceClassification(BertConfig(
-            vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-            num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-            max_position_embeddings=length, attn_implementation="sdpa",
-        ))
+        return BertForSequenceClassification(
+            BertConfig(
+                vocab_size=VOCAB,
+                hidden_size=HIDDEN,
+                num_attention_heads=HEADS,
+                intermediate_size=FFN,
+                num_hidden_layers=LAYERS,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+                max_position_embeddings=length,
+                attn_implementation="sdpa",
+            )
+        )
     from transformers import LongformerConfig, LongformerForSequenceClassification
 
-    return LongformerForSequenceClassification(LongformerConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
-        num_hidden_layers=LAYERS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        max_position_embeddings=length + 2, attention_window=512,
-    ))
+    return LongformerForSequenceClassification(
+        LongformerConfig(
+            vocab_size=VOCAB,
+            hidden_size=HIDDEN,
+            num_attention_heads=HEADS,
+            intermediate_size=FFN,
+            num_hidden_layers=LAYERS,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            max_position_embeddings=length + 2,
+            attention_window=512,
+        )
+    )
 
 
-def build(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0, lean_pool: bool = False):
+def build(
+    name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int = 0, lean_pool: bool = False
+):
     """Return the model and a `loss()` callable for one training step of `name` at `length` tokens."""
     torch.manual_seed(0)
     input_ids = torch.randint(5, VOCAB, (1, length))
@@ -93,8 +118,9 @@ def build(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_c
     return model, lambda: model(input_ids=input_ids, labels=labels).loss
 
 
-def worker(name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int, lean_pool: bool,
-           warmup: bool) -> dict:
+def worker(
+    name: str, length: int, checkpointing: bool, ff_chunk: int, sequence_chunk: int, lean_pool: bool, warmup: bool
+) -> dict:
     from fastformer.classify.reporting import peak_memory_mib
 
     model, loss = build(name, length, checkpointing, ff_chunk, sequence_chunk, lean_pool)
@@ -158,9 +184,19 @@ def saved_breakdown(name: str, length: int) -> dict:
 def run_case(args, name: str, length: int) -> dict:
     checkpointing = length >= args.checkpoint_from
     command = [
-        sys.executable, __file__, "--worker", name, str(length), "--ff-chunk", str(args.ff_chunk),
-        "--checkpoint-from", str(args.checkpoint_from), "--no-warmup-from", str(args.no_warmup_from),
-        "--sequence-chunk", str(args.sequence_chunk),
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        str(length),
+        "--ff-chunk",
+        str(args.ff_chunk),
+        "--checkpoint-from",
+        str(args.checkpoint_from),
+        "--no-warmup-from",
+        str(args.no_warmup_from),
+        "--sequence-chunk",
+        str(args.sequence_chunk),
     ] + (["--lean-pool"] if args.lean_pool and name == "causal" else [])
     try:
         env = dict(os.environ, **({"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)} if args.mmap_threshold else {}))
@@ -182,32 +218,51 @@ def main():
     parser.add_argument("--peer-lengths", type=int, nargs="*", default=[4096], help="lengths for bert/longformer")
     parser.add_argument("--checkpoint-from", type=int, default=131072, help="gradient checkpointing from this length")
     parser.add_argument("--ff-chunk", type=int, default=65536, help="chunk_size_feed_forward when checkpointing")
-    parser.add_argument("--sequence-chunk", type=int, default=0,
-                        help="config.sequence_chunk_size (instead of gradient checkpointing) when checkpointing")
+    parser.add_argument(
+        "--sequence-chunk",
+        type=int,
+        default=0,
+        help="config.sequence_chunk_size (instead of gradient checkpointing) when checkpointing",
+    )
     parser.add_argument("--lean-pool", action="store_true", help="config.recompute_causal_pool when checkpointing")
     parser.add_argument("--mmap-threshold", type=int, default=0, help="glibc MALLOC_MMAP_THRESHOLD_ of the workers")
     parser.add_argument("--no-warmup-from", type=int, default=131072, help="no warm-up step from this length on")
     parser.add_argument("--count-ops", type=int, nargs="*", default=[4096, 65536])
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per (model, length) subprocess")
-    parser.add_argument("--saved-breakdown", type=int, metavar="LENGTH",
-                        help="only print what autograd saves per module at LENGTH tokens (no memory option), and exit")
+    parser.add_argument(
+        "--saved-breakdown",
+        type=int,
+        metavar="LENGTH",
+        help="only print what autograd saves per module at LENGTH tokens (no memory option), and exit",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "LENGTH"), help=argparse.SUPPRESS)
     parser.add_argument("--ops-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         name, length = args.worker[0], int(args.worker[1])
-        print(json.dumps(worker(
-            name, length, length >= args.checkpoint_from, args.ff_chunk, args.sequence_chunk, args.lean_pool,
-            length < args.no_warmup_from,
-        )))
+        print(
+            json.dumps(
+                worker(
+                    name,
+                    length,
+                    length >= args.checkpoint_from,
+                    args.ff_chunk,
+                    args.sequence_chunk,
+                    args.lean_pool,
+                    length < args.no_warmup_from,
+                )
+            )
+        )
         return
     if args.saved_breakdown:
         for name in args.models:
             if name in ("encoder", "causal"):
                 parts = saved_breakdown(name, args.saved_breakdown)
-                print(f"{name} at {args.saved_breakdown:,} tokens: {sum(parts.values()):.2f} GiB saved for backward "
-                      f"(x{2**20 / args.saved_breakdown:.0f} at 1,048,576)")
+                print(
+                    f"{name} at {args.saved_breakdown:,} tokens: {sum(parts.values()):.2f} GiB saved for backward "
+                    f"(x{2**20 / args.saved_breakdown:.0f} at 1,048,576)"
+                )
                 for label, gib in parts.items():
                     print(f"  {label:<40} {gib:6.3f} GiB")
         return
@@ -228,12 +283,15 @@ def main():
         ops[length] = int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
 
     print(f"Machine: {machine()}")
-    print(f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, vocabulary {VOCAB}, batch 1, fp32, "
-          f"no position table; from {args.checkpoint_from:,} tokens: "
-          + (f"sequence_chunk_size={args.sequence_chunk}" if args.sequence_chunk else "gradient checkpointing")
-          + f", chunk_size_feed_forward={args.ff_chunk}"
-          + f"{', recompute_causal_pool' if args.lean_pool else ''}"
-          + (f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold else "") + "\n")
+    print(
+        f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, vocabulary {VOCAB}, batch 1, fp32, "
+        f"no position table; from {args.checkpoint_from:,} tokens: "
+        + (f"sequence_chunk_size={args.sequence_chunk}" if args.sequence_chunk else "gradient checkpointing")
+        + f", chunk_size_feed_forward={args.ff_chunk}"
+        + f"{', recompute_causal_pool' if args.lean_pool else ''}"
+        + (f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold else "")
+        + "\n"
+    )
     print("| model | tokens | memory options | forward s | backward s | fwd+bwd s | peak RSS GiB | gradients finite |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for (name, length), r in results.items():
@@ -241,8 +299,10 @@ def main():
             print(f"| {name} | {length:,} | | {r['error']} | | | | |")
             continue
         total = r["forward_s"] + r["backward_s"]
-        print(f"| {name} | {length:,} | {'yes' if r['checkpointing'] else 'no'} | {r['forward_s']:.2f} | "
-              f"{r['backward_s']:.2f} | {total:.2f} | {r['peak_gib']:.2f} | {'yes' if r['finite'] else 'NO'} |")
+        print(
+            f"| {name} | {length:,} | {'yes' if r['checkpointing'] else 'no'} | {r['forward_s']:.2f} | "
+            f"{r['backward_s']:.2f} | {total:.2f} | {r['peak_gib']:.2f} | {'yes' if r['finite'] else 'NO'} |"
+        )
 
     def total(name, length):
         r = results.get((name, length), {})
@@ -256,12 +316,16 @@ def main():
     for name in ("encoder", "causal"):
         for short, long in zip(args.lengths, args.lengths[1:]):
             if total(name, short) and total(name, long):
-                print(f"{name} t({long:,}) / t({short:,}) = {total(name, long) / total(name, short):.2f} "
-                      f"(length ratio {long / short:.0f})")
+                print(
+                    f"{name} t({long:,}) / t({short:,}) = {total(name, long) / total(name, short):.2f} "
+                    f"(length ratio {long / short:.0f})"
+                )
     for short, long in zip(args.count_ops, args.count_ops[1:]):
         if ops.get(short) and ops.get(long):
-            print(f"causal forward aten ops: {ops[short]:,} at {short:,}, {ops[long]:,} at {long:,} "
-                  f"(ratio {ops[long] / ops[short]:.2f})")
+            print(
+                f"causal forward aten ops: {ops[short]:,} at {short:,}, {ops[long]:,} at {long:,} "
+                f"(ratio {ops[long] / ops[short]:.2f})"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"runs": {f"{m}@{n}": v for (m, n), v in results.items()}, "ops": ops}, f, indent=2)

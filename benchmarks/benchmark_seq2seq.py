@@ -26,9 +26,8 @@ import argparse
 import json
 
 import torch
-from transformers import BartConfig, BartForConditionalGeneration, LEDConfig, LEDForConditionalGeneration
-
 from common import cpu_name, machine, seconds_per_call
+from transformers import BartConfig, BartForConditionalGeneration, LEDConfig, LEDForConditionalGeneration
 
 from fastformer import FastformerConfig, FastformerForConditionalGeneration
 
@@ -42,21 +41,41 @@ def build_models(args) -> dict[str, torch.nn.Module]:
     models = {}
     for name, cross in (("fastformer-sdpa", "scaled_dot_product"), ("fastformer-additive", "additive")):
         config = FastformerConfig(
-            vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers,
-            num_decoder_layers=args.layers, num_attention_heads=args.heads, intermediate_size=args.ffn,
-            max_position_embeddings=positions, hidden_dropout_prob=0.0, cross_attention_type=cross,
-            is_encoder_decoder=True, **tokens,
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            num_hidden_layers=args.layers,
+            num_decoder_layers=args.layers,
+            num_attention_heads=args.heads,
+            intermediate_size=args.ffn,
+            max_position_embeddings=positions,
+            hidden_dropout_prob=0.0,
+            cross_attention_type=cross,
+            is_encoder_decoder=True,
+            **tokens,
         )
         models[name] = FastformerForConditionalGeneration(config)
     shared = dict(
-        vocab_size=args.vocab, d_model=args.hidden, encoder_layers=args.layers, decoder_layers=args.layers,
-        encoder_attention_heads=args.heads, decoder_attention_heads=args.heads, encoder_ffn_dim=args.ffn,
-        decoder_ffn_dim=args.ffn, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-        activation_function="gelu", **tokens,
+        vocab_size=args.vocab,
+        d_model=args.hidden,
+        encoder_layers=args.layers,
+        decoder_layers=args.layers,
+        encoder_attention_heads=args.heads,
+        decoder_attention_heads=args.heads,
+        encoder_ffn_dim=args.ffn,
+        decoder_ffn_dim=args.ffn,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        activation_function="gelu",
+        **tokens,
     )
     models["led"] = LEDForConditionalGeneration(
-        LEDConfig(max_encoder_position_embeddings=positions, max_decoder_position_embeddings=1024,
-                  attention_window=args.led_window, **shared)
+        LEDConfig(
+            max_encoder_position_embeddings=positions,
+            max_decoder_position_embeddings=1024,
+            attention_window=args.led_window,
+            **shared,
+        )
     )
     models["bart"] = BartForConditionalGeneration(
         BartConfig(max_position_embeddings=positions, forced_eos_token_id=None, **shared)
@@ -85,16 +104,21 @@ def time_training_step(name, model, args) -> float:
         loss.backward()
         optimizer.step()
 
-    seconds = seconds_per_call(step, args.repeats)
-    del optimizer
-    return seconds
+    return seconds_per_call(step, args.repeats)
 
 
 def time_generation(name, model, args) -> float:
     model.eval()
     inputs = model_inputs(name, torch.randint(4, args.vocab, (1, args.source)))
-    kwargs = dict(num_beams=args.beams, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                  do_sample=False, use_cache=True, early_stopping=False, length_penalty=1.0)
+    kwargs = dict(
+        num_beams=args.beams,
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        do_sample=False,
+        use_cache=True,
+        early_stopping=False,
+        length_penalty=1.0,
+    )
 
     def generate():
         out = model.generate(**inputs, **kwargs)
@@ -130,15 +154,20 @@ def main():
         row["train_s"] = time_training_step(name, model, args)
         row["generate_s"] = time_generation(name, model, args)
         rows.append(row)
-        print(f"{name}: {row['parameters'] / 1e6:.2f} M parameters, training step {row['train_s']:.3f} s, "
-              f"summary {row['generate_s']:.3f} s", flush=True)
+        print(
+            f"{name}: {row['parameters'] / 1e6:.2f} M parameters, training step {row['train_s']:.3f} s, "
+            f"summary {row['generate_s']:.3f} s",
+            flush=True,
+        )
 
     by_name = {row["model"]: row for row in rows}
     print(f"\nMachine: {machine()}")
-    print(f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers}+{args.layers} layers, FFN {args.ffn}, "
-          f"vocab {args.vocab}, fp32. Training step: fwd+bwd+AdamW, batch {args.batch} x {args.source} source / "
-          f"{args.target} target tokens. Summary: 1 document of {args.source} tokens, beam {args.beams}, "
-          f"{args.new_tokens} new tokens. Median of {args.repeats} runs.\n")
+    print(
+        f"Models: hidden {args.hidden}, {args.heads} heads, {args.layers}+{args.layers} layers, FFN {args.ffn}, "
+        f"vocab {args.vocab}, fp32. Training step: fwd+bwd+AdamW, batch {args.batch} x {args.source} source / "
+        f"{args.target} target tokens. Summary: 1 document of {args.source} tokens, beam {args.beams}, "
+        f"{args.new_tokens} new tokens. Median of {args.repeats} runs.\n"
+    )
     peers = [peer for peer in ("led", "bart") if peer in by_name]
     header = "| model | parameters | training step (s) | " + "".join(f"step / {p.upper()} | " for p in peers)
     header += "summary (s) | " + "".join(f"summary / {p.upper()} | " for p in peers)
@@ -158,8 +187,11 @@ def main():
                 print(f"{name} training step / LED: {ratio:.2f} (target <= 0.5: {verdict})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": cpu_name(), "threads": torch.get_num_threads(), "args": vars(args), "rows": rows},
-                      f, indent=2)
+            json.dump(
+                {"machine": cpu_name(), "threads": torch.get_num_threads(), "args": vars(args), "rows": rows},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from common import machine
 
 from fastformer import FastformerConfig, FastformerModel
 from fastformer import sequence_parallel as sp
+
 
 KINDS = ("encoder", "causal")
 
@@ -33,9 +33,15 @@ KINDS = ("encoder", "causal")
 def build(kind: str, args) -> FastformerModel:
     torch.manual_seed(0)
     config = FastformerConfig(
-        vocab_size=1000, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        intermediate_size=4 * args.hidden, hidden_dropout_prob=0.0, position_embedding_type="none",
-        is_decoder=kind == "causal", pad_token_id=0,
+        vocab_size=1000,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden,
+        hidden_dropout_prob=0.0,
+        position_embedding_type="none",
+        is_decoder=kind == "causal",
+        pad_token_id=0,
     )
     return FastformerModel(config)
 
@@ -100,7 +106,9 @@ def run(world: int, threads: int, args):
     queue = context.SimpleQueue()
     with tempfile.TemporaryDirectory() as directory:
         mp.start_processes(
-            measure, args=(world, threads, args, os.path.join(directory, "rendezvous"), queue), nprocs=world,
+            measure,
+            args=(world, threads, args, os.path.join(directory, "rendezvous"), queue),
+            nprocs=world,
             start_method="spawn",
         )
         return queue.get()
@@ -116,8 +124,10 @@ def on_paper(processes=8, tokens=8 * 2**20, hidden=1024, heads=16, batch=1, ring
     encoder_backward = 2 * batch * heads * (head_dim + 1) * 4
     causal_forward = 2 * processes * batch * heads * (head_dim + 2) * 4  # one row per process, all-reduced
     ring_forward = (processes - 1) * 2 * (tokens // processes) * hidden * ring_bytes * batch  # sent per process
-    print(f"\nOn paper (computed, not measured): {processes} GPUs, {tokens:,} tokens, hidden {hidden}, {heads} heads,"
-          f" batch {batch}; per layer and process")
+    print(
+        f"\nOn paper (computed, not measured): {processes} GPUs, {tokens:,} tokens, hidden {hidden}, {heads} heads,"
+        f" batch {batch}; per layer and process"
+    )
     print(f"{'scheme':<44}{'message (bytes)':>18}{'sent per process':>20}{'at ' + str(int(link_gb_s)) + ' GB/s':>14}")
     for name, message, sent in (
         ("Fastformer encoder, forward (2 pools)", encoder_forward, ring * encoder_forward),
@@ -128,8 +138,10 @@ def on_paper(processes=8, tokens=8 * 2**20, hidden=1024, heads=16, batch=1, ring
         ("ring attention, backward (K, V + dK, dV)", 4 * tokens * hidden * ring_bytes * batch, 2 * ring_forward),
     ):
         print(f"{name:<44}{message:>18,.0f}{sent:>20,.0f}{sent / (link_gb_s * 1e9) * 1e3:>12.4g} ms")
-    print(f"ring attention / Fastformer encoder (forward, sent per process): {ring_forward / (ring * encoder_forward):,.0f}x"
-          "; Fastformer's messages are a few KB: latency-bound (one all-reduce per pool), not bandwidth-bound.")
+    print(
+        f"ring attention / Fastformer encoder (forward, sent per process): {ring_forward / (ring * encoder_forward):,.0f}x"
+        "; Fastformer's messages are a few KB: latency-bound (one all-reduce per pool), not bandwidth-bound."
+    )
 
 
 def main():
@@ -143,12 +155,16 @@ def main():
     print(machine())
     print(f"hidden {args.hidden}, {args.heads} heads, {args.layers} layers, batch 1, float32, fwd + bwd, gloo")
     one_thread, two_threads, two_processes = run(1, 1, args), run(1, 2, args), run(2, 1, args)
-    print(f"\n{'model':<8}{'length':>8}{'1 proc x1 thr s':>17}{'1 proc x2 thr s':>17}{'2 proc x1 thr s':>17}"
-          f"{'bytes/layer fwd':>17}{'bytes/layer bwd':>17}{'all-reduces fwd':>17}")
+    print(
+        f"\n{'model':<8}{'length':>8}{'1 proc x1 thr s':>17}{'1 proc x2 thr s':>17}{'2 proc x1 thr s':>17}"
+        f"{'bytes/layer fwd':>17}{'bytes/layer bwd':>17}{'all-reduces fwd':>17}"
+    )
     for single, double, sharded in zip(one_thread, two_threads, two_processes):
         kind, length, seconds, forward_bytes, backward_bytes, calls = sharded
-        print(f"{kind:<8}{length:>8}{single[2]:>17.3f}{double[2]:>17.3f}{seconds:>17.3f}"
-              f"{forward_bytes / args.layers:>17,.0f}{backward_bytes / args.layers:>17,.0f}{calls:>17}")
+        print(
+            f"{kind:<8}{length:>8}{single[2]:>17.3f}{double[2]:>17.3f}{seconds:>17.3f}"
+            f"{forward_bytes / args.layers:>17,.0f}{backward_bytes / args.layers:>17,.0f}{calls:>17}"
+        )
     on_paper()
 
 

@@ -52,10 +52,20 @@ def make_data(n: int, args, generator: torch.Generator):
 def train_and_score(cross_attention_type: str, train, test, args) -> dict:
     torch.manual_seed(args.seed)
     config = FastformerConfig(
-        vocab_size=3 + args.num_key_words + args.filler_words, hidden_size=args.hidden, num_attention_heads=args.heads,
-        num_hidden_layers=args.layers, num_decoder_layers=args.layers, intermediate_size=4 * args.hidden,
-        hidden_dropout_prob=0.0, max_position_embeddings=args.length, cross_attention_type=cross_attention_type,
-        is_encoder_decoder=True, pad_token_id=PAD, bos_token_id=START, eos_token_id=END, decoder_start_token_id=START,
+        vocab_size=3 + args.num_key_words + args.filler_words,
+        hidden_size=args.hidden,
+        num_attention_heads=args.heads,
+        num_hidden_layers=args.layers,
+        num_decoder_layers=args.layers,
+        intermediate_size=4 * args.hidden,
+        hidden_dropout_prob=0.0,
+        max_position_embeddings=args.length,
+        cross_attention_type=cross_attention_type,
+        is_encoder_decoder=True,
+        pad_token_id=PAD,
+        bos_token_id=START,
+        eos_token_id=END,
+        decoder_start_token_id=START,
     )
     model = FastformerForConditionalGeneration(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -81,15 +91,21 @@ def train_and_score(cross_attention_type: str, train, test, args) -> dict:
     test_ids, test_mask, test_labels = test
     with torch.no_grad():
         test_loss = model(test_ids, attention_mask=test_mask, labels=test_labels).loss.item()
-        generated = model.generate(test_ids, attention_mask=test_mask, max_new_tokens=args.keys + 1, do_sample=False,
-                                   num_beams=1)[:, 1:]
+        generated = model.generate(
+            test_ids, attention_mask=test_mask, max_new_tokens=args.keys + 1, do_sample=False, num_beams=1
+        )[:, 1:]
     exact, recall = 0, 0.0
     for row, target in zip(generated.tolist(), test_labels.tolist()):
         output = row[: row.index(END) + 1] if END in row else row
         exact += output == target
         recall += len(set(output) & set(target[:-1])) / (len(target) - 1)
-    return dict(exact=exact / len(test_labels), recall=recall / len(test_labels), test_loss=test_loss,
-                train_loss=loss.item(), train_seconds=train_seconds)
+    return dict(
+        exact=exact / len(test_labels),
+        recall=recall / len(test_labels),
+        test_loss=test_loss,
+        train_loss=loss.item(),
+        train_seconds=train_seconds,
+    )
 
 
 def main():
@@ -111,17 +127,22 @@ def main():
     generator = torch.Generator().manual_seed(1234)
     train, test = make_data(args.train_docs, args, generator), make_data(args.test_docs, args, generator)
 
-    print(f"Documents of {args.length // 2}-{args.length} tokens, {args.keys} of {args.num_key_words} key words among "
-          f"{args.filler_words} filler words; {args.train_docs} training / {args.test_docs} held-out documents; "
-          f"hidden {args.hidden}, {args.heads} heads, {args.layers}+{args.layers} layers; {args.steps} AdamW steps of "
-          f"batch {args.batch}, lr {args.lr}; greedy decoding. Chance key recall ~ "
-          f"{args.keys / args.num_key_words:.3f}, chance test loss ~ {math.log(args.num_key_words):.2f} nats.\n")
+    print(
+        f"Documents of {args.length // 2}-{args.length} tokens, {args.keys} of {args.num_key_words} key words among "
+        f"{args.filler_words} filler words; {args.train_docs} training / {args.test_docs} held-out documents; "
+        f"hidden {args.hidden}, {args.heads} heads, {args.layers}+{args.layers} layers; {args.steps} AdamW steps of "
+        f"batch {args.batch}, lr {args.lr}; greedy decoding. Chance key recall ~ "
+        f"{args.keys / args.num_key_words:.3f}, chance test loss ~ {math.log(args.num_key_words):.2f} nats.\n"
+    )
     print("| cross_attention_type | exact match | key recall | test loss | final train loss | train time (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for cross in ("scaled_dot_product", "additive"):
         r = train_and_score(cross, train, test, args)
-        print(f"| {cross} | {r['exact']:.3f} | {r['recall']:.3f} | {r['test_loss']:.3f} | {r['train_loss']:.3f} | "
-              f"{r['train_seconds']:.0f} |", flush=True)
+        print(
+            f"| {cross} | {r['exact']:.3f} | {r['recall']:.3f} | {r['test_loss']:.3f} | {r['train_loss']:.3f} | "
+            f"{r['train_seconds']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

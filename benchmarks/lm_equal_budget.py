@@ -65,10 +65,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import machine, mean_std
 
 from fastformer.classify import corpora
+
 
 EOS = "<|endoftext|>"
 OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
@@ -110,8 +110,9 @@ def load_documents(args) -> list[str]:
         text = Path(args.train_file).read_text(encoding="utf-8")
         return [doc.strip() for doc in text.replace("\r\n", "\n").split("\n\n") if doc.strip()]
     try:
-        return [doc for name in args.corpora for doc in corpora.load_corpus(name, args.cache_dir or None)
-                if doc.strip()]
+        return [
+            doc for name in args.corpora for doc in corpora.load_corpus(name, args.cache_dir or None) if doc.strip()
+        ]
     except corpora.CorpusError as error:
         sys.exit(f"lm_equal_budget.py: error: {error}")
 
@@ -121,9 +122,13 @@ def load_documents(args) -> list[str]:
 
 
 def data_signature(args) -> dict:
-    return {"corpora": None if args.train_file else list(args.corpora),
-            "train_file": os.path.abspath(args.train_file) if args.train_file else None,
-            "held_out_fraction": args.held_out_fraction, "data_seed": args.data_seed, "vocab_size": args.vocab_size}
+    return {
+        "corpora": None if args.train_file else list(args.corpora),
+        "train_file": os.path.abspath(args.train_file) if args.train_file else None,
+        "held_out_fraction": args.held_out_fraction,
+        "data_seed": args.data_seed,
+        "vocab_size": args.vocab_size,
+    }
 
 
 def prepare_data(args):
@@ -137,8 +142,10 @@ def prepare_data(args):
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta["signature"] != signature:
-            sys.exit(f"lm_equal_budget.py: error: {out} holds data built with {meta['signature']}, not {signature}; "
-                     "use another --output_dir")
+            sys.exit(
+                f"lm_equal_budget.py: error: {out} holds data built with {meta['signature']}, not {signature}; "
+                "use another --output_dir"
+            )
         if tok_path.is_file() and train_path.is_file() and held_path.is_file():
             return Tokenizer.from_file(str(tok_path)), np.load(train_path), np.load(held_path), meta
     documents = load_documents(args)
@@ -149,8 +156,9 @@ def prepare_data(args):
     held_docs = [documents[i] for i in sorted(order[:n_held])]
     train_docs = [documents[i] for i in sorted(order[n_held:])]
     tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(train_docs, vocab_size=args.vocab_size, min_frequency=2, special_tokens=[EOS],
-                                  show_progress=False)
+    tokenizer.train_from_iterator(
+        train_docs, vocab_size=args.vocab_size, min_frequency=2, special_tokens=[EOS], show_progress=False
+    )
     eos = tokenizer.token_to_id(EOS)
 
     def stream(docs):
@@ -165,11 +173,16 @@ def prepare_data(args):
     tokenizer.save(str(tok_path))
     np.save(train_path, train_ids)
     np.save(held_path, held_ids)
-    meta = {"signature": signature, "documents": {"train": len(train_docs), "held_out": len(held_docs)},
-            "words": {"train": sum(len(d.split()) for d in train_docs),
-                      "held_out": sum(len(d.split()) for d in held_docs)},
-            "tokens": {"train": int(len(train_ids)), "held_out": int(len(held_ids))},
-            "vocab_size": tokenizer.get_vocab_size()}
+    meta = {
+        "signature": signature,
+        "documents": {"train": len(train_docs), "held_out": len(held_docs)},
+        "words": {
+            "train": sum(len(d.split()) for d in train_docs),
+            "held_out": sum(len(d.split()) for d in held_docs),
+        },
+        "tokens": {"train": int(len(train_ids)), "held_out": int(len(held_ids))},
+        "vocab_size": tokenizer.get_vocab_size(),
+    }
     meta_path.write_text(json.dumps(meta, indent=1))
     return Tokenizer.from_file(str(tok_path)), train_ids, held_ids, meta
 
@@ -218,15 +231,26 @@ def layer_norm_position(args) -> str:
 
 
 def build_masked_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Module:
-    common = dict(vocab_size=vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
-                  num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
-                  hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
-                  initializer_range=0.02, pad_token_id=None, tie_word_embeddings=True)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=args.ffn,
+        hidden_act="gelu",
+        hidden_dropout_prob=args.dropout,
+        max_position_embeddings=args.context,
+        layer_norm_eps=1e-5,
+        initializer_range=0.02,
+        pad_token_id=None,
+        tie_word_embeddings=True,
+    )
     if arm == "fastformer":
         from fastformer import FastformerConfig, FastformerForMaskedLM
 
-        return FastformerForMaskedLM(FastformerConfig(
-            is_decoder=False, layer_norm_position=layer_norm_position(args), **common))
+        return FastformerForMaskedLM(
+            FastformerConfig(is_decoder=False, layer_norm_position=layer_norm_position(args), **common)
+        )
     from transformers import BertConfig, BertForMaskedLM
 
     return BertForMaskedLM(BertConfig(attention_probs_dropout_prob=args.dropout, type_vocab_size=1, **common))
@@ -238,27 +262,61 @@ def build_causal_model(arm: str, args, vocab_size: int, eos: int) -> torch.nn.Mo
         from fastformer import FastformerConfig, FastformerForCausalLM
 
         config = FastformerConfig(
-            is_decoder=True, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
-            num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
-            hidden_dropout_prob=args.dropout, max_position_embeddings=args.context, layer_norm_eps=1e-5,
-            initializer_range=0.02, pad_token_id=None, use_cache=True, layer_norm_position=layer_norm_position(args),
-            **common)
+            is_decoder=True,
+            hidden_size=args.hidden_size,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            intermediate_size=args.ffn,
+            hidden_act="gelu",
+            hidden_dropout_prob=args.dropout,
+            max_position_embeddings=args.context,
+            layer_norm_eps=1e-5,
+            initializer_range=0.02,
+            pad_token_id=None,
+            use_cache=True,
+            layer_norm_position=layer_norm_position(args),
+            **common,
+        )
         return FastformerForCausalLM(config)
     if arm == "bert":
         from transformers import BertConfig, BertLMHeadModel
 
-        return BertLMHeadModel(BertConfig(
-            is_decoder=True, hidden_size=args.hidden_size, num_hidden_layers=args.layers,
-            num_attention_heads=args.heads, intermediate_size=args.ffn, hidden_act="gelu",
-            hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout, type_vocab_size=1,
-            max_position_embeddings=args.context, layer_norm_eps=1e-5, initializer_range=0.02, pad_token_id=None,
-            use_cache=True, **common))
+        return BertLMHeadModel(
+            BertConfig(
+                is_decoder=True,
+                hidden_size=args.hidden_size,
+                num_hidden_layers=args.layers,
+                num_attention_heads=args.heads,
+                intermediate_size=args.ffn,
+                hidden_act="gelu",
+                hidden_dropout_prob=args.dropout,
+                attention_probs_dropout_prob=args.dropout,
+                type_vocab_size=1,
+                max_position_embeddings=args.context,
+                layer_norm_eps=1e-5,
+                initializer_range=0.02,
+                pad_token_id=None,
+                use_cache=True,
+                **common,
+            )
+        )
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
-        n_embd=args.hidden_size, n_layer=args.layers, n_head=args.heads, n_inner=args.ffn,
-        activation_function="gelu", resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout,
-        n_positions=args.context, layer_norm_epsilon=1e-5, initializer_range=0.02, use_cache=True, **common)
+        n_embd=args.hidden_size,
+        n_layer=args.layers,
+        n_head=args.heads,
+        n_inner=args.ffn,
+        activation_function="gelu",
+        resid_pdrop=args.dropout,
+        embd_pdrop=args.dropout,
+        attn_pdrop=args.dropout,
+        n_positions=args.context,
+        layer_norm_epsilon=1e-5,
+        initializer_range=0.02,
+        use_cache=True,
+        **common,
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -299,8 +357,9 @@ def next_token_loss(model, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), ids[:, 1:].reshape(-1))
 
 
-def mask_tokens(ids: torch.Tensor, generator: torch.Generator, vocab_size: int, mask_id: int,
-                probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    ids: torch.Tensor, generator: torch.Generator, vocab_size: int, mask_id: int, probability: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking of `ids` `(batch, seq)`: each position is chosen with `probability`; a chosen one becomes
     `mask_id` (80%), a uniform token of `[0, vocab_size)` (10%) or stays (10%). Returns (inputs, labels), labels
     `-100` at the positions not chosen. Deterministic given the generator's state."""
@@ -340,11 +399,11 @@ def evaluate(model, eval_data, batch_size: int) -> float:
     masked = isinstance(eval_data, tuple)
     for start in range(0, len(eval_data[0] if masked else eval_data), batch_size):
         if masked:
-            inputs, labels = (t[start:start + batch_size] for t in eval_data)
+            inputs, labels = (t[start : start + batch_size] for t in eval_data)
             n = int((labels != -100).sum())
             loss = masked_token_loss(model, inputs, labels) if n else torch.zeros(())
         else:
-            ids = eval_data[start:start + batch_size]
+            ids = eval_data[start : start + batch_size]
             n = ids.shape[0] * (ids.shape[1] - 1)
             loss = next_token_loss(model, ids)
         total += loss.item() * n
@@ -372,8 +431,24 @@ def generation_speed(model, prompt: torch.Tensor, new_tokens: int, eos: int) -> 
 
 
 def run_settings(args, arm: str, seed: int) -> dict:
-    keys = ("context", "steps", "batch_size", "lr", "warmup", "schedule", "weight_decay", "hidden_size", "layers",
-            "heads", "ffn", "dropout", "eval_every", "eval_tokens", "gen_tokens", "threads")
+    keys = (
+        "context",
+        "steps",
+        "batch_size",
+        "lr",
+        "warmup",
+        "schedule",
+        "weight_decay",
+        "hidden_size",
+        "layers",
+        "heads",
+        "ffn",
+        "dropout",
+        "eval_every",
+        "eval_tokens",
+        "gen_tokens",
+        "threads",
+    )
     settings = {"arm": arm, "seed": seed, **{key: getattr(args, key) for key in keys}, "data": data_signature(args)}
     if args.objective != "clm":  # (only when not the default: records of earlier causal runs still match)
         settings.update(objective=args.objective, mlm_probability=args.mlm_probability)
@@ -407,8 +482,10 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
     if record_path.is_file():
         record = json.loads(record_path.read_text())
         if record["settings"] != settings:
-            sys.exit(f"lm_equal_budget.py: error: {record_path} was run with other settings "
-                     f"({record['settings']}); use another --output_dir")
+            sys.exit(
+                f"lm_equal_budget.py: error: {record_path} was run with other settings "
+                f"({record['settings']}); use another --output_dir"
+            )
         if record["finished"]:
             print(f"{name}: finished earlier, read back from {record_path}", flush=True)
             return record
@@ -417,8 +494,11 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+    )
     parameters = sum(p.numel() for p in model.parameters())
     start_step = 0
     if record is not None and checkpoint_path.is_file():
@@ -432,8 +512,15 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
         record["train_seconds"] = state["train_seconds"]
         print(f"{name}: resuming at step {start_step}", flush=True)
     else:
-        record = {"settings": settings, "machine": machine(), "parameters": parameters, "finished": False,
-                  "curve": [], "train_loss": [], "train_seconds": 0.0}
+        record = {
+            "settings": settings,
+            "machine": machine(),
+            "parameters": parameters,
+            "finished": False,
+            "curve": [],
+            "train_loss": [],
+            "train_seconds": 0.0,
+        }
         loss = evaluate(model, eval_blocks, args.batch_size)
         record["curve"].append({"step": 0, "loss": loss, "perplexity": math.exp(loss)})
     print(f"{name}: {parameters:,} parameters, steps {start_step}..{args.steps}", flush=True)
@@ -459,20 +546,33 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
             record["curve"].append({"step": done, "loss": held, "perplexity": math.exp(held)})
             record["train_tokens"] = done * tokens_per_step
             record["train_tokens_per_s"] = record["train_tokens"] / record["train_seconds"]
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
-                        "rng": torch.get_rng_state(), "train_seconds": record["train_seconds"]}, checkpoint_path)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "rng": torch.get_rng_state(),
+                    "train_seconds": record["train_seconds"],
+                },
+                checkpoint_path,
+            )
             write_json(record_path, record)
-            print(f"{name}: step {done}: train loss {record['train_loss'][-1]['loss']:.3f}, held-out loss "
-                  f"{held:.3f} (ppl {math.exp(held):.1f}), {record['train_tokens_per_s']:.0f} train tokens/s",
-                  flush=True)
+            print(
+                f"{name}: step {done}: train loss {record['train_loss'][-1]['loss']:.3f}, held-out loss "
+                f"{held:.3f} (ppl {math.exp(held):.1f}), {record['train_tokens_per_s']:.0f} train tokens/s",
+                flush=True,
+            )
     if prompt is not None:
         record["generation_tokens_per_s"] = generation_speed(model, prompt, args.gen_tokens, eos)
         record["generation_prompt_tokens"] = int(prompt.shape[1])
     record["finished"] = True
     write_json(record_path, record)
     checkpoint_path.unlink(missing_ok=True)
-    print(f"{name}: done" + (f", {record['generation_tokens_per_s']:.1f} generated tokens/s" if prompt is not None
-                              else ""), flush=True)
+    print(
+        f"{name}: done"
+        + (f", {record['generation_tokens_per_s']:.1f} generated tokens/s" if prompt is not None else ""),
+        flush=True,
+    )
     return record
 
 
@@ -483,27 +583,40 @@ def train_run(arm: str, seed: int, args, train_blocks, eval_blocks, prompt, voca
 def summarize(records: dict, arms, seeds, context: int, objective: str = "clm", ablation=()) -> dict:
     """Per arm: the final held-out perplexity (mean ± sample std over seeds), train and generation tokens/s
     (means over seeds; generation for clm only); and the ratios Fastformer / the other arm of the means."""
-    summary = {"context": context, "seeds": list(seeds), "objective": objective, "ablation": list(ablation),
-               "arms": {}}
+    summary = {
+        "context": context,
+        "seeds": list(seeds),
+        "objective": objective,
+        "ablation": list(ablation),
+        "arms": {},
+    }
     for arm in arms:
         runs = [records[(arm, seed)] for seed in seeds]
         final = [run["curve"][-1]["perplexity"] for run in runs]
         final_loss = [run["curve"][-1]["loss"] for run in runs]
         summary["arms"][arm] = {
-            "steps": runs[0]["curve"][-1]["step"], "parameters": runs[0]["parameters"],
-            "final_perplexity": final, "perplexity_mean": mean_std(final)[0], "perplexity_std": mean_std(final)[1],
-            "loss_mean": mean_std(final_loss)[0], "loss_std": mean_std(final_loss)[1],
+            "steps": runs[0]["curve"][-1]["step"],
+            "parameters": runs[0]["parameters"],
+            "final_perplexity": final,
+            "perplexity_mean": mean_std(final)[0],
+            "perplexity_std": mean_std(final)[1],
+            "loss_mean": mean_std(final_loss)[0],
+            "loss_std": mean_std(final_loss)[1],
             "train_tokens": runs[0]["train_tokens"],
             "train_tokens_per_s": mean_std([run["train_tokens_per_s"] for run in runs])[0],
         }
         if objective == "clm":
             summary["arms"][arm]["generation_tokens_per_s"] = mean_std(
-                [run["generation_tokens_per_s"] for run in runs])[0]
+                [run["generation_tokens_per_s"] for run in runs]
+            )[0]
     other = [arm for arm in summary["arms"] if arm != "fastformer"]
     if "fastformer" in summary["arms"] and other:
         f, g = summary["arms"]["fastformer"], summary["arms"][other[0]]
-        summary["ratios"] = {key: f[key] / g[key] for key in
-                             ("perplexity_mean", "train_tokens_per_s", "generation_tokens_per_s") if key in f}
+        summary["ratios"] = {
+            key: f[key] / g[key]
+            for key in ("perplexity_mean", "train_tokens_per_s", "generation_tokens_per_s")
+            if key in f
+        }
     return summary
 
 
@@ -511,27 +624,36 @@ def markdown(summary: dict) -> str:
     objective, ablation = summary.get("objective", "clm"), summary.get("ablation", [])
     clm = objective == "clm"
     names = {arm: label(arm, objective, ablation) for arm in summary["arms"]}
-    lines = [f"| arm (context {summary['context']:,}, seeds {', '.join(map(str, summary['seeds']))}) | parameters | "
-             "steps | train tokens | held-out loss | held-out perplexity | train tokens/s |"
-             + (" generation tokens/s |" if clm else ""),
-             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if clm else "")]
+    lines = [
+        f"| arm (context {summary['context']:,}, seeds {', '.join(map(str, summary['seeds']))}) | parameters | "
+        "steps | train tokens | held-out loss | held-out perplexity | train tokens/s |"
+        + (" generation tokens/s |" if clm else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if clm else ""),
+    ]
     for arm, row in summary["arms"].items():
         generation = f" {row['generation_tokens_per_s']:.1f} |" if clm else ""
-        lines.append(f"| {names[arm]} | {row['parameters']:,} | {row['steps']:,} | {row['train_tokens']:,} | "
-                     f"{row['loss_mean']:.3f} ± {row['loss_std']:.3f} | "
-                     f"{row['perplexity_mean']:.2f} ± {row['perplexity_std']:.2f} | "
-                     f"{row['train_tokens_per_s']:,.0f} |" + generation)
+        lines.append(
+            f"| {names[arm]} | {row['parameters']:,} | {row['steps']:,} | {row['train_tokens']:,} | "
+            f"{row['loss_mean']:.3f} ± {row['loss_std']:.3f} | "
+            f"{row['perplexity_mean']:.2f} ± {row['perplexity_std']:.2f} | "
+            f"{row['train_tokens_per_s']:,.0f} |" + generation
+        )
     if "ratios" in summary:
         r = summary["ratios"]
         other = NAMES[[arm for arm in summary["arms"] if arm != "fastformer"][0]]
-        lines.append(f"| **Fastformer / {other}** | | | | | **{r['perplexity_mean']:.3f}x** | "
-                     f"**{r['train_tokens_per_s']:.2f}x** |" + (f" **{r['generation_tokens_per_s']:.2f}x** |" if clm
-                                                                 else ""))
-    per_seed = ["", "| seed | " + " | ".join(f"{names[arm]} perplexity" for arm in summary["arms"]) + " |",
-                "|---:|" + "---:|" * len(summary["arms"])]
+        lines.append(
+            f"| **Fastformer / {other}** | | | | | **{r['perplexity_mean']:.3f}x** | "
+            f"**{r['train_tokens_per_s']:.2f}x** |" + (f" **{r['generation_tokens_per_s']:.2f}x** |" if clm else "")
+        )
+    per_seed = [
+        "",
+        "| seed | " + " | ".join(f"{names[arm]} perplexity" for arm in summary["arms"]) + " |",
+        "|---:|" + "---:|" * len(summary["arms"]),
+    ]
     for i, seed in enumerate(summary["seeds"]):
-        per_seed.append(f"| {seed} | " + " | ".join(f"{row['final_perplexity'][i]:.2f}"
-                                                    for row in summary["arms"].values()) + " |")
+        per_seed.append(
+            f"| {seed} | " + " | ".join(f"{row['final_perplexity'][i]:.2f}" for row in summary["arms"].values()) + " |"
+        )
     return "\n".join(lines + per_seed)
 
 
@@ -549,18 +671,30 @@ def plot(records: dict, arms, seeds, context: int, path: Path, objective: str = 
     for arm in arms:
         curves = [records[(arm, seed)]["curve"] for seed in seeds]
         for curve in curves:
-            ax.plot([p["step"] for p in curve[1:]], [p[key] for p in curve[1:]], color=colors[arm],
-                    linewidth=0.7, alpha=0.5)
+            ax.plot(
+                [p["step"] for p in curve[1:]],
+                [p[key] for p in curve[1:]],
+                color=colors[arm],
+                linewidth=0.7,
+                alpha=0.5,
+            )
         steps = [p["step"] for p in curves[0][1:]]
         mean = [transform(sum(c[i]["loss"] for c in curves) / len(curves)) for i in range(1, len(curves[0]))]
-        ax.plot(steps, mean, color=colors[arm], linewidth=2,
-                label=f"{label(arm, objective, ablation)} ({len(seeds)} seeds)")
+        ax.plot(
+            steps,
+            mean,
+            color=colors[arm],
+            linewidth=2,
+            label=f"{label(arm, objective, ablation)} ({len(seeds)} seeds)",
+        )
     if clm:
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out perplexity" if clm else "held-out masked-LM loss (nats)")
-    ax.set_title(f"Equal-budget {'causal' if clm else 'masked'} LM, context {context:,}"
-                 + (f" ({', '.join(ablation)})" if ablation else ""))
+    ax.set_title(
+        f"Equal-budget {'causal' if clm else 'masked'} LM, context {context:,}"
+        + (f" ({', '.join(ablation)})" if ablation else "")
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -572,15 +706,25 @@ def plot(records: dict, arms, seeds, context: int, path: Path, objective: str = 
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--output_dir", required=True, help="runs' JSON curves, tokenizer, summary and plot")
-    parser.add_argument("--objective", choices=tuple(OBJECTIVE_ARMS), default="clm",
-                        help="clm: causal Fastformer vs GPT-2; mlm: masked-LM Fastformer vs BERT")
+    parser.add_argument(
+        "--objective",
+        choices=tuple(OBJECTIVE_ARMS),
+        default="clm",
+        help="clm: causal Fastformer vs GPT-2; mlm: masked-LM Fastformer vs BERT",
+    )
     parser.add_argument("--arms", nargs="+", choices=ARMS, help="default: both arms of --objective")
     parser.add_argument("--mlm_probability", type=float, default=0.15, help="masked fraction (--objective mlm)")
-    parser.add_argument("--ablation", nargs="*", choices=ABLATIONS, default=[],
-                        help="diagnostic changes to the models (see the module docstring)")
+    parser.add_argument(
+        "--ablation",
+        nargs="*",
+        choices=ABLATIONS,
+        default=[],
+        help="diagnostic changes to the models (see the module docstring)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--context", type=int, default=512, help="tokens per block (training and evaluation)")
     parser.add_argument("--steps", type=int, default=200)
@@ -599,8 +743,11 @@ def parse_args(argv=None):
     parser.add_argument("--eval_tokens", type=int, default=16384, help="held-out tokens scored at each evaluation")
     parser.add_argument("--gen_tokens", type=int, default=128, help="new tokens generated for the speed measure")
     parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
-    parser.add_argument("--train_file", help="a local text file instead of the corpora (documents: blank-line "
-                                             "separated); split into training / held-out documents like them")
+    parser.add_argument(
+        "--train_file",
+        help="a local text file instead of the corpora (documents: blank-line "
+        "separated); split into training / held-out documents like them",
+    )
     parser.add_argument("--held_out_fraction", type=float, default=0.05)
     parser.add_argument("--data_seed", type=int, default=0, help="seed of the train / held-out document split")
     parser.add_argument("--cache_dir", help="where fetched corpora are cached (as examples/run_mlm.py)")
@@ -615,8 +762,9 @@ def parse_args(argv=None):
         if only_fastformer in args.ablation and "fastformer" not in args.arms:
             parser.error(f"--ablation {only_fastformer} changes the fastformer arm only, and --arms has none")
     if args.context - args.gen_tokens < 1:
-        parser.error("--gen_tokens must be smaller than --context (the prompt and the new tokens share the "
-                     "position table)")
+        parser.error(
+            "--gen_tokens must be smaller than --context (the prompt and the new tokens share the position table)"
+        )
     return args
 
 
@@ -635,16 +783,20 @@ def main(argv=None) -> dict:
     if args.objective == "mlm":
         eval_blocks = held_out_masking(eval_blocks, args, tokenizer.get_vocab_size())
     print(f"machine: {machine()}", flush=True)
-    print(f"data: {meta['documents']} documents, {meta['words']} words, {meta['tokens']} tokens; "
-          f"{len(train_blocks):,} training blocks of {args.context}, "
-          f"{len(eval_blocks[0] if args.objective == 'mlm' else eval_blocks)} held-out blocks scored; "
-          f"{args.steps} steps x {args.batch_size} blocks = {args.steps * args.batch_size * args.context:,} tokens "
-          f"({args.steps * args.batch_size / len(train_blocks):.2f} epochs)", flush=True)
+    print(
+        f"data: {meta['documents']} documents, {meta['words']} words, {meta['tokens']} tokens; "
+        f"{len(train_blocks):,} training blocks of {args.context}, "
+        f"{len(eval_blocks[0] if args.objective == 'mlm' else eval_blocks)} held-out blocks scored; "
+        f"{args.steps} steps x {args.batch_size} blocks = {args.steps * args.batch_size * args.context:,} tokens "
+        f"({args.steps * args.batch_size / len(train_blocks):.2f} epochs)",
+        flush=True,
+    )
     records = {}
     for seed in args.seeds:
         for arm in args.arms:
-            records[(arm, seed)] = train_run(arm, seed, args, train_blocks, eval_blocks, prompt,
-                                             tokenizer.get_vocab_size(), eos)
+            records[(arm, seed)] = train_run(
+                arm, seed, args, train_blocks, eval_blocks, prompt, tokenizer.get_vocab_size(), eos
+            )
     summary = summarize(records, args.arms, args.seeds, args.context, args.objective, args.ablation)
     summary["data"] = meta
     tag = run_tag(args)

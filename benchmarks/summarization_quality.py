@@ -76,31 +76,51 @@ def distinct_predictions(run_dir: Path) -> int:
     return len(set((run_dir / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()))
 
 
-METRICS = [("ROUGE-1", "predict_rouge1", 2), ("ROUGE-2", "predict_rouge2", 2), ("ROUGE-L", "predict_rougeL", 2),
-           ("test loss", "predict_loss", 3), ("mean length", "predict_gen_len", 1),
-           ("train time (s)", "train_runtime", 0), ("distinct summaries", "distinct_predictions", 0)]
-LEAD = [("ROUGE-1", "predict_lead1_rouge1", 2), ("ROUGE-2", "predict_lead1_rouge2", 2),
-        ("ROUGE-L", "predict_lead1_rougeL", 2)]
+METRICS = [
+    ("ROUGE-1", "predict_rouge1", 2),
+    ("ROUGE-2", "predict_rouge2", 2),
+    ("ROUGE-L", "predict_rougeL", 2),
+    ("test loss", "predict_loss", 3),
+    ("mean length", "predict_gen_len", 1),
+    ("train time (s)", "train_runtime", 0),
+    ("distinct summaries", "distinct_predictions", 0),
+]
+LEAD = [
+    ("ROUGE-1", "predict_lead1_rouge1", 2),
+    ("ROUGE-2", "predict_lead1_rouge2", 2),
+    ("ROUGE-L", "predict_lead1_rougeL", 2),
+]
 
 
 def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple[str, dict]:
     """Markdown tables (per fold, mean ± std over folds, paired differences vs BART) and their numbers."""
-    lines = ["| fold | model | test pairs | ROUGE-1 | ROUGE-2 | ROUGE-L | test loss | mean length | train time (s) "
-             "| scoring time (s) | distinct summaries |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| fold | model | test pairs | ROUGE-1 | ROUGE-2 | ROUGE-L | test loss | mean length | train time (s) "
+        "| scoring time (s) | distinct summaries |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for fold, runs in folds.items():
         for name, r in runs.items():
-            lines.append(f"| {fold} | {name} | {r['predict_samples']} | {r['predict_rouge1']:.2f} | "
-                         f"{r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | {r['predict_loss']:.3f} | "
-                         f"{r['predict_gen_len']:.1f} | {r['train_runtime']:.0f} | {r['predict_runtime']:.0f} | "
-                         f"{r['distinct_predictions']} |")
+            lines.append(
+                f"| {fold} | {name} | {r['predict_samples']} | {r['predict_rouge1']:.2f} | "
+                f"{r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | {r['predict_loss']:.3f} | "
+                f"{r['predict_gen_len']:.1f} | {r['train_runtime']:.0f} | {r['predict_runtime']:.0f} | "
+                f"{r['distinct_predictions']} |"
+            )
         r = next(iter(runs.values()))
-        lines.append(f"| {fold} | lead-1 | {r['predict_samples']} | {r['predict_lead1_rouge1']:.2f} | "
-                     f"{r['predict_lead1_rouge2']:.2f} | {r['predict_lead1_rougeL']:.2f} | | | | | |")
+        lines.append(
+            f"| {fold} | lead-1 | {r['predict_samples']} | {r['predict_lead1_rouge1']:.2f} | "
+            f"{r['predict_lead1_rouge2']:.2f} | {r['predict_lead1_rougeL']:.2f} | | | | | |"
+        )
     complete = [fold for fold, runs in folds.items() if all(name in runs for name in models)]
     numbers = {"complete_folds": complete, "mean_std": {}, "paired_differences": {}}
-    lines += ["", f"Mean ± std over the {len(complete)} complete fold(s) {complete}:", "",
-              "| model | " + " | ".join(label for label, _, _ in METRICS) + " |",
-              "|---|" + "---:|" * len(METRICS)]
+    lines += [
+        "",
+        f"Mean ± std over the {len(complete)} complete fold(s) {complete}:",
+        "",
+        "| model | " + " | ".join(label for label, _, _ in METRICS) + " |",
+        "|---|" + "---:|" * len(METRICS),
+    ]
     for name in models:
         cells, numbers["mean_std"][name] = [], {}
         for label, key, digits in METRICS:
@@ -118,9 +138,13 @@ def cross_validation_tables(folds: dict[int, dict[str, dict]], models: list[str]
     lines.append("| lead-1 | " + " | ".join(cells) + " |" + " |" * (len(METRICS) - len(LEAD)))
     if "bart" in models and complete:
         diff_metrics = METRICS[:5]
-        lines += ["", "Paired differences, model minus BART on the same fold (per fold; mean ± std):", "",
-                  "| model | " + " | ".join(f"Δ {label}" for label, _, _ in diff_metrics) + " |",
-                  "|---|" + "---:|" * len(diff_metrics)]
+        lines += [
+            "",
+            "Paired differences, model minus BART on the same fold (per fold; mean ± std):",
+            "",
+            "| model | " + " | ".join(f"Δ {label}" for label, _, _ in diff_metrics) + " |",
+            "|---|" + "---:|" * len(diff_metrics),
+        ]
         for name in models:
             if name == "bart":
                 continue
@@ -144,14 +168,39 @@ def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
             beam_dir = run_dir / f"beams{args.rescore_beams}"
             if not (beam_dir / "predict_results.json").is_file():
                 command = [
-                    sys.executable, str(SCRIPT), "--dataset_name", "xsum", *[f"--{k}={v}" for k, v in cache.items()],
-                    f"--xsum_folds={args.folds}", f"--xsum_fold={fold}", f"--xsum_fold_seed={args.fold_seed}",
-                    "--model_name_or_path", str(run_dir), "--max_source_length", str(args.max_source_length),
-                    "--max_target_length", "64", "--do_predict", "--predict_with_generate",
-                    "--per_device_eval_batch_size", "10", "--generation_num_beams", str(args.rescore_beams),
-                    "--generation_max_length", str(args.generation_max_length),
-                    "--no_repeat_ngram_size", str(args.no_repeat_ngram_size), "--seed", str(args.seed),
-                    "--report_to", "none", "--use_cpu", "--disable_tqdm", "true", "--output_dir", str(beam_dir),
+                    sys.executable,
+                    str(SCRIPT),
+                    "--dataset_name",
+                    "xsum",
+                    *[f"--{k}={v}" for k, v in cache.items()],
+                    f"--xsum_folds={args.folds}",
+                    f"--xsum_fold={fold}",
+                    f"--xsum_fold_seed={args.fold_seed}",
+                    "--model_name_or_path",
+                    str(run_dir),
+                    "--max_source_length",
+                    str(args.max_source_length),
+                    "--max_target_length",
+                    "64",
+                    "--do_predict",
+                    "--predict_with_generate",
+                    "--per_device_eval_batch_size",
+                    "10",
+                    "--generation_num_beams",
+                    str(args.rescore_beams),
+                    "--generation_max_length",
+                    str(args.generation_max_length),
+                    "--no_repeat_ngram_size",
+                    str(args.no_repeat_ngram_size),
+                    "--seed",
+                    str(args.seed),
+                    "--report_to",
+                    "none",
+                    "--use_cpu",
+                    "--disable_tqdm",
+                    "true",
+                    "--output_dir",
+                    str(beam_dir),
                 ]
                 if args.max_predict_samples is not None:
                     command += ["--max_predict_samples", str(args.max_predict_samples)]
@@ -159,8 +208,10 @@ def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
                 subprocess.run(command, check=True)
             # the training numbers stay those of the run; ROUGE, length and scoring time are the new decoding's
             rescored.setdefault(fold, {})[name] = {
-                **trained, **json.loads((beam_dir / "predict_results.json").read_text()),
-                "distinct_predictions": distinct_predictions(beam_dir)}
+                **trained,
+                **json.loads((beam_dir / "predict_results.json").read_text()),
+                "distinct_predictions": distinct_predictions(beam_dir),
+            }
     return rescored
 
 
@@ -177,21 +228,29 @@ def source_losses(script, data_args, run_dir: Path, max_source_length: int, batc
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(run_dir).eval()
     end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
-    labels = [ids + [end] for ids in tokenizer(summaries, add_special_tokens=False, max_length=63,
-                                                truncation=True)["input_ids"]]
+    labels = [
+        ids + [end]
+        for ids in tokenizer(summaries, add_special_tokens=False, max_length=63, truncation=True)["input_ids"]
+    ]
 
     def loss(docs: list[str]) -> float:
         total, count = 0.0, 0
         for i in range(0, len(docs), batch_size):
-            inputs = tokenizer(docs[i : i + batch_size], max_length=max_source_length, truncation=True,
-                               padding=True, return_tensors="pt")
+            inputs = tokenizer(
+                docs[i : i + batch_size],
+                max_length=max_source_length,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            )
             batch = labels[i : i + batch_size]
             width = max(map(len, batch))
             target = torch.tensor([ids + [-100] * (width - len(ids)) for ids in batch])
             with torch.no_grad():
                 logits = model(**inputs, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(target)).logits
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100,
-                                                       reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), target.flatten(), ignore_index=-100, reduction="sum"
+            ).item()
             count += int((target != -100).sum())
         return total / count
 
@@ -200,15 +259,20 @@ def source_losses(script, data_args, run_dir: Path, max_source_length: int, batc
     return {"own_source_loss": own, "other_source_loss": other, "source_gain": other - own}
 
 
-SOURCE = [("loss, own document", "own_source_loss", 3), ("loss, another document", "other_source_loss", 3),
-          ("source gain", "source_gain", 3)]
+SOURCE = [
+    ("loss, own document", "own_source_loss", 3),
+    ("loss, another document", "other_source_loss", 3),
+    ("source gain", "source_gain", 3),
+]
 
 
 def source_tables(folds: dict[int, dict[str, dict]], models: list[str]) -> tuple[str, dict]:
     """Mean ± std over folds of the own/other-document losses and their gap, and the gap's paired differences."""
     complete = [fold for fold, runs in folds.items() if all(name in runs for name in models)]
-    lines = ["| model | " + " | ".join(label for label, _, _ in SOURCE) + " | Δ source gain vs BART (per fold) |",
-             "|---|" + "---:|" * (len(SOURCE) + 1)]
+    lines = [
+        "| model | " + " | ".join(label for label, _, _ in SOURCE) + " | Δ source gain vs BART (per fold) |",
+        "|---|" + "---:|" * (len(SOURCE) + 1),
+    ]
     numbers = {}
     for name in models:
         cells, numbers[name] = [], {}
@@ -252,12 +316,19 @@ def main():
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max_train_samples", type=int, default=None, help="train on fewer pairs (dry runs)")
     parser.add_argument("--max_predict_samples", type=int, default=None, help="score fewer test pairs (dry runs)")
-    parser.add_argument("--source_loss", action="store_true",
-                        help="with --folds: also the teacher-forced test loss with another test pair's document in "
-                             "place of each summary's own (how much the models read the source)")
-    parser.add_argument("--rescore_beams", type=int, default=None,
-                        help="with --folds: afterwards decode the test fold again with the trained models and this "
-                             "beam size (prediction only; into RUN_DIR/beamsB), and print the same tables for it")
+    parser.add_argument(
+        "--source_loss",
+        action="store_true",
+        help="with --folds: also the teacher-forced test loss with another test pair's document in "
+        "place of each summary's own (how much the models read the source)",
+    )
+    parser.add_argument(
+        "--rescore_beams",
+        type=int,
+        default=None,
+        help="with --folds: afterwards decode the test fold again with the trained models and this "
+        "beam size (prediction only; into RUN_DIR/beamsB), and print the same tables for it",
+    )
     args = parser.parse_args()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -269,19 +340,60 @@ def main():
     script = load_script()
     cache = {"data_cache_dir": args.data_cache_dir} if args.data_cache_dir else {}
     common = [
-        "--hidden_size", str(args.hidden_size), "--num_attention_heads", str(args.num_attention_heads),
-        "--num_hidden_layers", str(args.layers), "--num_decoder_layers", str(args.layers),
-        "--intermediate_size", str(args.intermediate_size), "--hidden_dropout_prob", str(args.dropout),
-        "--max_position_embeddings", str(args.max_source_length), "--max_source_length", str(args.max_source_length),
-        "--max_target_length", "64", "--do_train", "--do_predict", "--predict_with_generate",
-        "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.batch_size),
-        "--per_device_eval_batch_size", "10", "--learning_rate", str(args.learning_rate),
-        "--warmup_steps", str(args.warmup_steps), "--lr_scheduler_type", "linear", "--weight_decay", "0.01",
-        "--train_sampling_strategy", "group_by_length", "--generation_num_beams", str(args.beams),
-        "--generation_max_length", str(args.generation_max_length),
-        "--no_repeat_ngram_size", str(args.no_repeat_ngram_size), "--seed", str(args.seed),
-        "--logging_steps", "50", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
-        "--disable_tqdm", "true",
+        "--hidden_size",
+        str(args.hidden_size),
+        "--num_attention_heads",
+        str(args.num_attention_heads),
+        "--num_hidden_layers",
+        str(args.layers),
+        "--num_decoder_layers",
+        str(args.layers),
+        "--intermediate_size",
+        str(args.intermediate_size),
+        "--hidden_dropout_prob",
+        str(args.dropout),
+        "--max_position_embeddings",
+        str(args.max_source_length),
+        "--max_source_length",
+        str(args.max_source_length),
+        "--max_target_length",
+        "64",
+        "--do_train",
+        "--do_predict",
+        "--predict_with_generate",
+        "--num_train_epochs",
+        str(args.epochs),
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        "--per_device_eval_batch_size",
+        "10",
+        "--learning_rate",
+        str(args.learning_rate),
+        "--warmup_steps",
+        str(args.warmup_steps),
+        "--lr_scheduler_type",
+        "linear",
+        "--weight_decay",
+        "0.01",
+        "--train_sampling_strategy",
+        "group_by_length",
+        "--generation_num_beams",
+        str(args.beams),
+        "--generation_max_length",
+        str(args.generation_max_length),
+        "--no_repeat_ngram_size",
+        str(args.no_repeat_ngram_size),
+        "--seed",
+        str(args.seed),
+        "--logging_steps",
+        "50",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--disable_tqdm",
+        "true",
     ]
     for option in ("max_train_samples", "max_predict_samples"):
         if getattr(args, option) is not None:
@@ -289,19 +401,33 @@ def main():
     fold_list = [None] if args.folds is None else (args.fold_list or list(range(args.folds)))
     results: dict = {}
     for fold in fold_list:
-        fold_args = {} if fold is None else {
-            "xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
+        fold_args = (
+            {} if fold is None else {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
+        )
         split_dir = output_dir if fold is None else output_dir / f"fold{fold}"
         data_args = ["--dataset_name", "xsum"] + [f"--{k}={v}" for k, v in {**cache, **fold_args}.items()]
-        tokenizer_dir = fold_tokenizer(script, script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args),
-                                       args.vocab_size, split_dir / "tokenizer")
+        tokenizer_dir = fold_tokenizer(
+            script,
+            script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args),
+            args.vocab_size,
+            split_dir / "tokenizer",
+        )
         runs = results.setdefault(fold, {})
         for name in args.models:
             run_dir = split_dir / name
             if not (run_dir / "predict_results.json").is_file():
                 start = time.perf_counter()
-                command = [sys.executable, str(SCRIPT), *data_args, "--tokenizer_name", str(tokenizer_dir), *common,
-                           *MODELS[name], "--output_dir", str(run_dir)]
+                command = [
+                    sys.executable,
+                    str(SCRIPT),
+                    *data_args,
+                    "--tokenizer_name",
+                    str(tokenizer_dir),
+                    *common,
+                    *MODELS[name],
+                    "--output_dir",
+                    str(run_dir),
+                ]
                 print(f"== {'' if fold is None else f'fold {fold}, '}{name}: {' '.join(command)}", flush=True)
                 subprocess.run(command, check=True)
                 (run_dir / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
@@ -311,17 +437,23 @@ def main():
                 "distinct_predictions": distinct_predictions(run_dir),
             }
 
-    settings = (f"{args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, hidden {args.hidden_size}, "
-                f"{args.num_attention_heads} heads, {args.layers}+{args.layers} layers, FFN {args.intermediate_size}, "
-                f"vocab {args.vocab_size}; beam {args.beams}, no-repeat {args.no_repeat_ngram_size}-grams, "
-                f"max {args.generation_max_length} tokens")
+    settings = (
+        f"{args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate}, hidden {args.hidden_size}, "
+        f"{args.num_attention_heads} heads, {args.layers}+{args.layers} layers, FFN {args.intermediate_size}, "
+        f"vocab {args.vocab_size}; beam {args.beams}, no-repeat {args.no_repeat_ngram_size}-grams, "
+        f"max {args.generation_max_length} tokens"
+    )
     if args.folds is not None:
         table, numbers = cross_validation_tables(results, args.models)
         print(f"\nXSum, {args.folds}-fold cross-validation (fold seed {args.fold_seed}); {settings}\n")
         print(table)
         suffix = "" if fold_list == list(range(args.folds)) else "-folds-" + "-".join(map(str, fold_list))
-        (output_dir / f"summary{suffix}.json").write_text(json.dumps(
-            {"settings": vars(args), "per_fold": {str(f): runs for f, runs in results.items()}, **numbers}, indent=2))
+        (output_dir / f"summary{suffix}.json").write_text(
+            json.dumps(
+                {"settings": vars(args), "per_fold": {str(f): runs for f, runs in results.items()}, **numbers},
+                indent=2,
+            )
+        )
         if args.source_loss:
             for fold, runs in results.items():
                 fold_args = {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
@@ -332,32 +464,45 @@ def main():
                         path.write_text(json.dumps(source_losses(script, data, path.parent, args.max_source_length)))
                     run.update(json.loads(path.read_text()))
             table, source_numbers = source_tables(results, args.models)
-            print("\nTeacher-forced test loss with each summary's own document and with the next test pair's "
-                  "document (nats/token; source gain = the second minus the first), mean ± std over folds:\n")
+            print(
+                "\nTeacher-forced test loss with each summary's own document and with the next test pair's "
+                "document (nats/token; source gain = the second minus the first), mean ± std over folds:\n"
+            )
             print(table)
             (output_dir / f"summary-source{suffix}.json").write_text(json.dumps(source_numbers, indent=2))
         if args.rescore_beams is not None:
             rescored = rescore(args, results, output_dir, cache)
             table, numbers = cross_validation_tables(rescored, args.models)
-            print(f"\nThe same trained models decoded again with beam {args.rescore_beams} (no-repeat "
-                  f"{args.no_repeat_ngram_size}-grams, max {args.generation_max_length} tokens):\n")
+            print(
+                f"\nThe same trained models decoded again with beam {args.rescore_beams} (no-repeat "
+                f"{args.no_repeat_ngram_size}-grams, max {args.generation_max_length} tokens):\n"
+            )
             print(table)
-            (output_dir / f"summary-beams{args.rescore_beams}{suffix}.json").write_text(json.dumps(
-                {"settings": vars(args), "per_fold": {str(f): runs for f, runs in rescored.items()}, **numbers},
-                indent=2))
+            (output_dir / f"summary-beams{args.rescore_beams}{suffix}.json").write_text(
+                json.dumps(
+                    {"settings": vars(args), "per_fold": {str(f): runs for f, runs in rescored.items()}, **numbers},
+                    indent=2,
+                )
+            )
         return
     results = results[None]
     print(f"\nXSum (built-in split): trained on 849 pairs, scored on 100 held-out pairs; {settings}\n")
-    print("| model | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | mean length | test loss | mean train loss "
-          "| train time (s) |")
+    print(
+        "| model | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum | mean length | test loss | mean train loss "
+        "| train time (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['predict_rouge1']:.2f} | {r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | "
-              f"{r['predict_rougeLsum']:.2f} | {r['predict_gen_len']:.1f} | {r['predict_loss']:.3f} | "
-              f"{r['train_loss']:.3f} | {r['train_runtime']:.0f} |")
+        print(
+            f"| {name} | {r['predict_rouge1']:.2f} | {r['predict_rouge2']:.2f} | {r['predict_rougeL']:.2f} | "
+            f"{r['predict_rougeLsum']:.2f} | {r['predict_gen_len']:.1f} | {r['predict_loss']:.3f} | "
+            f"{r['train_loss']:.3f} | {r['train_runtime']:.0f} |"
+        )
     lead = next(iter(results.values()))
-    print(f"| lead-1 | {lead['predict_lead1_rouge1']:.2f} | {lead['predict_lead1_rouge2']:.2f} | "
-          f"{lead['predict_lead1_rougeL']:.2f} | {lead['predict_lead1_rougeLsum']:.2f} | | | | |")
+    print(
+        f"| lead-1 | {lead['predict_lead1_rouge1']:.2f} | {lead['predict_lead1_rouge2']:.2f} | "
+        f"{lead['predict_lead1_rougeL']:.2f} | {lead['predict_lead1_rougeLsum']:.2f} | | | | |"
+    )
     (output_dir / "summary.json").write_text(json.dumps(results, indent=2))
 
 

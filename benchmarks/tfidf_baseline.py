@@ -30,9 +30,11 @@ def models(seed: int = 0) -> dict:
         "TF-IDF (unigrams) + LR, C=1": make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000)),
         "TF-IDF (1-2-grams, sublinear tf, min_df 2) + LR, C by 5-fold CV on train": make_pipeline(
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-            LogisticRegressionCV(Cs=np.logspace(-2, 3, 11).tolist(), cv=StratifiedKFold(5, shuffle=True,
-                                                                                      random_state=seed),
-                                 max_iter=2000),
+            LogisticRegressionCV(
+                Cs=np.logspace(-2, 3, 11).tolist(),
+                cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                max_iter=2000,
+            ),
         ),
     }
 
@@ -45,10 +47,16 @@ def run(data_args: "job.DataArguments") -> list[dict]:
         start = time.perf_counter()
         model.fit(train_texts, train_labels)  # the training split only
         predictions = model.predict(test_texts)
-        rows.append({"model": name, "train_docs": len(train_texts), "test_docs": len(test_texts),
-                     "accuracy": accuracy_score(test_labels, predictions),
-                     "macro_f1": f1_score(test_labels, predictions, average="macro"),
-                     "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "model": name,
+                "train_docs": len(train_texts),
+                "test_docs": len(test_texts),
+                "accuracy": accuracy_score(test_labels, predictions),
+                "macro_f1": f1_score(test_labels, predictions, average="macro"),
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return rows
 
 
@@ -64,9 +72,23 @@ def main(argv=None) -> list[dict]:
         rows = run(data_args)
     except job.InputError as error:
         parser.exit(2, f"tfidf_baseline.py: error: {error}\n")
-    print(markdown_table(["model", "train docs", "test docs", "test accuracy", "macro-F1", "fit + predict s"],
-                         [[r["model"], r["train_docs"], r["test_docs"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
-                           f"{r['seconds']:.1f}"] for r in rows], align="lrrrrr"))
+    print(
+        markdown_table(
+            ["model", "train docs", "test docs", "test accuracy", "macro-F1", "fit + predict s"],
+            [
+                [
+                    r["model"],
+                    r["train_docs"],
+                    r["test_docs"],
+                    f"{r['accuracy']:.4f}",
+                    f"{r['macro_f1']:.4f}",
+                    f"{r['seconds']:.1f}",
+                ]
+                for r in rows
+            ],
+            align="lrrrrr",
+        )
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

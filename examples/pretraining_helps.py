@@ -34,19 +34,33 @@ from fastformer.classify.reporting import markdown_table
 
 
 ARMS = ("scratch", "pretrained")
-SHAPE = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-         "share_query_value", "attention_logit_layout", "share_layer_parameters", "position_embedding_type")
+SHAPE = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "share_query_value",
+    "attention_logit_layout",
+    "share_layer_parameters",
+    "position_embedding_type",
+)
 
 
 def pretrained_classifier(pretrained: str, scratch: FastformerForSequenceClassification):
     """The main job's classifier (config of `scratch`) with the encoder weights of a masked-LM checkpoint."""
     source = FastformerConfig.from_pretrained(pretrained)
     wanted = scratch.config
-    mismatched = [f"{name}: checkpoint {getattr(source, name)}, classifier {getattr(wanted, name)}"
-                  for name in SHAPE if getattr(source, name) != getattr(wanted, name)]
+    mismatched = [
+        f"{name}: checkpoint {getattr(source, name)}, classifier {getattr(wanted, name)}"
+        for name in SHAPE
+        if getattr(source, name) != getattr(wanted, name)
+    ]
     if source.max_position_embeddings < wanted.max_position_embeddings:
-        mismatched.append(f"max_position_embeddings: checkpoint {source.max_position_embeddings} < --max_seq_length "
-                          f"{wanted.max_position_embeddings}")
+        mismatched.append(
+            f"max_position_embeddings: checkpoint {source.max_position_embeddings} < --max_seq_length "
+            f"{wanted.max_position_embeddings}"
+        )
     if mismatched:
         sys.exit("pretraining_helps.py: error: the checkpoint does not fit the classifier: " + "; ".join(mismatched))
     wanted.max_position_embeddings = source.max_position_embeddings  # a longer table is kept (inputs stay cut)
@@ -60,15 +74,25 @@ def pretrained_classifier(pretrained: str, scratch: FastformerForSequenceClassif
 
 def train_and_test(name, model, tokenizer, train_set, test_set, training_args) -> dict:
     training_args.output_dir = str(Path(training_args.output_dir).parent / name)
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=test_set,
-                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=job.compute_metrics_fn())
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=test_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=job.compute_metrics_fn(),
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     metrics = trainer.evaluate()
-    return {"init": name, "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"],
-            "train_seconds": seconds}
+    return {
+        "init": name,
+        "accuracy": metrics["eval_accuracy"],
+        "macro_f1": metrics["eval_macro_f1"],
+        "train_seconds": seconds,
+    }
 
 
 def pop_option(argv: list[str], name: str) -> str | None:
@@ -113,16 +137,26 @@ def main(argv=None):
             model = pretrained_classifier(pretrained, model)
         rows.append(train_and_test(name, model, tokenizer, train_set, test_set, training_args))
 
-    lines = [markdown_table(["encoder init", "test accuracy", "test macro-F1", "train s"],
-                            [[r["init"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f}"]
-                             for r in rows])]
+    lines = [
+        markdown_table(
+            ["encoder init", "test accuracy", "test macro-F1", "train s"],
+            [[r["init"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f}"] for r in rows],
+        )
+    ]
     if len(rows) == 2:
         gain = rows[1]["accuracy"] - rows[0]["accuracy"]
-        lines.append(f"\npretrained - scratch: accuracy {gain:+.4f} on {len(test_set)} test documents "
-                     f"(one seed; a binomial standard error here is about {(0.25 / len(test_set)) ** 0.5:.3f})")
+        lines.append(
+            f"\npretrained - scratch: accuracy {gain:+.4f} on {len(test_set)} test documents "
+            f"(one seed; a binomial standard error here is about {(0.25 / len(test_set)) ** 0.5:.3f})"
+        )
     print("\n".join(lines))
-    result = {"pretrained": pretrained, "rows": rows, "test_docs": len(test_set), "seed": training_args.seed,
-              "max_seq_length": data_args.max_seq_length}
+    result = {
+        "pretrained": pretrained,
+        "rows": rows,
+        "test_docs": len(test_set),
+        "seed": training_args.seed,
+        "max_seq_length": data_args.max_seq_length,
+    }
     (output_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -84,8 +84,10 @@ class ModelArguments(ModelSizeArguments):
     )
     max_position_embeddings: int | None = field(
         default=None,
-        metadata={"help": "Size of the position table (new model only); default: --max_seq_length. Make it the "
-                          "longest input the fine-tuned model will read."},
+        metadata={
+            "help": "Size of the position table (new model only); default: --max_seq_length. Make it the "
+            "longest input the fine-tuned model will read."
+        },
     )
 
 
@@ -111,8 +113,8 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many held-out blocks."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     cache_dir: str | None = field(
-        default=None, metadata={"help": "Where fetched corpora are cached (default $FASTFORMER_CACHE or "
-                                        "~/.cache/fastformer)."}
+        default=None,
+        metadata={"help": "Where fetched corpora are cached (default $FASTFORMER_CACHE or ~/.cache/fastformer)."},
     )
 
 
@@ -137,8 +139,9 @@ TRAINING_DEFAULTS = dict(
 def parse_args(argv=None):
     """The options from `argv` (default: the command line, or the one JSON file named there); a bad option ends the
     process with one line `run_mlm.py: error: ...` (exit status 2)."""
-    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments), prog="run_mlm.py",
-                                  description=__doc__)
+    parser = ScriptArgumentParser(
+        (ModelArguments, DataTrainingArguments, TrainingArguments), prog="run_mlm.py", description=__doc__
+    )
     parser.set_defaults(hidden_dropout_prob=0.1, **TRAINING_DEFAULTS)
     return parse_command_line(parser, argv)
 
@@ -208,8 +211,9 @@ def group_texts(examples: dict, block_size: int) -> dict:
     than a block, is dropped)."""
     concatenated = {key: list(chain(*examples[key])) for key in examples}
     total = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {key: [values[i : i + block_size] for i in range(0, total, block_size)]
-            for key, values in concatenated.items()}
+    return {
+        key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()
+    }
 
 
 def block_seed(*keys: int) -> int:
@@ -247,8 +251,11 @@ class BlockMaskingCollator:
         if "labels" not in features[0]:
             masked = []
             for feature in features:
-                ids, labels = self.mask(feature["input_ids"], feature["special_tokens_mask"],
-                                        block_seed(self.seed, self.epoch, feature["block"]))
+                ids, labels = self.mask(
+                    feature["input_ids"],
+                    feature["special_tokens_mask"],
+                    block_seed(self.seed, self.epoch, feature["block"]),
+                )
                 masked.append({"input_ids": ids, "attention_mask": feature["attention_mask"], "labels": labels})
             features = masked
         return default_data_collator(features)
@@ -287,8 +294,9 @@ def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
     if resume.lower() in ("last", "true"):
         last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if last is None:
-            sys.exit(f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint-* in "
-                     f"{training_args.output_dir}")
+            sys.exit(
+                f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint-* in {training_args.output_dir}"
+            )
         return last
     if not os.path.isdir(resume):
         sys.exit(f"run_mlm.py: error: checkpoint {resume} does not exist")
@@ -299,8 +307,10 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
     if model_args.model_name_or_path:
         model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)
         if model.config.max_position_embeddings < data_args.max_seq_length:
-            sys.exit(f"run_mlm.py: error: --max_seq_length {data_args.max_seq_length} exceeds the checkpoint's "
-                     f"position table ({model.config.max_position_embeddings})")
+            sys.exit(
+                f"run_mlm.py: error: --max_seq_length {data_args.max_seq_length} exceeds the checkpoint's "
+                f"position table ({model.config.max_position_embeddings})"
+            )
         if model.config.vocab_size < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         return model
@@ -354,8 +364,10 @@ def prepare_data(data_args: DataTrainingArguments, training_args: TrainingArgume
     if data_args.max_eval_samples is not None:
         eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
     if len(train_set) == 0 or len(eval_set) == 0:
-        sys.exit(f"run_mlm.py: error: fewer than {data_args.max_seq_length} tokens of training or held-out text: "
-                 "no full block (lower --max_seq_length or give more text)")
+        sys.exit(
+            f"run_mlm.py: error: fewer than {data_args.max_seq_length} tokens of training or held-out text: "
+            "no full block (lower --max_seq_length or give more text)"
+        )
     logger.info(f"{len(train_set)} training and {len(eval_set)} held-out blocks of {data_args.max_seq_length} tokens")
     train_set = train_set.add_column("block", list(range(len(train_set))))
     eval_set = eval_set.add_column("block", list(range(len(eval_set))))
@@ -363,8 +375,12 @@ def prepare_data(data_args: DataTrainingArguments, training_args: TrainingArgume
     return train_set, mask_held_out(eval_set, collator, data_args.eval_mask_seed), collator
 
 
-def run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments,
-        callbacks: list[TrainerCallback] | None = None) -> dict:
+def run(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    callbacks: list[TrainerCallback] | None = None,
+) -> dict:
     """Pretrains, saves the model and tokenizer into `--output_dir` and returns the metrics (also written to
     `all_results.json`). `callbacks`: extra `TrainerCallback`s (for programmatic use)."""
     if data_args.max_seq_length < 8:

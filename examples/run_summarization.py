@@ -87,13 +87,16 @@ class ModelArguments(ModelSizeArguments):
         metadata={"help": "Fastformer's cross-attention: 'scaled_dot_product' or 'additive' (config default: unset)."},
     )
     no_repeat_ngram_size: int = field(
-        default=0, metadata={"help": "Generation: forbid repeating n-grams of this size (0: off); same for all models."}
+        default=0,
+        metadata={"help": "Generation: forbid repeating n-grams of this size (0: off); same for all models."},
     )
 
 
 @dataclass
 class DataTrainingArguments:
-    dataset_name: str | None = field(default=None, metadata={"help": f"A built-in dataset: one of {BUILTIN_DATASETS}."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": f"A built-in dataset: one of {BUILTIN_DATASETS}."}
+    )
     data_cache_dir: str = field(
         default=str(corpora.default_cache_dir() / "datasets"),
         metadata={"help": "Where a built-in dataset is cached after its first download."},
@@ -110,8 +113,10 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test pairs."})
     xsum_folds: int | None = field(
         default=None,
-        metadata={"help": "Built-in xsum only: replace the fixed split by K-fold cross-validation (train on K-1 folds, "
-                          "test on --xsum_fold; no validation split)."},
+        metadata={
+            "help": "Built-in xsum only: replace the fixed split by K-fold cross-validation (train on K-1 folds, "
+            "test on --xsum_fold; no validation split)."
+        },
     )
     xsum_fold: int = field(default=0, metadata={"help": "With --xsum_folds: the test fold, 0 to K-1."})
     xsum_fold_seed: int = field(
@@ -161,30 +166,44 @@ def builtin_xsum(cache_dir: Path, folds: int | None = None, fold: int = 0, fold_
         kept = kept_pairs(pairs, "(all 1,000 pairs)")
         parts = fold_indices(len(kept), folds, fold_seed)
         train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
-        logger.info("XSum fold %d of %d (seed %d): %d training pairs, %d test pairs", fold, folds, fold_seed,
-                    len(train), len(parts[fold]))
-        return DatasetDict({
-            "train": Dataset.from_list([kept[i] for i in train]),
-            "test": Dataset.from_list([kept[i] for i in parts[fold]]),
-        })
+        logger.info(
+            "XSum fold %d of %d (seed %d): %d training pairs, %d test pairs",
+            fold,
+            folds,
+            fold_seed,
+            len(train),
+            len(parts[fold]),
+        )
+        return DatasetDict(
+            {
+                "train": Dataset.from_list([kept[i] for i in train]),
+                "test": Dataset.from_list([kept[i] for i in parts[fold]]),
+            }
+        )
     return DatasetDict({name: Dataset.from_list(kept_pairs(pairs[a:b], name)) for name, (a, b) in XSUM_SPLITS.items()})
 
 
 def load_raw_datasets(data_args: DataTrainingArguments) -> DatasetDict:
     if data_args.dataset_name is not None:
         if data_args.dataset_name not in BUILTIN_DATASETS:
-            fail(f"unknown --dataset_name {data_args.dataset_name!r}: built-in datasets are {BUILTIN_DATASETS}; "
-                 "pass your own data with --train_file/--validation_file/--test_file.")
+            fail(
+                f"unknown --dataset_name {data_args.dataset_name!r}: built-in datasets are {BUILTIN_DATASETS}; "
+                "pass your own data with --train_file/--validation_file/--test_file."
+            )
         if any((data_args.train_file, data_args.validation_file, data_args.test_file)):
             fail("pass either --dataset_name or data files, not both.")
-        return builtin_xsum(Path(data_args.data_cache_dir), data_args.xsum_folds, data_args.xsum_fold,
-                            data_args.xsum_fold_seed)
+        return builtin_xsum(
+            Path(data_args.data_cache_dir), data_args.xsum_folds, data_args.xsum_fold, data_args.xsum_fold_seed
+        )
     if data_args.xsum_folds is not None:
         fail("--xsum_folds applies to --dataset_name xsum only.")
     files = {
         name: path
-        for name, path in (("train", data_args.train_file), ("validation", data_args.validation_file),
-                           ("test", data_args.test_file))
+        for name, path in (
+            ("train", data_args.train_file),
+            ("validation", data_args.validation_file),
+            ("test", data_args.test_file),
+        )
         if path is not None
     }
     if not files:
@@ -204,7 +223,9 @@ def check_columns(raw: DatasetDict, data_args: DataTrainingArguments):
         for option in ("text_column", "summary_column"):
             column = getattr(data_args, option)
             if column not in dataset.column_names:
-                fail(f"the {split} data has no column {column!r} (--{option}); its columns are {dataset.column_names}.")
+                fail(
+                    f"the {split} data has no column {column!r} (--{option}); its columns are {dataset.column_names}."
+                )
         for row, (text, summary) in enumerate(zip(dataset[data_args.text_column], dataset[data_args.summary_column])):
             if not isinstance(text, str) or not isinstance(summary, str) or not text.strip() or not summary.strip():
                 fail(f"the {split} data's row {row} has an empty or non-text document or summary.")
@@ -273,16 +294,23 @@ def build_model(model_args: ModelArguments, tokenizer):
 
 
 def main(argv: list[str] | None = None):
-    parser = ScriptArgumentParser((ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments),
-                                  prog="run_summarization.py", description=__doc__.strip().split("\n\n")[0])
+    parser = ScriptArgumentParser(
+        (ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments),
+        prog="run_summarization.py",
+        description=__doc__.strip().split("\n\n")[0],
+    )
     parser.set_defaults(hidden_size=256, intermediate_size=1024, hidden_dropout_prob=0.1)
     model_args, data_args, training_args = parse_command_line(parser, argv)
 
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO,
-                        handlers=[logging.StreamHandler(sys.stdout)])
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        level=logging.INFO,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
     transformers.utils.logging.set_verbosity_warning()
-    logger.info("fastformer %s, transformers %s, torch %s", fastformer.__version__, transformers.__version__,
-                torch.__version__)
+    logger.info(
+        "fastformer %s, transformers %s, torch %s", fastformer.__version__, transformers.__version__, torch.__version__
+    )
     set_seed(training_args.seed)
 
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
@@ -292,8 +320,11 @@ def main(argv: list[str] | None = None):
         if getattr(training_args, flag) and split not in raw:
             fail(f"--{flag} needs {split} data (--{split}_file, or a built-in --dataset_name).")
     check_columns(raw, data_args)
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
-                         ("test", data_args.max_predict_samples)):
+    for split, limit in (
+        ("train", data_args.max_train_samples),
+        ("validation", data_args.max_eval_samples),
+        ("test", data_args.max_predict_samples),
+    ):
         if split in raw and limit is not None:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
 
@@ -323,16 +354,22 @@ def main(argv: list[str] | None = None):
         """Documents -> `input_ids` (with the tokenizer's special tokens, truncated to `max_source_length`);
         summaries -> `labels` = summary tokens + end token (truncated to `max_target_length`)."""
         inputs = tokenizer(batch[data_args.text_column], max_length=data_args.max_source_length, truncation=True)
-        targets = tokenizer(batch[data_args.summary_column], add_special_tokens=False,
-                            max_length=data_args.max_target_length - 1, truncation=True)
+        targets = tokenizer(
+            batch[data_args.summary_column],
+            add_special_tokens=False,
+            max_length=data_args.max_target_length - 1,
+            truncation=True,
+        )
         inputs["labels"] = [ids + [end] for ids in targets["input_ids"]]
         return inputs
 
     columns = {split: raw[split].column_names for split in raw}
-    processed = DatasetDict({
-        split: raw[split].map(preprocess, batched=True, remove_columns=columns[split], desc=f"Tokenizing {split}")
-        for split in raw
-    })
+    processed = DatasetDict(
+        {
+            split: raw[split].map(preprocess, batched=True, remove_columns=columns[split], desc=f"Tokenizing {split}")
+            for split in raw
+        }
+    )
 
     rouge = metrics.load("rouge")
 
@@ -349,8 +386,11 @@ def main(argv: list[str] | None = None):
         if isinstance(predictions, tuple):
             predictions = predictions[0]
         result = score(decode(predictions), decode(labels))
-        result["gen_len"] = float(np.mean([np.count_nonzero((row != tokenizer.pad_token_id) & (row != -100))
-                                           for row in np.asarray(predictions)]))
+        result["gen_len"] = float(
+            np.mean(
+                [np.count_nonzero((row != tokenizer.pad_token_id) & (row != -100)) for row in np.asarray(predictions)]
+            )
+        )
         return result
 
     trainer = Seq2SeqTrainer(
@@ -379,8 +419,10 @@ def main(argv: list[str] | None = None):
         output = trainer.predict(processed["test"], metric_key_prefix="predict")
         predict_metrics = output.metrics
         predict_metrics["predict_samples"] = len(processed["test"])
-        lead = score([lead_sentence(doc) for doc in raw["test"][data_args.text_column]],
-                     list(raw["test"][data_args.summary_column]))
+        lead = score(
+            [lead_sentence(doc) for doc in raw["test"][data_args.text_column]],
+            list(raw["test"][data_args.summary_column]),
+        )
         predict_metrics.update({f"predict_lead1_{name}": value for name, value in lead.items()})
         trainer.log_metrics("predict", predict_metrics)
         trainer.save_metrics("predict", predict_metrics)

@@ -35,9 +35,17 @@ def train(args):
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)  # the same initial weights on every process
     config = FastformerConfig(
-        vocab_size=1000, hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=4,
-        intermediate_size=4 * args.hidden, hidden_dropout_prob=0.0, is_decoder=True, position_embedding_type="none",
-        pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=1000,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        intermediate_size=4 * args.hidden,
+        hidden_dropout_prob=0.0,
+        is_decoder=True,
+        position_embedding_type="none",
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     model = FastformerForCausalLM(config)
     if world > 1:

@@ -41,8 +41,15 @@ from .modeling_fastformer import FastformerForSequenceClassification
 
 # fastformer.json entries copied as they are
 _CONFIG_COPIED = (
-    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "max_position_embeddings", "layer_norm_eps", "initializer_range",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "max_position_embeddings",
+    "layer_norm_eps",
+    "initializer_range",
 )
 # fastformer.json / BertConfig entries the official Model never reads (it sizes its word embedding from its own
 # word_dict, has no token types, and enable_fp16 is a training switch): accepted and not used
@@ -62,9 +69,16 @@ _TOP_LEVEL = {
     "dense_linear.bias": "classifier.bias",
 }
 _LAYER_MODULES = (
-    "attention.self.query", "attention.self.query_att", "attention.self.key", "attention.self.key_att",
-    "attention.self.transform", "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
-    "output.dense", "output.LayerNorm",
+    "attention.self.query",
+    "attention.self.query_att",
+    "attention.self.key",
+    "attention.self.key_att",
+    "attention.self.transform",
+    "attention.output.dense",
+    "attention.output.LayerNorm",
+    "intermediate.dense",
+    "output.dense",
+    "output.LayerNorm",
 )
 _LAYER_KEY = re.compile(r"fastformer_model\.encoders\.(\d+)\.(.+)\.(weight|bias)")
 
@@ -120,7 +134,9 @@ def rename_official_key(name: str, num_layers: int) -> str:
     if match and match.group(2) in _LAYER_MODULES:
         layer = int(match.group(1))
         if layer >= num_layers:
-            raise ValueError(f"{name!r} is for layer {layer}, but fastformer.json says num_hidden_layers={num_layers}.")
+            raise ValueError(
+                f"{name!r} is for layer {layer}, but fastformer.json says num_hidden_layers={num_layers}."
+            )
         return f"fastformer.encoder.layer.{layer}.{match.group(2)}.{match.group(3)}"
     if name.startswith("fastformer_model.poolers.") and not name.startswith("fastformer_model.poolers.0."):
         raise ValueError(
@@ -139,7 +155,7 @@ def convert_official_state_dict(
     `ValueError` names the offending keys.
     """
     if len(state_dict) and all(name.startswith("module.") for name in state_dict):
-        state_dict = {name[len("module."):]: tensor for name, tensor in state_dict.items()}  # saved from DataParallel
+        state_dict = {name[len("module.") :]: tensor for name, tensor in state_dict.items()}  # saved from DataParallel
     not_tensors = [name for name, value in state_dict.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"Not a state dict: {not_tensors[:5]} are not tensors (save `model.state_dict()`).")
@@ -184,8 +200,9 @@ def main(argv=None) -> FastformerForSequenceClassification:
     model = load_official_checkpoint(args.checkpoint, args.config)
     model.save_pretrained(args.output_dir)  # weights, config with auto_map, and the code files
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub, private=args.private,
-                          commit_message="Convert official Fastformer checkpoint")
+        model.push_to_hub(
+            args.push_to_hub, private=args.private, commit_message="Convert official Fastformer checkpoint"
+        )
     print(f"converted {sum(p.numel() for p in model.parameters()):,} parameters into {args.output_dir}")
     return model
 

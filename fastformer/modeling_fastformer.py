@@ -21,6 +21,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, LinearAttentionLayer
 from transformers.dynamic_module_utils import custom_object_save
+from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -33,7 +34,6 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
@@ -372,8 +372,7 @@ def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int
     return keys, values
 
 
-def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0,
-                            **kwargs):
+def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
     """Plain softmax attention, `(batch, heads, q, d)` x `(batch, heads, k, d)` -> output `(batch, q, heads, d)`
     and weights `(batch, heads, q, k)`; `attention_mask` is an additive bias. The `"eager"` implementation."""
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -411,8 +410,16 @@ class FastformerCrossAttention(nn.Module):
         """The encoder output's keys and values, `(batch, heads, enc_seq, d)` each."""
         return self.split_heads(self.key(encoder_hidden_states)), self.split_heads(self.value(encoder_hidden_states))
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
-                pool_cache=None, layer_idx: int = 0):
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states,
+        encoder_mask=None,
+        mask=None,
+        cache=None,
+        pool_cache=None,
+        layer_idx: int = 0,
+    ):
         batch, seq, hidden = hidden_states.shape
         query = self.split_heads(self.query(hidden_states))  # (batch, heads, seq, d)
         keys, values = cached_encoder_projections(cache, layer_idx, self.project, encoder_hidden_states)
@@ -457,8 +464,16 @@ class FastformerAdditiveCrossAttention(FastformerAdditiveProjections):
         per_head = keys.view(keys.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2).contiguous()
         return keys.unsqueeze(1), per_head
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
-                pool_cache=None, layer_idx: int = 0):
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states,
+        encoder_mask=None,
+        mask=None,
+        cache=None,
+        pool_cache=None,
+        layer_idx: int = 0,
+    ):
         """`mask` `(batch, seq, 1)`: the decoder's real tokens; `cache`: the encoder projections'
         (`EncoderDecoderCache`); `pool_cache`: the prefix pools' (`FastformerCache`)."""
         batch, seq, hidden = hidden_states.shape
@@ -466,7 +481,9 @@ class FastformerAdditiveCrossAttention(FastformerAdditiveProjections):
         global_query = self.prefix_pool(self.query_att(query), query, mask, pool_cache, layer_idx, "cross_query")
         keys, head_keys = cached_encoder_projections(cache, layer_idx, self.project, encoder_hidden_states)
         probe = global_query.unsqueeze(1) * self.key_logit_weight()[None, :, None, :]  # (batch, heads, seq, hidden)
-        logits = probe.view(batch, -1, hidden) @ keys.squeeze(1).transpose(1, 2) * self.scale  # (batch, heads*seq, enc)
+        logits = (
+            probe.view(batch, -1, hidden) @ keys.squeeze(1).transpose(1, 2) * self.scale
+        )  # (batch, heads*seq, enc)
         logits = logits.view(batch, self.num_heads, seq, -1)  # (batch, heads, seq, enc_seq)
         encoder_keep = None if encoder_mask is None else encoder_mask.bool()[:, None, None, :]
         beta = masked_softmax(logits, encoder_keep, dim=-1).to(head_keys.dtype)
@@ -524,10 +541,23 @@ class FastformerCrossAttentionBlock(FastformerAttention):
     """A cross-attention module (`self`) and its residual self-output block. `mask` `(batch, seq, 1)`: the decoder's
     real tokens; `cache`: the encoder projections' (`EncoderDecoderCache`); `pool_cache`: the prefix pools'."""
 
-    def forward(self, hidden_states, encoder_hidden_states, encoder_mask=None, mask=None, cache=None,
-                pool_cache=None, layer_idx: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states,
+        encoder_hidden_states,
+        encoder_mask=None,
+        mask=None,
+        cache=None,
+        pool_cache=None,
+        layer_idx: int = 0,
+    ) -> torch.Tensor:
         attended, _ = self.self(
-            self.output.sub_block_input(hidden_states), encoder_hidden_states, encoder_mask, mask, cache, pool_cache,
+            self.output.sub_block_input(hidden_states),
+            encoder_hidden_states,
+            encoder_mask,
+            mask,
+            cache,
+            pool_cache,
             layer_idx,
         )
         return self.output(attended, hidden_states)
@@ -630,8 +660,16 @@ class FastformerLayer(GradientCheckpointingLayer):
         pieces = hidden_states.split(self.chunk_size_feed_forward, dim=1)
         return torch.cat([self.feed_forward(piece) for piece in pieces], dim=1)
 
-    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
-                layer_idx: int = 0, **kwargs):
+    def forward(
+        self,
+        hidden_states,
+        mask=None,
+        encoder_hidden_states=None,
+        encoder_mask=None,
+        cache=None,
+        layer_idx: int = 0,
+        **kwargs,
+    ):
         chunk = self.sequence_chunk_size
         if not chunk or hidden_states.shape[1] <= chunk:
             return self.whole_sequence(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
@@ -652,8 +690,9 @@ class FastformerLayer(GradientCheckpointingLayer):
         out = self.whole_sequence(piece, mask, encoder_hidden_states, encoder_mask, carried, layer_idx)
         return out, *(carried.read_state(layer_idx, slot) for slot in FastformerCacheLayer.SLOTS)
 
-    def whole_sequence(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None,
-                       layer_idx: int = 0):
+    def whole_sequence(
+        self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None, layer_idx: int = 0
+    ):
         pool_cache, cross_cache = split_cache(cache)
         hidden_states = self.attention(hidden_states, mask, pool_cache, layer_idx)
         if self.crossattention is not None:
@@ -707,8 +746,10 @@ class FastformerPooler(nn.Module):
         if self.pooler_type == "attention":  # a `softmax_pool` with one head; sharded: of the whole sequence
             logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, seq, 1)
             mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
-            pool = softmax_pool(logits, hidden_states, mask) if group is None else (
-                sharded_softmax_pool(logits, hidden_states, mask, group)
+            pool = (
+                softmax_pool(logits, hidden_states, mask)
+                if group is None
+                else (sharded_softmax_pool(logits, hidden_states, mask, group))
             )
             return finalize(pool[0]).squeeze(1).to(hidden_states.dtype)  # (batch, hidden)
         if group is not None:
@@ -905,8 +946,10 @@ def _position_ids(config, causal: bool, shape, attention_mask, position_ids, pas
         raise ValueError(f"`position_ids` must have shape (batch, {seq}), got {tuple(position_ids.shape)}.")
     limit = config.max_position_embeddings
     if not torch.compiler.is_compiling() and int(position_ids.max()) >= limit:
-        advice = f"prompt and generated text together may hold at most {limit} real tokens" if causal else (
-            "truncate the input or use a config with a larger position table"
+        advice = (
+            f"prompt and generated text together may hold at most {limit} real tokens"
+            if causal
+            else ("truncate the input or use a config with a larger position table")
         )
         raise ValueError(
             f"The input reaches position {int(position_ids.max())} but the position table holds {limit} positions "
@@ -931,8 +974,13 @@ def _position_ids(config, causal: bool, shape, attention_mask, position_ids, pas
     """
 )
 class FastformerModel(FastformerPreTrainedModel):
-    def __init__(self, config: FastformerConfig, causal: bool | None = None, cross_attention: bool | None = None,
-                 num_layers: int | None = None):
+    def __init__(
+        self,
+        config: FastformerConfig,
+        causal: bool | None = None,
+        cross_attention: bool | None = None,
+        num_layers: int | None = None,
+    ):
         r"""
         causal (`bool`, *optional*): causal layers with a decoding cache; `config.is_decoder` if unset.
         cross_attention (`bool`, *optional*): layers also attend to an encoder output; `config.add_cross_attention`
@@ -947,7 +995,9 @@ class FastformerModel(FastformerPreTrainedModel):
         self.encoder = FastformerEncoder(config, self.num_layers, self.causal, self.cross_attention)
         # pre-LN layout: the residual stream is normalised once, after the last layer
         self.final_layer_norm = (
-            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.layer_norm_position == "pre" else None
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            if config.layer_norm_position == "pre"
+            else None
         )
         self.post_init()
 
@@ -964,7 +1014,9 @@ class FastformerModel(FastformerPreTrainedModel):
                 raise ValueError("`cache` needs a causal model (`config.is_decoder=True`); this one is bidirectional.")
             return None
         if cache is not None and not isinstance(cache, Cache):
-            raise ValueError(f"`cache` must be a `FastformerCache` (or a transformers `Cache`), got {type(cache).__name__}.")
+            raise ValueError(
+                f"`cache` must be a `FastformerCache` (or a transformers `Cache`), got {type(cache).__name__}."
+            )
         if cache is None or (cache.get_seq_length() == 0 and not isinstance(split_cache(cache)[0], FastformerCache)):
             # an empty cache of another type (e.g. generic code's `DynamicCache()`) is replaced by the model's own
             if cache is None and not use_cache:
@@ -974,14 +1026,18 @@ class FastformerModel(FastformerPreTrainedModel):
         if not isinstance(split_cache(cache)[0], FastformerCache) or (
             self.cross_attention and not isinstance(cache, EncoderDecoderCache)
         ):
-            expected = "an `EncoderDecoderCache` of a `FastformerCache`" if self.cross_attention else "a `FastformerCache`"
+            expected = (
+                "an `EncoderDecoderCache` of a `FastformerCache`" if self.cross_attention else "a `FastformerCache`"
+            )
             raise ValueError(f"`cache` must be {expected}, got {type(cache).__name__}.")
         return cache
 
     def _check_encoder_inputs(self, encoder_hidden_states, encoder_attention_mask):
         if not self.cross_attention:
             if encoder_hidden_states is not None:
-                raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
+                raise ValueError(
+                    "`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`)."
+                )
             return
         if encoder_hidden_states is None:
             raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
@@ -1019,8 +1075,12 @@ class FastformerModel(FastformerPreTrainedModel):
         shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
         _refuse_packed_documents(position_ids, attention_mask, kwargs)
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        position_ids = _position_ids(self.config, self.causal, shape, attention_mask, position_ids, past_length, device)
-        mask = None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)  # (batch, seq, 1)
+        position_ids = _position_ids(
+            self.config, self.causal, shape, attention_mask, position_ids, past_length, device
+        )
+        mask = (
+            None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)
+        )  # (batch, seq, 1)
         hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
         hidden_states = self.encoder(hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache)
         if self.final_layer_norm is not None:
@@ -1430,7 +1490,9 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
         decoder_inputs = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
         _check_mask_shape(  # checked here, by its name: the decoder itself would call it `attention_mask`
-            decoder_attention_mask, "decoder_attention_mask", tuple(decoder_inputs.shape[:2]),
+            decoder_attention_mask,
+            "decoder_attention_mask",
+            tuple(decoder_inputs.shape[:2]),
             cache.get_seq_length() if isinstance(cache, Cache) else 0,
         )
         decoder_outputs = self.decoder(
@@ -1577,7 +1639,8 @@ class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
             batch, seq = start_logits.shape
             losses = []
             for name, positions, position_logits in (
-                ("start_positions", start_positions, start_logits), ("end_positions", end_positions, end_logits)
+                ("start_positions", start_positions, start_logits),
+                ("end_positions", end_positions, end_logits),
             ):
                 positions = positions.squeeze(-1) if positions.dim() == 2 else positions
                 if tuple(positions.shape) != (batch,) or positions.is_floating_point():

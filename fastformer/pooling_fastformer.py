@@ -207,7 +207,13 @@ def prefix_softmax_pool(
     """
     if recompute_in_backward and torch.is_grad_enabled():
         return torch.utils.checkpoint.checkpoint(
-            prefix_softmax_pool, logits, values, keep, state, chunk_size=chunk_size, recompute_in_backward=False,
+            prefix_softmax_pool,
+            logits,
+            values,
+            keep,
+            state,
+            chunk_size=chunk_size,
+            recompute_in_backward=False,
             use_reentrant=False,
         )
     with torch.autocast(device_type=values.device.type, enabled=False):

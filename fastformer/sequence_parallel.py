@@ -136,7 +136,9 @@ class SequenceShard:
     def model_inputs(self) -> dict:
         """Keyword arguments for the model's `forward`."""
         inputs = {
-            "input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
         }
         if self.labels is not None:
             inputs["labels"] = self.labels
@@ -417,8 +419,10 @@ def sharded_first_or_mean(pooler_type: str, hidden_states: torch.Tensor, attenti
     None."""
     if pooler_type == "first":  # rank 0's first token; the other ranks add 0 (in the same ops)
         return all_reduce_sum(hidden_states[:, 0] * float(dist.get_rank(group) == 0), group)
-    weights = torch.ones_like(hidden_states[..., :1]) if attention_mask is None else (
-        attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+    weights = (
+        torch.ones_like(hidden_states[..., :1])
+        if attention_mask is None
+        else (attention_mask.to(hidden_states.dtype).unsqueeze(-1))
     )  # (batch, n, 1)
     total = all_reduce_sum(torch.cat([(hidden_states * weights).sum(dim=1), weights.sum(dim=1)], dim=-1), group)
     return total[:, :-1] / total[:, -1:].clamp(min=1.0)

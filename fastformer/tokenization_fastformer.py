@@ -92,13 +92,26 @@ class FastformerTokenizer(BertTokenizer):
             vocab = DEFAULT_VOCAB_FILE
         if isinstance(vocab, (str, Path)):
             vocab = load_vocab(vocab)
-        for name, token in (("unk_token", unk_token), ("sep_token", sep_token), ("pad_token", pad_token),
-                            ("cls_token", cls_token), ("mask_token", mask_token)):
+        for name, token in (
+            ("unk_token", unk_token),
+            ("sep_token", sep_token),
+            ("pad_token", pad_token),
+            ("cls_token", cls_token),
+            ("mask_token", mask_token),
+        ):
             if vocab is not None and str(token) not in vocab:
                 raise ValueError(f"`{name}` {str(token)!r} is not in the vocabulary.")
         kwargs.setdefault("model_max_length", DEFAULT_MODEL_MAX_LENGTH)  # a saved tokenizer passes its own
-        super().__init__(vocab=vocab, do_lower_case=do_lower_case, unk_token=unk_token, sep_token=sep_token,
-                         pad_token=pad_token, cls_token=cls_token, mask_token=mask_token, **kwargs)
+        super().__init__(
+            vocab=vocab,
+            do_lower_case=do_lower_case,
+            unk_token=unk_token,
+            sep_token=sep_token,
+            pad_token=pad_token,
+            cls_token=cls_token,
+            mask_token=mask_token,
+            **kwargs,
+        )
 
 
 # transformers 5 has one tokenizer class per model, backed by `tokenizers`, and keeps the `...TokenizerFast` name as an

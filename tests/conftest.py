@@ -2,6 +2,7 @@ import os
 import sys
 import tempfile
 
+
 # Tests never reach the Hugging Face Hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

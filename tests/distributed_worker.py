@@ -23,6 +23,7 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 from transformers.distributed import DistributedConfig
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fastformer  # noqa: E402
 
@@ -139,13 +140,25 @@ def check_fsdp(workdir: Path, inputs: dict, name: str, rank: int) -> dict:
         "accumulated_losses": accumulated_losses,
         "weights_vs_whole": max((trained[n] - p).abs().max().item() for n, p in reference.items()),
         "weights_vs_accumulated": max((trained[n] - p).abs().max().item() for n, p in accumulation.items()),
-        "moved": max((trained[n] - p).abs().max().item() for n, p in cls.from_pretrained(workdir / name).named_parameters()),
+        "moved": max(
+            (trained[n] - p).abs().max().item() for n, p in cls.from_pretrained(workdir / name).named_parameters()
+        ),
     }
 
 
-TRAINER_ARGS = dict(max_steps=STEPS, learning_rate=LR, lr_scheduler_type="constant", weight_decay=0.0, seed=0,
-                    use_cpu=True, report_to="none", disable_tqdm=True, save_strategy="no", logging_steps=1,
-                    dataloader_num_workers=0)
+TRAINER_ARGS = dict(
+    max_steps=STEPS,
+    learning_rate=LR,
+    lr_scheduler_type="constant",
+    weight_decay=0.0,
+    seed=0,
+    use_cpu=True,
+    report_to="none",
+    disable_tqdm=True,
+    save_strategy="no",
+    logging_steps=1,
+    dataloader_num_workers=0,
+)
 
 
 def trainer_dataset(inputs: dict) -> list[dict]:
@@ -160,7 +173,8 @@ def check_trainer(workdir: Path, inputs: dict) -> dict:
     from transformers import Trainer, TrainingArguments
 
     model = fastformer.FastformerForMaskedLM.from_pretrained(
-        workdir / "mlm", distributed_config=DistributedConfig(fsdp_size=2))
+        workdir / "mlm", distributed_config=DistributedConfig(fsdp_size=2)
+    )
     args = TrainingArguments(output_dir=str(workdir / "trainer_fsdp"), per_device_train_batch_size=2, **TRAINER_ARGS)
     trainer = Trainer(model=model, args=args, train_dataset=trainer_dataset(inputs))
     trainer.train()
@@ -180,8 +194,11 @@ def run_deepspeed(workdir: Path, inputs: dict, rank: int):
 
     model = fastformer.FastformerForMaskedLM.from_pretrained(workdir / "mlm")
     config = {
-        "train_micro_batch_size_per_gpu": inputs["input_ids"].shape[0] // 2, "gradient_accumulation_steps": 1,
-        "zero_optimization": {"stage": 2}, "steps_per_print": 10**6, "gradient_clipping": 1.0,
+        "train_micro_batch_size_per_gpu": inputs["input_ids"].shape[0] // 2,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": 2},
+        "steps_per_print": 10**6,
+        "gradient_clipping": 1.0,
         "optimizer": {"type": "AdamW", "params": {"lr": LR, "weight_decay": 0.0, "torch_adam": True}},
     }
     engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config)
@@ -196,8 +213,10 @@ def run_deepspeed(workdir: Path, inputs: dict, rank: int):
         dist.all_reduce(value)
         losses.append(value.item() / 2)
     if rank == 0:  # ZeRO-2 partitions the optimizer state and the gradients; the parameters stay whole
-        torch.save({"losses": losses, "weights": {n: p.detach() for n, p in engine.module.named_parameters()}},
-                   workdir / "deepspeed.pt")
+        torch.save(
+            {"losses": losses, "weights": {n: p.detach() for n, p in engine.module.named_parameters()}},
+            workdir / "deepspeed.pt",
+        )
 
 
 def main():

@@ -38,8 +38,9 @@ def outputs(model, data):
     result = {key: out[key].tolist() for key in OUTPUT_KEYS if out.get(key) is not None}
     if name.endswith("ForConditionalGeneration"):
         ids, mask = torch.tensor(data["input_ids"]), torch.tensor(data["attention_mask"])
-        result["generated"] = model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=6,
-                                             min_new_tokens=6).tolist()
+        result["generated"] = model.generate(
+            ids, attention_mask=mask, num_beams=2, max_new_tokens=6, min_new_tokens=6
+        ).tolist()
     return result
 
 
@@ -47,8 +48,11 @@ def error_of(load):
     try:
         load()
     except Exception as error:  # noqa: BLE001 - the test inspects type and message
-        return {"type": type(error).__name__, "message": str(error),
-                "bases": [c.__name__ for c in type(error).__mro__]}
+        return {
+            "type": type(error).__name__,
+            "message": str(error),
+            "bases": [c.__name__ for c in type(error).__mro__],
+        }
     return None
 
 
@@ -76,38 +80,60 @@ def main(report_path, out_path):
         auto_class = getattr(transformers, auto_names[0])
         model = auto_class.from_pretrained(entry["repo_id"], trust_remote_code=True).eval()
         result["models"][class_name] = {
-            "auto_class": auto_names[0], "class": type(model).__name__, "module": type(model).__module__,
-            "config_class": type(config).__name__, "outputs": outputs(model, data),
+            "auto_class": auto_names[0],
+            "class": type(model).__name__,
+            "module": type(model).__module__,
+            "config_class": type(config).__name__,
+            "outputs": outputs(model, data),
         }
 
     # the tokenizer, through AutoTokenizer and the repo's tokenizer code
     tokenizer = AutoTokenizer.from_pretrained(report["tokenizer"]["repo_id"], trust_remote_code=True)
-    result["tokenizer"] = {"class": type(tokenizer).__name__, "module": type(tokenizer).__module__,
-                           "encoded": tokenizer(report["tokenizer"]["texts"], padding=True)["input_ids"]}
+    result["tokenizer"] = {
+        "class": type(tokenizer).__name__,
+        "module": type(tokenizer).__module__,
+        "encoded": tokenizer(report["tokenizer"]["texts"], padding=True)["input_ids"],
+    }
 
     # 2. the config on its own
     config = AutoConfig.from_pretrained(report["config"]["repo_id"], trust_remote_code=True)
-    result["config"] = {"class": type(config).__name__, "module": type(config).__module__,
-                        "dict": config.to_diff_dict()}
+    result["config"] = {
+        "class": type(config).__name__,
+        "module": type(config).__module__,
+        "dict": config.to_diff_dict(),
+    }
 
     # 3. revisions: a commit id, a branch, a tag, the default branch
     repo = report["revisions"]["repo_id"]
-    for label, revision in (("v1", report["revisions"]["v1"]["commit"]), ("v3", "dev"), ("tag", "release-1"),
-                            ("main", None)):
-        model = AutoModelForSequenceClassification.from_pretrained(repo, revision=revision,
-                                                                   trust_remote_code=True).eval()
+    for label, revision in (
+        ("v1", report["revisions"]["v1"]["commit"]),
+        ("v3", "dev"),
+        ("tag", "release-1"),
+        ("main", None),
+    ):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            repo, revision=revision, trust_remote_code=True
+        ).eval()
         result["revisions"][label] = {"outputs": outputs(model, data), "module": type(model).__module__}
-    result["errors"]["missing-revision"] = error_of(lambda: AutoModelForSequenceClassification.from_pretrained(
-        repo, revision="no-such-branch", trust_remote_code=True))
+    result["errors"]["missing-revision"] = error_of(
+        lambda: AutoModelForSequenceClassification.from_pretrained(
+            repo, revision="no-such-branch", trust_remote_code=True
+        )
+    )
 
     # 4. the private repo: no token, another user's token, the owner's token
     private = report["private"]["repo_id"]
-    result["errors"]["private-anonymous"] = error_of(lambda: AutoModelForSequenceClassification.from_pretrained(
-        private, trust_remote_code=True))
-    result["errors"]["private-other-user"] = error_of(lambda: AutoModelForSequenceClassification.from_pretrained(
-        private, trust_remote_code=True, token=os.environ["OTHER_USER_TOKEN"]))
+    result["errors"]["private-anonymous"] = error_of(
+        lambda: AutoModelForSequenceClassification.from_pretrained(private, trust_remote_code=True)
+    )
+    result["errors"]["private-other-user"] = error_of(
+        lambda: AutoModelForSequenceClassification.from_pretrained(
+            private, trust_remote_code=True, token=os.environ["OTHER_USER_TOKEN"]
+        )
+    )
     model = AutoModelForSequenceClassification.from_pretrained(
-        private, trust_remote_code=True, token=os.environ["OWNER_TOKEN"]).eval()
+        private, trust_remote_code=True, token=os.environ["OWNER_TOKEN"]
+    ).eval()
     result["private"] = {"outputs": outputs(model, data)}
 
     # 5. broken repos: each must raise, and no model comes back
@@ -118,8 +144,9 @@ def main(report_path, out_path):
         result["errors"][name] = error
 
     # 6. a download cut short by the server once: the client resumes it
-    model = AutoModelForSequenceClassification.from_pretrained(report["dropped"]["repo_id"],
-                                                               trust_remote_code=True).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        report["dropped"]["repo_id"], trust_remote_code=True
+    ).eval()
     result["dropped"] = {"outputs": outputs(model, data)}
 
     # 7. the converted official checkpoint (padding is token id 0, as in the official code)

@@ -12,25 +12,37 @@ import sys
 import tempfile
 
 import torch
+from helpers import randomize_  # (tests/ is this script's directory, first on sys.path)
 from huggingface_hub import HfApi
 from transformers import PreTrainedModel
 
 import fastformer
 from fastformer import FastformerConfig, FastformerForSequenceClassification
-from helpers import randomize_  # (tests/ is this script's directory, first on sys.path)
 
 
 TEXTS = ["The movies' acting was GOOD, but long!", "a bad plot"]
 OUTPUT_KEYS = ("logits", "start_logits", "end_logits", "last_hidden_state")
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            hidden_dropout_prob=0.0, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    hidden_dropout_prob=0.0,
+    max_position_embeddings=64,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 
 def model_classes():
     """Every model class the package exports (new heads are picked up without touching this file)."""
     return [
-        getattr(fastformer, name) for name in sorted(fastformer.__all__)
-        if isinstance(getattr(fastformer, name), type) and issubclass(getattr(fastformer, name), PreTrainedModel)
+        getattr(fastformer, name)
+        for name in sorted(fastformer.__all__)
+        if isinstance(getattr(fastformer, name), type)
+        and issubclass(getattr(fastformer, name), PreTrainedModel)
         and getattr(fastformer, name) is not fastformer.FastformerPreTrainedModel
     ]
 
@@ -67,8 +79,9 @@ def outputs(model, data):
     result = {key: out[key].tolist() for key in OUTPUT_KEYS if out.get(key) is not None}
     if type(model).__name__.endswith("ForConditionalGeneration"):
         ids, mask = torch.tensor(data["input_ids"]), torch.tensor(data["attention_mask"])
-        result["generated"] = model.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=6,
-                                             min_new_tokens=6).tolist()
+        result["generated"] = model.generate(
+            ids, attention_mask=mask, num_beams=2, max_new_tokens=6, min_new_tokens=6
+        ).tolist()
     return result
 
 
@@ -89,16 +102,22 @@ def main(out_path):
     for cls in model_classes():
         model = build(cls, seed=1)
         commit = model.push_to_hub(f"{user}/{cls.__name__}")
-        report["models"][cls.__name__] = {"repo_id": f"{user}/{cls.__name__}", "commit": commit.oid,
-                                         "outputs": outputs(model, data)}
+        report["models"][cls.__name__] = {
+            "repo_id": f"{user}/{cls.__name__}",
+            "commit": commit.oid,
+            "outputs": outputs(model, data),
+        }
 
     # the tokenizer, pushed next to the classifier as a real checkpoint has it
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     words += "the a movie was long but good bad plot ##s act ##ing".split()
     tokenizer = fastformer.FastformerTokenizer(vocab={word: i for i, word in enumerate(words)})
     tokenizer.push_to_hub(f"{user}/FastformerForSequenceClassification")
-    report["tokenizer"] = {"repo_id": f"{user}/FastformerForSequenceClassification", "texts": TEXTS,
-                           "encoded": tokenizer(TEXTS, padding=True)["input_ids"]}
+    report["tokenizer"] = {
+        "repo_id": f"{user}/FastformerForSequenceClassification",
+        "texts": TEXTS,
+        "encoded": tokenizer(TEXTS, padding=True)["input_ids"],
+    }
 
     # 2. a config on its own
     config = FastformerConfig(**TINY, num_labels=5, pooler_type="mean")
@@ -151,18 +170,23 @@ def main(out_path):
                 else:
                     config[key] = value
             json.dump(config, open(path, "w"))
+
         return edit
 
     publish_broken("truncated-weights", truncate_weights)
     publish_broken("corrupt-weights", corrupt_weights)
-    publish_broken("missing-shard", lambda folder: os.remove(os.path.join(folder, "model-00002-of-00003.safetensors")),
-                   max_shard_size="40KB")
+    publish_broken(
+        "missing-shard",
+        lambda folder: os.remove(os.path.join(folder, "model-00002-of-00003.safetensors")),
+        max_shard_size="40KB",
+    )
     publish_broken("corrupt-config", lambda folder: open(os.path.join(folder, "config.json"), "w").write('{"model_'))
     publish_broken("unknown-model-type", edit_config(model_type="not-a-model", auto_map=None))
     publish_broken("unknown-model-type-remote-code", edit_config(model_type="not-a-model"))
     publish_broken("missing-modeling-file", lambda folder: os.remove(os.path.join(folder, "modeling_fastformer.py")))
-    publish_broken("missing-configuration-file",
-                   lambda folder: os.remove(os.path.join(folder, "configuration_fastformer.py")))
+    publish_broken(
+        "missing-configuration-file", lambda folder: os.remove(os.path.join(folder, "configuration_fastformer.py"))
+    )
     report["broken"] = broken
     # 6. an intact repo whose first download the server cuts short (the client must resume, not load half a file)
     model = build(FastformerForSequenceClassification, seed=41)
@@ -177,13 +201,23 @@ def main(out_path):
     state = official_state_dict(seed=5)
     torch.save(state, os.path.join(work, "official.pt"))
     json.dump(OFFICIAL_CONFIG, open(os.path.join(work, "fastformer.json"), "w"))
-    converted = convert(["--checkpoint", os.path.join(work, "official.pt"), "--config",
-                         os.path.join(work, "fastformer.json"), "--output_dir", os.path.join(work, "converted"),
-                         "--push_to_hub", f"{user}/converted-official"])
+    converted = convert(
+        [
+            "--checkpoint",
+            os.path.join(work, "official.pt"),
+            "--config",
+            os.path.join(work, "fastformer.json"),
+            "--output_dir",
+            os.path.join(work, "converted"),
+            "--push_to_hub",
+            f"{user}/converted-official",
+        ]
+    )
     ids = padded_ids()
     with torch.no_grad():
         report["converted"] = {
-            "repo_id": f"{user}/converted-official", "input_ids": ids.tolist(),
+            "repo_id": f"{user}/converted-official",
+            "input_ids": ids.tolist(),
             "official_logits": official_forward(state, ids).tolist(),
             "logits": converted(ids, attention_mask=(ids != 0).long()).logits.tolist(),
         }

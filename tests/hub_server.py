@@ -57,8 +57,20 @@ LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub stores files over 10 MB in LFS whate
 # The LFS rules of the `.gitattributes` the Hub writes into a new model repo (abridged to the model formats).
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in ("*.bin", "*.ckpt", "*.h5", "*.msgpack", "*.npy", "*.onnx", "*.pt", "*.pth", "*.safetensors",
-                    "*.tar.gz", "*.zip", "*tfevents*")
+    for pattern in (
+        "*.bin",
+        "*.ckpt",
+        "*.h5",
+        "*.msgpack",
+        "*.npy",
+        "*.onnx",
+        "*.pt",
+        "*.pth",
+        "*.safetensors",
+        "*.tar.gz",
+        "*.zip",
+        "*tfevents*",
+    )
 )
 
 
@@ -103,8 +115,8 @@ class Repo:
 
     def resolve(self, revision: str) -> Commit | None:
         for prefix, table in (("refs/heads/", self.refs), ("refs/tags/", self.tags)):
-            if revision.startswith(prefix) and revision[len(prefix):] in table:
-                return self.commits[table[revision[len(prefix):]]]
+            if revision.startswith(prefix) and revision[len(prefix) :] in table:
+                return self.commits[table[revision[len(prefix) :]]]
         if revision in self.refs:
             return self.commits[self.refs[revision]]
         if revision in self.tags:
@@ -349,9 +361,12 @@ class _ApiHandler(_Handler):
         private = bool(payload.get("private")) or payload.get("visibility") == "private"
         repo = Repo(repo_id, private)
         attributes = DEFAULT_GITATTRIBUTES.encode()
-        first = self.state.new_commit(repo, None, "initial commit", {
-            ".gitattributes": FileEntry(len(attributes), git_blob_sha1(attributes), False, attributes)
-        })
+        first = self.state.new_commit(
+            repo,
+            None,
+            "initial commit",
+            {".gitattributes": FileEntry(len(attributes), git_blob_sha1(attributes), False, attributes)},
+        )
         repo.refs["main"] = first.oid
         self.state.repos[repo_id] = repo
         return self.send_json({"url": f"{self.hub.endpoint}/{repo_id}", "name": repo_id, "id": repo_id})
@@ -373,11 +388,22 @@ class _ApiHandler(_Handler):
     def model_info(self, repo_id: str, revision: str):
         repo = self.repo(repo_id)
         commit = self.commit(repo, revision)
-        return self.send_json({
-            "_id": repo_id, "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0],
-            "sha": commit.oid, "private": repo.private, "disabled": False, "gated": False, "downloads": 0,
-            "likes": 0, "tags": [], "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-        })
+        return self.send_json(
+            {
+                "_id": repo_id,
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": commit.oid,
+                "private": repo.private,
+                "disabled": False,
+                "gated": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+            }
+        )
 
     def tree(self, repo_id: str, revision: str, path: str, query: dict):
         commit = self.commit(self.repo(repo_id), revision)
@@ -389,7 +415,7 @@ class _ApiHandler(_Handler):
         for file_path, entry in sorted(commit.files.items()):
             if not file_path.startswith(prefix):
                 continue
-            rest = file_path[len(prefix):]
+            rest = file_path[len(prefix) :]
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/")[0])
                 continue
@@ -397,8 +423,11 @@ class _ApiHandler(_Handler):
                 folders.update(prefix + "/".join(rest.split("/")[: i + 1]) for i in range(rest.count("/")))
             item = {"type": "file", "oid": entry.git_oid, "size": entry.size, "path": file_path}
             if entry.lfs:
-                item["lfs"] = {"oid": entry.oid, "size": entry.size,
-                               "pointerSize": len(lfs_pointer(entry.oid, entry.size))}
+                item["lfs"] = {
+                    "oid": entry.oid,
+                    "size": entry.size,
+                    "pointerSize": len(lfs_pointer(entry.oid, entry.size)),
+                }
             entries.append(item)
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": folder} for folder in sorted(folders)]
         return self.send_json(entries)
@@ -421,12 +450,14 @@ class _ApiHandler(_Handler):
         files = []
         for item in payload["files"]:
             existing = commit.files.get(item["path"])
-            files.append({
-                "path": item["path"],
-                "uploadMode": "lfs" if self.is_lfs(commit, item["path"], item["size"]) else "regular",
-                "shouldIgnore": False,
-                "oid": existing.oid if existing else None,
-            })
+            files.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "lfs" if self.is_lfs(commit, item["path"], item["size"]) else "regular",
+                    "shouldIgnore": False,
+                    "oid": existing.oid if existing else None,
+                }
+            )
         return self.send_json({"files": files, "commitOid": commit.oid})
 
     def lfs_batch(self, repo_id: str, payload: dict):
@@ -441,8 +472,9 @@ class _ApiHandler(_Handler):
             entry = {"oid": oid, "size": size, "authenticated": True}
             if oid not in self.state.lfs_objects:
                 entry["actions"] = {
-                    "upload": {"href": f"{self.hub.storage_endpoint}/lfs/{oid}?size={size}"
-                                       f"&sig={self.state.sign('put', oid)}"},
+                    "upload": {
+                        "href": f"{self.hub.storage_endpoint}/lfs/{oid}?size={size}&sig={self.state.sign('put', oid)}"
+                    },
                     "verify": {"href": f"{self.hub.endpoint}/{repo_id}.git/info/lfs/objects/verify"},
                 }
             objects.append(entry)
@@ -492,10 +524,14 @@ class _ApiHandler(_Handler):
                 raise HubError(400, f"the hub test server does not implement commit operation {key!r}")
         commit = self.state.new_commit(repo, head.oid, header["summary"], files)
         repo.refs[revision] = commit.oid
-        return self.send_json({
-            "success": True, "commitOid": commit.oid, "commitUrl": f"{self.hub.endpoint}/{repo_id}/commit/{commit.oid}",
-            "pullRequestUrl": None,
-        })
+        return self.send_json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.hub.endpoint}/{repo_id}/commit/{commit.oid}",
+                "pullRequestUrl": None,
+            }
+        )
 
     # ---- download --------------------------------------------------------------------------------------------
     def resolve(self, repo_id: str, revision: str, path: str):
@@ -507,8 +543,14 @@ class _ApiHandler(_Handler):
         headers = {"X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes"}
         if entry.lfs:
             location = f"{self.hub.storage_endpoint}/lfs/{entry.oid}?sig={self.state.sign('get', entry.oid)}"
-            headers.update({"Location": location, "X-Linked-Etag": f'"{entry.oid}"', "X-Linked-Size": str(entry.size),
-                            "ETag": f'"{entry.git_oid}"'})
+            headers.update(
+                {
+                    "Location": location,
+                    "X-Linked-Etag": f'"{entry.oid}"',
+                    "X-Linked-Size": str(entry.size),
+                    "ETag": f'"{entry.git_oid}"',
+                }
+            )
             return self.send(302, b"", headers)
         headers.update({"ETag": f'"{entry.oid}"', "Content-Type": "application/octet-stream"})
         return self.send(200, entry.content, headers)
@@ -540,7 +582,7 @@ class _StorageHandler(_Handler):
         if range_header:
             if not (range_header.startswith("bytes=") and range_header.endswith("-")):
                 raise HubError(416, f"the hub test server only implements open ranges 'bytes=N-', not {range_header}")
-            start = int(range_header[len("bytes="):-1])
+            start = int(range_header[len("bytes=") : -1])
         status = 206 if range_header else 200
         headers = {"Content-Type": "application/octet-stream", "ETag": f'"{oid}"', "Accept-Ranges": "bytes"}
         if range_header:
@@ -551,7 +593,7 @@ class _StorageHandler(_Handler):
             fault[1] -= 1
             headers["Connection"] = "close"
             self.close_connection = True
-            return self.send(status, content[start: max(start, fault[0])], headers, length=len(content) - start)
+            return self.send(status, content[start : max(start, fault[0])], headers, length=len(content) - start)
         return self.send(status, content[start:], headers)
 
 
@@ -563,8 +605,13 @@ if __name__ == "__main__":  # try the publishing workflow by hand: HF_ENDPOINT=<
     import time
 
     parser = argparse.ArgumentParser(description="Run the Hub test double on 127.0.0.1 until interrupted.")
-    parser.add_argument("--token", action="append", default=[], metavar="TOKEN:USER",
-                        help="an access token and its user name (repeatable); default hf_local:alice")
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN:USER",
+        help="an access token and its user name (repeatable); default hf_local:alice",
+    )
     tokens = dict(item.split(":", 1) for item in parser.parse_args().token or ["hf_local:alice"])
     with HubServer(tokens) as hub:
         print(f"HF_ENDPOINT={hub.endpoint} HF_HUB_DISABLE_XET=1; tokens: {tokens}", flush=True)

@@ -165,8 +165,13 @@ def additive_self_attention(sd, prefix, x, attention_mask, num_heads):
 
     def pool(logits, values):  # logits (batch, seq, heads) -> weights, pooled (batch, 1, hidden)
         weights = torch.softmax(logits.masked_fill(~keep, -math.inf), dim=1)
-        pooled = torch.cat([(weights[..., h : h + 1] * values[..., h * d : (h + 1) * d]).sum(1, keepdim=True)
-                            for h in range(num_heads)], dim=-1)
+        pooled = torch.cat(
+            [
+                (weights[..., h : h + 1] * values[..., h * d : (h + 1) * d]).sum(1, keepdim=True)
+                for h in range(num_heads)
+            ],
+            dim=-1,
+        )
         return weights.transpose(1, 2), pooled
 
     alpha, global_query = pool(_head_logits(sd, f"{prefix}.query_att", q, num_heads) / math.sqrt(d), q)
@@ -181,11 +186,13 @@ def causal_self_attention(sd, prefix, x, keep, num_heads):
     d = x.shape[-1] // num_heads
     q, k = _linear(sd, f"{prefix}.query", x), _linear(sd, f"{prefix}.key", x)
     v = _linear(sd, f"{prefix}.value", x) if f"{prefix}.value.weight" in sd else q
-    global_query = _prefix_pool_hidden(_head_logits(sd, f"{prefix}.query_att", q, num_heads) / math.sqrt(d), q,
-                                       keep, num_heads)
+    global_query = _prefix_pool_hidden(
+        _head_logits(sd, f"{prefix}.query_att", q, num_heads) / math.sqrt(d), q, keep, num_heads
+    )
     p = global_query * k
-    global_key = _prefix_pool_hidden(_head_logits(sd, f"{prefix}.key_att", p, num_heads) / math.sqrt(d), p, keep,
-                                     num_heads)
+    global_key = _prefix_pool_hidden(
+        _head_logits(sd, f"{prefix}.key_att", p, num_heads) / math.sqrt(d), p, keep, num_heads
+    )
     return _linear(sd, f"{prefix}.transform", global_key * v) + q
 
 
@@ -193,7 +200,11 @@ def dot_product_cross_attention(sd, prefix, x, memory, memory_mask, num_heads):
     """`softmax_j(q_t . k_j / sqrt(d))` over the real encoder tokens, then `sum_j w_tj v_j`, head by head."""
     batch, seq, hidden = x.shape
     d = hidden // num_heads
-    q, k, v = _linear(sd, f"{prefix}.query", x), _linear(sd, f"{prefix}.key", memory), _linear(sd, f"{prefix}.value", memory)
+    q, k, v = (
+        _linear(sd, f"{prefix}.query", x),
+        _linear(sd, f"{prefix}.key", memory),
+        _linear(sd, f"{prefix}.value", memory),
+    )
     out = torch.zeros_like(q)
     for b in range(batch):
         real = memory_mask[b].bool()
@@ -213,8 +224,9 @@ def additive_cross_attention(sd, prefix, x, keep, memory, memory_mask, num_heads
     d = hidden // num_heads
     q, k = _linear(sd, f"{prefix}.query", x), _linear(sd, f"{prefix}.key", memory)
     v = _linear(sd, f"{prefix}.value", x) if f"{prefix}.value.weight" in sd else q
-    global_query = _prefix_pool_hidden(_head_logits(sd, f"{prefix}.query_att", q, num_heads) / math.sqrt(d), q,
-                                       keep, num_heads)
+    global_query = _prefix_pool_hidden(
+        _head_logits(sd, f"{prefix}.query_att", q, num_heads) / math.sqrt(d), q, keep, num_heads
+    )
     global_key = torch.zeros_like(q)
     for b in range(batch):
         real = memory_mask[b].bool()
@@ -231,7 +243,9 @@ def additive_cross_attention(sd, prefix, x, keep, memory, memory_mask, num_heads
 def _embed(sd, prefix, input_ids, position_ids, eps, pre_ln=False):
     """Token + position embeddings, LayerNorm-ed in the post-LN layout only.
     (An encoder-decoder's decoder reads the encoder's table, whether or not it is stored twice.)"""
-    table = sd.get(f"{prefix}embeddings.word_embeddings.weight", sd.get("fastformer.embeddings.word_embeddings.weight"))
+    table = sd.get(
+        f"{prefix}embeddings.word_embeddings.weight", sd.get("fastformer.embeddings.word_embeddings.weight")
+    )
     x = table[input_ids]
     if f"{prefix}embeddings.position_embeddings.weight" in sd:
         x = x + sd[f"{prefix}embeddings.position_embeddings.weight"][position_ids]
@@ -257,8 +271,9 @@ def _final(sd, prefix, x, eps, pre_ln):
     return _layer_norm(sd, f"{prefix}final_layer_norm", x, eps) if pre_ln else x
 
 
-def causal_stack(sd, config, input_ids, attention_mask=None, prefix="fastformer.", memory=None, memory_mask=None,
-                 num_layers=None):
+def causal_stack(
+    sd, config, input_ids, attention_mask=None, prefix="fastformer.", memory=None, memory_mask=None, num_layers=None
+):
     """A causal Fastformer (`is_decoder`), float64: embeddings (positions = real tokens before each one), per layer
     causal additive attention + self-output, [cross-attention + its self-output], feed-forward; the last hidden
     states `(batch, seq, hidden)`. Shared layer weights (one stored layer) are applied at every depth."""
@@ -274,8 +289,14 @@ def causal_stack(sd, config, input_ids, attention_mask=None, prefix="fastformer.
     stored = _stored_layers(sd, prefix)
     for depth in range(num_layers):
         layer = f"{prefix}encoder.layer.{depth % stored}"
-        x = _sublayer(sd, f"{layer}.attention.output",
-                      lambda h: causal_self_attention(sd, f"{layer}.attention.self", h, keep, heads), x, eps, pre_ln)
+        x = _sublayer(
+            sd,
+            f"{layer}.attention.output",
+            lambda h: causal_self_attention(sd, f"{layer}.attention.self", h, keep, heads),
+            x,
+            eps,
+            pre_ln,
+        )
         if memory is not None:
             cross = f"{layer}.crossattention.self"
             if f"{cross}.query_att.weight" in sd:
@@ -283,8 +304,9 @@ def causal_stack(sd, config, input_ids, attention_mask=None, prefix="fastformer.
             else:
                 attend = lambda h: dot_product_cross_attention(sd, cross, h, memory, memory_mask, heads)  # noqa
             x = _sublayer(sd, f"{layer}.crossattention.output", attend, x, eps, pre_ln)
-        x = _sublayer(sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps,
-                      pre_ln)
+        x = _sublayer(
+            sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps, pre_ln
+        )
     return _final(sd, prefix, x, eps, pre_ln)
 
 
@@ -297,11 +319,17 @@ def encoder_stack(sd, config, input_ids, attention_mask, prefix="fastformer."):
     stored = _stored_layers(sd, prefix)
     for depth in range(config.num_hidden_layers):
         layer = f"{prefix}encoder.layer.{depth % stored}"
-        x = _sublayer(sd, f"{layer}.attention.output",
-                      lambda h: additive_self_attention(sd, f"{layer}.attention.self", h, attention_mask, heads)[0],
-                      x, eps, pre_ln)
-        x = _sublayer(sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps,
-                      pre_ln)
+        x = _sublayer(
+            sd,
+            f"{layer}.attention.output",
+            lambda h: additive_self_attention(sd, f"{layer}.attention.self", h, attention_mask, heads)[0],
+            x,
+            eps,
+            pre_ln,
+        )
+        x = _sublayer(
+            sd, f"{layer}.output", lambda h: act(_linear(sd, f"{layer}.intermediate.dense", h)), x, eps, pre_ln
+        )
     return _final(sd, prefix, x, eps, pre_ln)
 
 
@@ -315,6 +343,14 @@ def seq2seq_logits(sd, config, input_ids, attention_mask, decoder_input_ids, dec
     """`FastformerForConditionalGeneration`: encoder on the source, decoder (causal stack with cross-attention on
     the encoder output under `decoder.`), `lm_head` (float64)."""
     memory = encoder_stack(sd, config, input_ids, attention_mask)
-    hidden = causal_stack(sd, config, decoder_input_ids, decoder_attention_mask, prefix="decoder.", memory=memory,
-                          memory_mask=attention_mask, num_layers=config.num_decoder_layers)
+    hidden = causal_stack(
+        sd,
+        config,
+        decoder_input_ids,
+        decoder_attention_mask,
+        prefix="decoder.",
+        memory=memory,
+        memory_mask=attention_mask,
+        num_layers=config.num_decoder_layers,
+    )
     return _linear({k: v.double() for k, v in sd.items()}, "lm_head", hidden)

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import causal_config, max_difference, randomize_, tiny_config  # noqa: E402
@@ -207,27 +208,29 @@ def compare_cases() -> dict:
     empty_row = torch.ones(3, 13, dtype=torch.long)
     empty_row[1] = 0
     empty_row[2, 9:] = 0
-    return run_cases({
-        "encoder": lambda: encoder_case(masks, seed=0),
-        "encoder_no_mask": lambda: encoder_case(torch.ones(2, 12, dtype=torch.long), seed=1),
-        "encoder_empty_row": lambda: encoder_case(empty_row, seed=10),
-        "classifier_attention": lambda: classifier_case("attention", masks, seed=2),
-        "classifier_first": lambda: classifier_case("first", masks, seed=3),
-        "classifier_mean": lambda: classifier_case("mean", masks, seed=4),
-        "classifier_device_mesh": lambda: classifier_case("attention", masks, seed=8, mesh=True),
-        "classifier_empty_row": lambda: classifier_case("attention", empty_row, seed=11),
-        "classifier_multi_label": lambda: classifier_case(
-            "attention", masks, seed=12, multi_label=True, by_model=True
-        ),
-        "classifier_multi_label_declared": lambda: classifier_case(
-            "mean", masks, seed=13, multi_label=True, token_labels=False
-        ),
-        "masked_lm": lambda: masked_lm_case(masks, seed=9),
-        "token_classification": lambda: token_classification_case(masks, seed=14),
-        "causal_lm": lambda: causal_case(left_padded, seed=5),
-        "causal_lm_no_positions": lambda: causal_case(masks, seed=6, position_embedding_type="none"),
-        "causal_lm_checkpointing": lambda: causal_case(left_padded, seed=7, checkpointing=True),
-    })
+    return run_cases(
+        {
+            "encoder": lambda: encoder_case(masks, seed=0),
+            "encoder_no_mask": lambda: encoder_case(torch.ones(2, 12, dtype=torch.long), seed=1),
+            "encoder_empty_row": lambda: encoder_case(empty_row, seed=10),
+            "classifier_attention": lambda: classifier_case("attention", masks, seed=2),
+            "classifier_first": lambda: classifier_case("first", masks, seed=3),
+            "classifier_mean": lambda: classifier_case("mean", masks, seed=4),
+            "classifier_device_mesh": lambda: classifier_case("attention", masks, seed=8, mesh=True),
+            "classifier_empty_row": lambda: classifier_case("attention", empty_row, seed=11),
+            "classifier_multi_label": lambda: classifier_case(
+                "attention", masks, seed=12, multi_label=True, by_model=True
+            ),
+            "classifier_multi_label_declared": lambda: classifier_case(
+                "mean", masks, seed=13, multi_label=True, token_labels=False
+            ),
+            "masked_lm": lambda: masked_lm_case(masks, seed=9),
+            "token_classification": lambda: token_classification_case(masks, seed=14),
+            "causal_lm": lambda: causal_case(left_padded, seed=5),
+            "causal_lm_no_positions": lambda: causal_case(masks, seed=6, position_embedding_type="none"),
+            "causal_lm_checkpointing": lambda: causal_case(left_padded, seed=7, checkpointing=True),
+        }
+    )
 
 
 def training_step(model, input_ids, labels):
@@ -262,9 +265,7 @@ def errors_cases() -> dict:
     too_long = torch.randint(3, config.vocab_size, (2, 70), generator=generator)
     return {
         "id_outside_vocabulary": error_case(FastformerForMaskedLM, config, bad_id, ids),
-        "past_position_table": error_case(
-            FastformerForSequenceClassification, config, too_long, torch.tensor([0, 4])
-        ),
+        "past_position_table": error_case(FastformerForSequenceClassification, config, too_long, torch.tensor([0, 4])),
         "token_label_outside_classes": error_case(FastformerForTokenClassification, config, ids, bad_label),
     }
 

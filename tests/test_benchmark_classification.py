@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+
 from helpers import load_script
 
 
@@ -17,23 +18,52 @@ def load():
 
 
 def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsys):
-    runs = {("fastformer", 0): (0.80, 100.0), ("fastformer", 1): (0.84, 140.0),
-            ("bert", 0): (0.81, 1000.0), ("bert", 1): (0.83, 1400.0)}
+    runs = {
+        ("fastformer", 0): (0.80, 100.0),
+        ("fastformer", 1): (0.84, 140.0),
+        ("bert", 0): (0.81, 1000.0),
+        ("bert", 1): (0.83, 1400.0),
+    }
     for (model_type, seed), (accuracy, seconds) in runs.items():
         run_dir = tmp_path / f"{model_type}-2048-seed{seed}"
         run_dir.mkdir()
-        (run_dir / "all_results.json").write_text(json.dumps({
-            "model_type": model_type, "max_seq_length": 2048, "seed": seed, "accuracy": accuracy,
-            "macro_f1": accuracy, "train_seconds": seconds, "eval_seconds": 1.0, "torch_threads": 1 + seed,
-            **({"peak_memory_mib": 512.4} if seed else {})}))
+        (run_dir / "all_results.json").write_text(
+            json.dumps(
+                {
+                    "model_type": model_type,
+                    "max_seq_length": 2048,
+                    "seed": seed,
+                    "accuracy": accuracy,
+                    "macro_f1": accuracy,
+                    "train_seconds": seconds,
+                    "eval_seconds": 1.0,
+                    "torch_threads": 1 + seed,
+                    **({"peak_memory_mib": 512.4} if seed else {}),
+                }
+            )
+        )
     module = load()
 
     def no_new_run(*args, **kwargs):
         raise AssertionError(f"re-ran a finished run: {args}")
 
     monkeypatch.setattr(module, "subprocess", SimpleNamespace(run=no_new_run))
-    monkeypatch.setattr(sys, "argv", ["benchmark_classification.py", "--output_dir", str(tmp_path), "--lengths",
-                                      "2048", "--seeds", "0", "1", "--json", str(tmp_path / "rows.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "benchmark_classification.py",
+            "--output_dir",
+            str(tmp_path),
+            "--lengths",
+            "2048",
+            "--seeds",
+            "0",
+            "1",
+            "--json",
+            str(tmp_path / "rows.json"),
+        ],
+    )
     module.main()
     out = capsys.readouterr().out
     assert "| fastformer | 2048 | 1 | 0.8400 | 0.8400 | 140 | 1.0 | 2 | 512 |" in out  # each row's own threads

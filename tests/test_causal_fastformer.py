@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from helpers import assert_far, causal_config, max_difference, randomize_
+from helpers import assert_far, causal_config, randomize_
 from reference import causal_lm_logits, naive_prefix_pool
-from transformers import AutoModelForCausalLM, pipeline
-
 from toys import toy_tokenizer
+from transformers import AutoModelForCausalLM, pipeline
 
 from fastformer import FastformerCache, FastformerForCausalLM
 from fastformer.modeling_fastformer import causal_softmax_pool
@@ -61,14 +60,19 @@ def test_causal_pool_state_continues_exactly():
 
 
 @pytest.mark.parametrize("share_layer_parameters", [False, True])
-@pytest.mark.parametrize("layout, share_query_value", [("dense", True), ("per_head", True), ("per_head", False),
-                                                       ("dense", False)])
+@pytest.mark.parametrize(
+    "layout, share_query_value", [("dense", True), ("per_head", True), ("per_head", False), ("dense", False)]
+)
 def test_causal_lm_equals_the_reference_in_every_layout(layout, share_query_value, share_layer_parameters):
     """The whole causal LM against the float64 token-by-token reference (section 8.1 equations, prefix softmaxes
     written out), with left padding and holes, in every layout: catches bugs in the prefix pools, the causal
     masks, the positions of left-padded rows, the value projection and layer sharing."""
-    config = causal_config(attention_logit_layout=layout, share_query_value=share_query_value,
-                           share_layer_parameters=share_layer_parameters, num_hidden_layers=3)
+    config = causal_config(
+        attention_logit_layout=layout,
+        share_query_value=share_query_value,
+        share_layer_parameters=share_layer_parameters,
+        num_hidden_layers=3,
+    )
     model = randomize_(FastformerForCausalLM(config)).eval()
     input_ids = torch.randint(3, 99, (2, 24))
     attention_mask = torch.ones_like(input_ids)
@@ -85,14 +89,16 @@ def test_causal_lm_equals_the_reference_in_every_layout(layout, share_query_valu
 # ------------------------------------------------------------------------- incremental == full, causality
 
 
-@pytest.mark.parametrize("prefill, step, share_layer_parameters", [(1, 1, False), (64, 1, False), (100, 7, False),
-                                                                   (5, 1, True)])
+@pytest.mark.parametrize(
+    "prefill, step, share_layer_parameters", [(1, 1, False), (64, 1, False), (100, 7, False), (5, 1, True)]
+)
 def test_incremental_decoding_equals_full_forward(prefill, step, share_layer_parameters):
     """Every prefix length from 1 to 300 is checked: position t of the full pass is the logits after t+1 tokens.
     Catches decoding that never reads (or never writes) the cached state, a wrong merge of the state, and shared
     layer weights sharing one cache slot (each depth must keep its own state)."""
-    model = causal_lm(share_layer_parameters=share_layer_parameters, num_hidden_layers=3 if share_layer_parameters
-                      else 2)
+    model = causal_lm(
+        share_layer_parameters=share_layer_parameters, num_hidden_layers=3 if share_layer_parameters else 2
+    )
     length = 100 if share_layer_parameters else 300
     input_ids = torch.randint(3, 99, (2, length))
     with torch.no_grad():
@@ -214,11 +220,14 @@ def test_cache_size_does_not_grow_with_the_text():
     assert sizes[0] == sizes[1] == 2 * 2 * 2 * 4 * (8 + 2) * 4  # layers x pools x batch x heads x (d + 2) x fp32
 
 
-@pytest.mark.parametrize("generate_kwargs", [
-    dict(do_sample=False),
-    dict(num_beams=3, do_sample=False),
-    dict(num_beams=2, num_return_sequences=2, do_sample=False, length_penalty=0.5),
-])
+@pytest.mark.parametrize(
+    "generate_kwargs",
+    [
+        dict(do_sample=False),
+        dict(num_beams=3, do_sample=False),
+        dict(num_beams=2, num_return_sequences=2, do_sample=False, length_penalty=0.5),
+    ],
+)
 def test_generate_with_and_without_cache_gives_the_same_tokens(generate_kwargs):
     model = causal_lm()
     prompt = torch.randint(3, 99, (2, 12))
@@ -237,8 +246,9 @@ def test_sampling_with_and_without_cache_gives_the_same_tokens():
     torch.manual_seed(5)
     with_cache = model.generate(prompt, do_sample=True, top_k=20, max_new_tokens=30, min_new_tokens=30)
     torch.manual_seed(5)
-    without_cache = model.generate(prompt, do_sample=True, top_k=20, max_new_tokens=30, min_new_tokens=30,
-                                   use_cache=False)
+    without_cache = model.generate(
+        prompt, do_sample=True, top_k=20, max_new_tokens=30, min_new_tokens=30, use_cache=False
+    )
     assert torch.equal(with_cache, without_cache)
 
 
@@ -280,8 +290,9 @@ def test_loss_is_next_token_cross_entropy_and_embeddings_are_tied():
     summed = torch.nn.functional.cross_entropy(
         out.logits[:, :-1].reshape(-1, 99), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
     )
-    torch.testing.assert_close(model(input_ids, labels=labels, num_items_in_batch=100, use_cache=False).loss,
-                               summed / 100)
+    torch.testing.assert_close(
+        model(input_ids, labels=labels, num_items_in_batch=100, use_cache=False).loss, summed / 100
+    )
     # Nothing to predict (every label ignored): zero, not the NaN of a mean over no tokens.
     nothing = model(input_ids, labels=torch.full_like(labels, -100), use_cache=False).loss
     assert nothing.item() == 0.0
@@ -309,8 +320,9 @@ def test_without_position_embeddings_generation_is_not_length_limited():
     prompt = torch.randint(3, 99, (1, 20))  # longer than the (unused) table
     generated = model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False)
     assert generated.shape[1] == 50
-    assert torch.equal(generated, model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False,
-                                                 use_cache=False))
+    assert torch.equal(
+        generated, model.generate(prompt, max_new_tokens=30, min_new_tokens=30, do_sample=False, use_cache=False)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ bad input

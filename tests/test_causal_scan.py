@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
+from helpers import causal_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastformer import FastformerConfig, FastformerForCausalLM
 from fastformer.modeling_fastformer import causal_softmax_pool
-from helpers import causal_config
 
 
 def naive_pool(logits, values, keep):
@@ -236,8 +236,13 @@ def test_dispatched_ops_grow_logarithmically_with_length():
     scan level per pool). A Python loop over blocks, or a backward that fills a whole-sequence buffer per block
     (the quadratic backward of issue #14), would multiply the count by ~16."""
     config = FastformerConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-        is_decoder=True, max_position_embeddings=4096,
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        is_decoder=True,
+        max_position_embeddings=4096,
     )
     model = FastformerForCausalLM(config)
     counts = []

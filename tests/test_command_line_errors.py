@@ -61,8 +61,12 @@ def test_the_console_command_and_a_json_file_with_an_unknown_key(tmp_path):
     options = tmp_path / "options.json"
     options.write_text('{"output_dir": "out", "no_such_key": 1}')
     for args in (["--output_dir", str(tmp_path / "out"), "--learning_rate", "-1"], [str(options)]):
-        result = subprocess.run([sys.executable, "-m", "fastformer.classify.run_classification", *args],
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "fastformer.classify.run_classification", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 2, result.stderr[-2000:]
         lines = [line for line in result.stderr.splitlines() if "Warning" not in line and line.strip()]
         assert len(lines) == 1 and lines[0].startswith("fastformer-classify: error: "), result.stderr[-2000:]
@@ -74,9 +78,21 @@ def test_bad_data_found_after_parsing_is_one_line_with_exit_status_2(tmp_path):
     status 1 and a line that hid the cause ("DatasetGenerationError: An error occurred while generating the
     dataset"), unlike a bad option's status 2; nothing is left next to `--output_dir`."""
     (tmp_path / "empty.csv").write_bytes(b"")
-    result = subprocess.run([sys.executable, "-m", "fastformer.classify.run_classification", "--output_dir",
-                             str(tmp_path / "out"), "--train_file", str(tmp_path / "empty.csv")],
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastformer.classify.run_classification",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--train_file",
+            str(tmp_path / "empty.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1] == f"fastformer-classify: error: data file {tmp_path / 'empty.csv'} is empty", lines

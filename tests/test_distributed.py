@@ -16,24 +16,37 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 from torch.distributed.checkpoint.hf_storage import HuggingFaceStorageReader  # noqa: F401  (DCP is available)
 
 import fastformer
 from fastformer import FastformerConfig
-from helpers import free_port
 
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
-TINY = dict(vocab_size=96, hidden_size=32, num_attention_heads=4, intermediate_size=48, num_hidden_layers=2,
-            max_position_embeddings=32, hidden_dropout_prob=0.0, pad_token_id=0)
+TINY = dict(
+    vocab_size=96,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    max_position_embeddings=32,
+    hidden_dropout_prob=0.0,
+    pad_token_id=0,
+)
 # name -> (class, config overrides): the LM heads are tied (the default); the classifier takes the paper's
 # no-sharing value projection and per-head logits, the seq2seq decoder the additive cross-attention.
 CHECKPOINTS = {
     "mlm": ("FastformerForMaskedLM", {}),
     "causal": ("FastformerForCausalLM", {"is_decoder": True}),
-    "seq2seq": ("FastformerForConditionalGeneration", {"cross_attention_type": "additive", "decoder_start_token_id": 1}),
-    "classifier": ("FastformerForSequenceClassification",
-                   {"share_query_value": False, "attention_logit_layout": "per_head", "num_labels": 3}),
+    "seq2seq": (
+        "FastformerForConditionalGeneration",
+        {"cross_attention_type": "additive", "decoder_start_token_id": 1},
+    ),
+    "classifier": (
+        "FastformerForSequenceClassification",
+        {"share_query_value": False, "attention_logit_layout": "per_head", "num_labels": 3},
+    ),
 }
 # float32 summation order only: one process and two differ by ~1e-7 in the forward, ~1e-6 in trained weights; a
 # wrong split (a column-split `query` feeding the dense `query_att`, a missing all-reduce, a halved gradient)
@@ -47,9 +60,22 @@ def torchrun(workdir, *options, env=None):
     command = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [command, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-         str(WORKER), str(workdir), *options],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            command,
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(WORKER),
+            str(workdir),
+            *options,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -61,13 +87,18 @@ def ranks(tmp_path_factory):
         torch.manual_seed(0)
         getattr(fastformer, architecture)(FastformerConfig(**TINY, **overrides)).save_pretrained(workdir / name)
     generator = torch.Generator().manual_seed(0)
-    torch.save({
-        "input_ids": torch.randint(2, TINY["vocab_size"], (4, 12), generator=generator),
-        "decoder_input_ids": torch.randint(2, TINY["vocab_size"], (4, 7), generator=generator),
-        "class_labels": torch.randint(0, 3, (4,), generator=generator),
-    }, workdir / "inputs.pt")
+    torch.save(
+        {
+            "input_ids": torch.randint(2, TINY["vocab_size"], (4, 12), generator=generator),
+            "decoder_input_ids": torch.randint(2, TINY["vocab_size"], (4, 7), generator=generator),
+            "class_labels": torch.randint(0, 3, (4,), generator=generator),
+        },
+        workdir / "inputs.pt",
+    )
     result = torchrun(workdir)
-    outputs = [json.loads((workdir / f"rank{r}.json").read_text()) for r in range(2) if (workdir / f"rank{r}.json").exists()]
+    outputs = [
+        json.loads((workdir / f"rank{r}.json").read_text()) for r in range(2) if (workdir / f"rank{r}.json").exists()
+    ]
     errors = [output["error"] for output in outputs if "error" in output]
     assert result.returncode == 0 and not errors, (errors or [""])[0] + result.stderr[-3000:]
     return workdir, outputs
@@ -85,7 +116,9 @@ def test_plans_are_declared_for_fastformer_module_names():
     from transformers.distributed.parallel_utils import ALL_PARALLEL_STYLES, replace_layer_number_by_wildcard
 
     assert FastformerConfig.base_model_fsdp_plan == {
-        "embeddings.word_embeddings": "free_full_weight", "encoder.layer.*": "free_full_weight"}
+        "embeddings.word_embeddings": "free_full_weight",
+        "encoder.layer.*": "free_full_weight",
+    }
     assert FastformerConfig.base_model_pp_plan is None  # see docs/distributed.md
     heads = {"mlm": "lm_head.decoder", "causal": "lm_head", "seq2seq": "lm_head", "classifier": None}
     for name, (architecture, overrides) in CHECKPOINTS.items():
@@ -139,9 +172,20 @@ def test_fsdp2_plan_shards_every_layer_and_trains_like_one_process(ranks, name):
     <= 5e-7) and its weights (measured <= 2e-6), and the weights of one process accumulating the two halves (measured
     1.2e-7), while the weights moved by 3e-2."""
     expected_units = {
-        "mlm": ["", "fastformer.embeddings.word_embeddings", "fastformer.encoder.layer.0", "fastformer.encoder.layer.1"],
-        "seq2seq": ["", "decoder.embeddings.word_embeddings", "decoder.encoder.layer.0", "decoder.encoder.layer.1",
-                    "fastformer.encoder.layer.0", "fastformer.encoder.layer.1"],
+        "mlm": [
+            "",
+            "fastformer.embeddings.word_embeddings",
+            "fastformer.encoder.layer.0",
+            "fastformer.encoder.layer.1",
+        ],
+        "seq2seq": [
+            "",
+            "decoder.embeddings.word_embeddings",
+            "decoder.encoder.layer.0",
+            "decoder.encoder.layer.1",
+            "fastformer.encoder.layer.0",
+            "fastformer.encoder.layer.1",
+        ],
     }
     expected_units["causal"] = expected_units["mlm"]
     for result in both(ranks[1], "fsdp", name):
@@ -165,7 +209,10 @@ def test_sharded_checkpoint_reloads_into_plain_from_pretrained(ranks, name, kind
     directory = workdir / f"{kind}_{name}"
     shards = sorted(p.name for p in directory.glob("*.safetensors"))
     if kind == "dcp":
-        assert shards == ["shard-00001-model-00001-of-00001.safetensors", "shard-00002-model-00001-of-00001.safetensors"]
+        assert shards == [
+            "shard-00001-model-00001-of-00001.safetensors",
+            "shard-00002-model-00001-of-00001.safetensors",
+        ]
     saved = torch.load(workdir / f"fsdp_{name}.pt")
     cls = getattr(fastformer, CHECKPOINTS[name][0])
     model = cls.from_pretrained(directory).eval()
@@ -181,8 +228,10 @@ def test_sharded_checkpoint_reloads_into_plain_from_pretrained(ranks, name, kind
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).logits, saved["logits"], rtol=0, atol=1e-6)
     config = json.loads((directory / "config.json").read_text())
-    assert all(target.startswith(("modeling_fastformer.", "configuration_fastformer."))
-               for target in config["auto_map"].values()), config["auto_map"]
+    assert all(
+        target.startswith(("modeling_fastformer.", "configuration_fastformer."))
+        for target in config["auto_map"].values()
+    ), config["auto_map"]
     assert (directory / "modeling_fastformer.py").exists() and not list(directory.glob("_fsdp*.py"))
 
 
@@ -211,8 +260,10 @@ def test_trainer_trains_the_fsdp2_model_like_one_process(ranks, tmp_path):
         torch.testing.assert_close(tensor, single[key], rtol=0, atol=TRAINING_TOLERANCE, msg=key)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed (not a test "
-                    "dependency: docs/distributed.md says how it was run)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None,
+    reason="deepspeed is not installed (not a test dependency: docs/distributed.md says how it was run)",
+)
 def test_deepspeed_zero2_on_cpu_trains_like_one_process(ranks):
     """DeepSpeed ZeRO stage 2 on 2 gloo CPU processes (`DS_ACCELERATOR=cpu`): 3 AdamW steps on half of each global
     batch per rank, gradient clipped to norm 1, give the losses and the weights of one process on the whole batch
@@ -234,4 +285,6 @@ def test_deepspeed_zero2_on_cpu_trains_like_one_process(ranks):
         losses.append(loss.item())
     assert trained["losses"] == pytest.approx(losses, abs=TRAINING_TOLERANCE)
     for name, tensor in model.named_parameters():
-        torch.testing.assert_close(trained["weights"][name], tensor.detach(), rtol=0, atol=TRAINING_TOLERANCE, msg=name)
+        torch.testing.assert_close(
+            trained["weights"][name], tensor.detach(), rtol=0, atol=TRAINING_TOLERANCE, msg=name
+        )

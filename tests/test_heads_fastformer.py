@@ -118,8 +118,10 @@ def test_masked_lm_decoder_is_tied_and_stays_tied_through_save_load_and_resize(t
     assert loaded.lm_head.decoder.weight is loaded.fastformer.embeddings.word_embeddings.weight
     input_ids, attention_mask = random_batch(model.config)
     with torch.no_grad():
-        assert torch.equal(loaded(input_ids, attention_mask=attention_mask).logits,
-                           model(input_ids, attention_mask=attention_mask).logits)
+        assert torch.equal(
+            loaded(input_ids, attention_mask=attention_mask).logits,
+            model(input_ids, attention_mask=attention_mask).logits,
+        )
     # A gradient step on the loaded model moves both ends of the tie together.
     loaded.train()
     loaded(input_ids, labels=input_ids).loss.backward()
@@ -136,7 +138,9 @@ def test_masked_lm_trains_on_data_collator_for_language_modeling_batches():
     model = build(FastformerForMaskedLM, vocab_size=len(tokenizer))
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3, seed=0)
     # Periodic sequences: every masked word is predictable from its neighbours.
-    texts = [" ".join(f"w{(start + 3 * i) % 60}" for i in range(n)) for start, n in [(0, 20), (5, 13), (7, 17), (2, 9)]]
+    texts = [
+        " ".join(f"w{(start + 3 * i) % 60}" for i in range(n)) for start, n in [(0, 20), (5, 13), (7, 17), (2, 9)]
+    ]
     features = [tokenizer(text) for text in texts]
     batch = collator(features)
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
@@ -319,7 +323,11 @@ def test_trust_remote_code_loads_every_head_without_the_package(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-P", str(tmp_path / "load.py"), str(tmp_path), str(tmp_path / "inputs.json")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])

@@ -7,16 +7,15 @@ import copy
 
 import pytest
 import torch
+from helpers import assert_far, causal_config, max_difference, randomize_, seq2seq_config, tiny_config
 
 from fastformer import (
-    FastformerConfig,
     FastformerForCausalLM,
     FastformerForConditionalGeneration,
     FastformerForSequenceClassification,
     FastformerForTokenClassification,
     FastformerModel,
 )
-from helpers import assert_far, causal_config, max_difference, randomize_, seq2seq_config, tiny_config
 
 
 def test_constructors_never_change_the_config_they_are_given():
@@ -56,8 +55,9 @@ def test_seq2seq_resize_token_embeddings_accepts_the_new_ids_everywhere(tie, tmp
     model.save_pretrained(tmp_path)
     reloaded = FastformerForConditionalGeneration.from_pretrained(tmp_path).eval()
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(input_ids=source, decoder_input_ids=target).logits, logits, atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            reloaded(input_ids=source, decoder_input_ids=target).logits, logits, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_seq2seq_set_input_embeddings_reaches_the_decoder():
@@ -87,8 +87,9 @@ def test_output_attentions_on_the_causal_model_and_in_generate():
     with torch.no_grad():
         out = model(input_ids, output_attentions=True, output_hidden_states=True)
     assert out.attentions == () and len(out.hidden_states) == model.config.num_hidden_layers + 1
-    generated = model.generate(input_ids, max_new_tokens=3, do_sample=False, output_attentions=True,
-                               return_dict_in_generate=True)
+    generated = model.generate(
+        input_ids, max_new_tokens=3, do_sample=False, output_attentions=True, return_dict_in_generate=True
+    )
     plain = model.generate(input_ids, max_new_tokens=3, do_sample=False)
     assert torch.equal(generated.sequences, plain)
 

@@ -32,7 +32,9 @@ def client_env(hub: HubServer, home: Path, **extra) -> dict:
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         # nothing but loopback: any other host goes to a closed port and fails at once
-        HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", ALL_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        ALL_PROXY="http://127.0.0.1:9",
         NO_PROXY="127.0.0.1,localhost",
     )
     env.update(extra)
@@ -50,8 +52,11 @@ def hub_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub")
     with HubServer(TOKENS) as hub:
         report_path, result_path = tmp / "report.json", tmp / "result.json"
-        run([str(HERE / "hub_publish.py"), str(report_path)],
-            client_env(hub, tmp / "publisher-home", HF_TOKEN="hf_test_alice"), tmp)
+        run(
+            [str(HERE / "hub_publish.py"), str(report_path)],
+            client_env(hub, tmp / "publisher-home", HF_TOKEN="hf_test_alice"),
+            tmp,
+        )
         report = json.loads(report_path.read_text())
         # the first download of this repo's weights is cut short after 1,000 bytes
         repo = hub.state.repos[report["dropped"]["repo_id"]]
@@ -60,12 +65,18 @@ def hub_run(tmp_path_factory):
         publisher_requests = len(hub.requests)
         consumer = tmp / "consumer"
         consumer.mkdir()
-        run(["-P", str(HERE / "hub_consume.py"), str(report_path), str(result_path)],
+        run(
+            ["-P", str(HERE / "hub_consume.py"), str(report_path), str(result_path)],
             client_env(hub, tmp / "consumer-home", OWNER_TOKEN="hf_test_alice", OTHER_USER_TOKEN="hf_test_bob"),
-            consumer)
-        yield {"hub": hub, "report": report, "result": json.loads(result_path.read_text()),
-               "publisher_requests": hub.requests[:publisher_requests],
-               "consumer_requests": hub.requests[publisher_requests:]}
+            consumer,
+        )
+        yield {
+            "hub": hub,
+            "report": report,
+            "result": json.loads(result_path.read_text()),
+            "publisher_requests": hub.requests[:publisher_requests],
+            "consumer_requests": hub.requests[publisher_requests:],
+        }
 
 
 def test_client_used_only_implemented_endpoints_and_lfs_for_weights(hub_run):
@@ -85,8 +96,13 @@ def test_pushed_repos_hold_weights_in_lfs_code_files_and_auto_map(hub_run):
     for name, pushed in hub_run["report"]["models"].items():
         repo = state.repos[pushed["repo_id"]]
         files = repo.commits[repo.refs["main"]].files
-        assert {"config.json", "model.safetensors", "configuration_fastformer.py", "modeling_fastformer.py",
-                "README.md"} <= set(files), sorted(files)
+        assert {
+            "config.json",
+            "model.safetensors",
+            "configuration_fastformer.py",
+            "modeling_fastformer.py",
+            "README.md",
+        } <= set(files), sorted(files)
         assert files["model.safetensors"].lfs and not files["modeling_fastformer.py"].lfs
         auto_map = json.loads(files["config.json"].content)["auto_map"]
         assert f"modeling_fastformer.{name}" in auto_map.values()
@@ -99,12 +115,18 @@ def test_pushed_repos_hold_weights_in_lfs_code_files_and_auto_map(hub_run):
 
 
 def test_every_model_class_round_trips_through_the_hub(hub_run):
-    import fastformer
     from transformers import PreTrainedModel
 
+    import fastformer
+
     report, result = hub_run["report"], hub_run["result"]
-    exported = {name for name in fastformer.__all__ if isinstance(getattr(fastformer, name), type)
-                and issubclass(getattr(fastformer, name), PreTrainedModel) and name != "FastformerPreTrainedModel"}
+    exported = {
+        name
+        for name in fastformer.__all__
+        if isinstance(getattr(fastformer, name), type)
+        and issubclass(getattr(fastformer, name), PreTrainedModel)
+        and name != "FastformerPreTrainedModel"
+    }
     assert {"FastformerForSequenceClassification", "FastformerForConditionalGeneration"} <= exported
     assert set(report["models"]) == exported == set(result["models"])
     for name, pushed in report["models"].items():
@@ -192,8 +214,13 @@ def test_unknown_model_type_raises_a_clear_error(hub_run):
     assert "model_type='not-a-model'" in errors["unknown-model-type-remote-code"]["message"]
 
 
-@pytest.mark.parametrize("name,missing", [("missing-modeling-file", "modeling_fastformer.py"),
-                                          ("missing-configuration-file", "configuration_fastformer.py")])
+@pytest.mark.parametrize(
+    "name,missing",
+    [
+        ("missing-modeling-file", "modeling_fastformer.py"),
+        ("missing-configuration-file", "configuration_fastformer.py"),
+    ],
+)
 def test_missing_code_file_raises_a_clear_error(hub_run, name, missing):
     error = hub_run["result"]["errors"][name]
     assert error is not None and error["type"] == "OSError"
@@ -218,8 +245,9 @@ def test_converted_official_checkpoint_round_trips(hub_run):
 
     report, result = hub_run["report"]["converted"], hub_run["result"]["converted"]
     assert result["logits"] == report["logits"]
-    torch.testing.assert_close(torch.tensor(result["logits"]), torch.tensor(report["official_logits"]),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor(result["logits"]), torch.tensor(report["official_logits"]), rtol=1e-5, atol=1e-5
+    )
 
 
 CARD_CONSUMER = """
@@ -261,18 +289,57 @@ def test_main_job_publishes_its_checkpoint_and_model_card(tmp_path):
             words = rng.choices("the film story actor scene plot music end".split(), k=rng.randint(8, 40))
             words.insert(rng.randrange(len(words)), ("dull", "superb")[i % 2])
             writer.writerow([" ".join(words), label])
-    tiny = ["--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--num_hidden_layers",
-            "1", "--max_seq_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
-            "--disable_tqdm", "true", "--seed", "0", "--test_size", "0.25", "--report_to", "none"]
+    tiny = [
+        "--hidden_size",
+        "16",
+        "--num_attention_heads",
+        "2",
+        "--intermediate_size",
+        "32",
+        "--num_hidden_layers",
+        "1",
+        "--max_seq_length",
+        "32",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+        "--test_size",
+        "0.25",
+        "--report_to",
+        "none",
+    ]
     with HubServer(TOKENS) as hub:
-        run(["-m", "fastformer.classify.run_classification", "--output_dir", str(tmp_path / "checkpoint"),
-             "--train_file", str(tmp_path / "reviews.csv"), *tiny, "--push_to_hub", "true",
-             "--hub_model_id", "alice/tiny-reviews", "--hub_token", "hf_test_alice"],
-            client_env(hub, tmp_path / "job-home"), tmp_path)
+        run(
+            [
+                "-m",
+                "fastformer.classify.run_classification",
+                "--output_dir",
+                str(tmp_path / "checkpoint"),
+                "--train_file",
+                str(tmp_path / "reviews.csv"),
+                *tiny,
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                "alice/tiny-reviews",
+                "--hub_token",
+                "hf_test_alice",
+            ],
+            client_env(hub, tmp_path / "job-home"),
+            tmp_path,
+        )
         texts = ["a superb film", "the plot was dull and the music dull"]
         (tmp_path / "consume.py").write_text(CARD_CONSUMER)
-        result = run(["-P", "consume.py", "alice/tiny-reviews", json.dumps(texts)],
-                     client_env(hub, tmp_path / "consumer-home"), tmp_path)
+        result = run(
+            ["-P", "consume.py", "alice/tiny-reviews", json.dumps(texts)],
+            client_env(hub, tmp_path / "consumer-home"),
+            tmp_path,
+        )
         assert hub.unhandled == [] and hub.errors == []
     pulled = json.loads(result.stdout.strip().splitlines()[-1])
     data, text = pulled["card_data"], pulled["card_text"]

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from helpers import assert_far, randomize_, tiny_config
+from safetensors.torch import load_file
 from test_modeling_fastformer import random_batch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
@@ -30,8 +30,9 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
     assert type(loaded) is FastformerForSequenceClassification
     with torch.no_grad():
         expected = model(input_ids, attention_mask=attention_mask).logits
-        torch.testing.assert_close(loaded(input_ids, attention_mask=attention_mask).logits, expected, atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            loaded(input_ids, attention_mask=attention_mask).logits, expected, atol=1e-5, rtol=1e-5
+        )
         fresh = FastformerForSequenceClassification(config).eval()
         assert_far(fresh(input_ids, attention_mask=attention_mask).logits, expected, atol=1e-5)
 
@@ -112,9 +113,12 @@ def test_trust_remote_code_loads_without_the_package(tmp_path):
     assert loaded["encoder_class"] == "FastformerModel"
     assert loaded["module"].startswith("transformers_modules.")
     with torch.no_grad():
-        torch.testing.assert_close(torch.tensor(loaded["logits"]), model(input_ids, attention_mask=attention_mask).logits)
         torch.testing.assert_close(
-            torch.tensor(loaded["hidden"]), model.fastformer(input_ids, attention_mask=attention_mask).last_hidden_state
+            torch.tensor(loaded["logits"]), model(input_ids, attention_mask=attention_mask).logits
+        )
+        torch.testing.assert_close(
+            torch.tensor(loaded["hidden"]),
+            model.fastformer(input_ids, attention_mask=attention_mask).last_hidden_state,
         )
 
 
@@ -179,8 +183,9 @@ def test_trainer_loss_falls(tmp_path):
         use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = Trainer(model=FastformerForSequenceClassification(config), args=args, train_dataset=dataset,
-                      data_collator=collate)
+    trainer = Trainer(
+        model=FastformerForSequenceClassification(config), args=args, train_dataset=dataset, data_collator=collate
+    )
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) >= 4

@@ -28,18 +28,48 @@ VERBS = "sees likes chases feeds follows".split()
 def corpus(tmp_path_factory) -> Path:
     """40 documents (blank-line separated) of a toy grammar."""
     rng = random.Random(0)
-    docs = [" ".join(f"the {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} ." for _ in range(30))
-            for _ in range(40)]
+    docs = [
+        " ".join(f"the {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} ." for _ in range(30))
+        for _ in range(40)
+    ]
     path = tmp_path_factory.mktemp("corpus") / "train.txt"
     path.write_text("\n\n".join(docs) + "\n")
     return path
 
 
 def tiny_args(corpus: Path, output_dir: Path, *extra: str) -> list[str]:
-    return ["--output_dir", str(output_dir), "--train_file", str(corpus), "--vocab_size", "300", "--context", "64",
-            "--gen_tokens", "8", "--hidden_size", "32", "--layers", "1", "--heads", "2", "--ffn", "64",
-            "--batch_size", "4", "--steps", "4", "--eval_every", "2", "--eval_tokens", "256", "--seeds", "0", "1",
-            *extra]
+    return [
+        "--output_dir",
+        str(output_dir),
+        "--train_file",
+        str(corpus),
+        "--vocab_size",
+        "300",
+        "--context",
+        "64",
+        "--gen_tokens",
+        "8",
+        "--hidden_size",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--ffn",
+        "64",
+        "--batch_size",
+        "4",
+        "--steps",
+        "4",
+        "--eval_every",
+        "2",
+        "--eval_tokens",
+        "256",
+        "--seeds",
+        "0",
+        "1",
+        *extra,
+    ]
 
 
 def test_curves_summary_and_read_back(corpus, tmp_path, capsys):
@@ -126,11 +156,13 @@ def test_interrupted_run_resumes_to_the_uninterrupted_curve(corpus, tmp_path, mo
 def test_other_settings_in_the_same_directory_are_refused(corpus, tmp_path):
     lm_equal_budget.main(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot"))
     with pytest.raises(SystemExit, match="other settings"):
-        lm_equal_budget.main(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot",
-                                       "--lr", "0.002"))
+        lm_equal_budget.main(
+            tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot", "--lr", "0.002")
+        )
     with pytest.raises(SystemExit, match="data built with"):
-        lm_equal_budget.main(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot",
-                                       "--vocab_size", "280"))
+        lm_equal_budget.main(
+            tiny_args(corpus, tmp_path, "--arms", "gpt2", "--seeds", "0", "--no_plot", "--vocab_size", "280")
+        )
 
 
 def test_masked_lm_objective_scores_both_arms_on_one_held_out_masking(corpus, tmp_path, monkeypatch):
@@ -156,8 +188,9 @@ def test_masked_lm_objective_scores_both_arms_on_one_held_out_masking(corpus, tm
     assert 0 < chosen.sum() < labels.numel() and torch.equal(inputs[~chosen], blocks[~chosen])
     assert torch.equal(labels[chosen], blocks[chosen])
 
-    records = {arm: json.loads((tmp_path / f"mlm-{arm}-ctx64-seed0.json").read_text())
-               for arm in ("fastformer", "bert")}
+    records = {
+        arm: json.loads((tmp_path / f"mlm-{arm}-ctx64-seed0.json").read_text()) for arm in ("fastformer", "bert")
+    }
     assert {**records["fastformer"]["settings"], "arm": None} == {**records["bert"]["settings"], "arm": None}
     assert records["fastformer"]["settings"]["objective"] == "mlm"
     assert records["fastformer"]["curve"][-1]["loss"] != records["bert"]["curve"][-1]["loss"]
@@ -165,8 +198,10 @@ def test_masked_lm_objective_scores_both_arms_on_one_held_out_masking(corpus, tm
     # same size: the arms differ only by BERT's token-type row (one type) and their layers
     sizes = records["fastformer"]["parameters"], records["bert"]["parameters"]
     assert abs(sizes[0] - sizes[1]) < 0.05 * sizes[1]
-    assert math.isclose(summary["ratios"]["perplexity_mean"],
-                        summary["arms"]["fastformer"]["perplexity_mean"] / summary["arms"]["bert"]["perplexity_mean"])
+    assert math.isclose(
+        summary["ratios"]["perplexity_mean"],
+        summary["arms"]["fastformer"]["perplexity_mean"] / summary["arms"]["bert"]["perplexity_mean"],
+    )
     assert (tmp_path / "mlm-ctx64.png").stat().st_size > 0 and (tmp_path / "summary-mlm-ctx64.json").is_file()
 
 
@@ -181,8 +216,10 @@ def test_bert_masking_rates_and_training_masks_depend_only_on_seed_and_step(corp
     assert (inputs[chosen] == ids[chosen]).float().mean().item() == pytest.approx(0.1 + 0.1 / 100, abs=0.01)
     a = lm_equal_budget.training_masking(ids, 3, 0, args, 100)
     assert all(torch.equal(x, y) for x, y in zip(a, lm_equal_budget.training_masking(ids, 3, 0, args, 100)))
-    for other in (lm_equal_budget.training_masking(ids, 4, 0, args, 100),
-                  lm_equal_budget.training_masking(ids, 3, 1, args, 100)):
+    for other in (
+        lm_equal_budget.training_masking(ids, 4, 0, args, 100),
+        lm_equal_budget.training_masking(ids, 3, 1, args, 100),
+    ):
         assert not torch.equal(a[1], other[1])
 
 
@@ -225,16 +262,19 @@ def test_pre_ln_ablation_is_the_librarys_pre_ln_layout_with_the_same_initial_wei
     # the layout itself is tested against an independent computation in tests/test_pre_layer_norm.py
     extra = ("--objective", "mlm") if objective == "mlm" else ()
     args = lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, *extra))
-    ablated_args = lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, *extra, "--arms", "fastformer",
-                                                        "--ablation", "pre_ln"))
+    ablated_args = lm_equal_budget.parse_args(
+        tiny_args(corpus, tmp_path, *extra, "--arms", "fastformer", "--ablation", "pre_ln")
+    )
     torch.manual_seed(0)
     plain = lm_equal_budget.build_model("fastformer", args, 300, 0)
     torch.manual_seed(0)
     ablated = lm_equal_budget.build_model("fastformer", ablated_args, 300, 0)
     assert (plain.config.layer_norm_position, ablated.config.layer_norm_position) == ("post", "pre")
     # the same parameters, the embedding LayerNorm's now after the last layer, drawn identically
-    moved = {"fastformer.embeddings.LayerNorm.weight": "fastformer.final_layer_norm.weight",
-             "fastformer.embeddings.LayerNorm.bias": "fastformer.final_layer_norm.bias"}
+    moved = {
+        "fastformer.embeddings.LayerNorm.weight": "fastformer.final_layer_norm.weight",
+        "fastformer.embeddings.LayerNorm.bias": "fastformer.final_layer_norm.bias",
+    }
     plain_state, ablated_state = plain.state_dict(), ablated.state_dict()
     assert {moved.get(name, name) for name in plain_state} == set(ablated_state)
     for name, value in plain_state.items():
@@ -251,8 +291,9 @@ def test_a_fastformer_only_ablation_leaves_the_other_arm_as_its_plain_run(corpus
     for name in ("gpt2-ctx64-seed0.json", "data.json", "tokenizer.json", "train_ids.npy", "held_out_ids.npy"):
         (shared / name).write_bytes((plain / name).read_bytes())
     capsys.readouterr()
-    summary = lm_equal_budget.main(tiny_args(corpus, shared, "--arms", "fastformer", "gpt2", "--ablation", "pre_ln",
-                                             "--seeds", "0", "--no_plot"))
+    summary = lm_equal_budget.main(
+        tiny_args(corpus, shared, "--arms", "fastformer", "gpt2", "--ablation", "pre_ln", "--seeds", "0", "--no_plot")
+    )
     out = capsys.readouterr().out
     assert "gpt2-ctx64-seed0: finished earlier, read back" in out
     fastformer = json.loads((shared / "fastformer-pre_ln-ctx64-seed0.json").read_text())

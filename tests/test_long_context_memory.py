@@ -5,14 +5,19 @@ in `benchmarks/benchmark_long_context.py` (not timed tests)."""
 
 import pytest
 import torch
+from helpers import assert_far, randomize_
 
 from fastformer import FastformerConfig, FastformerForSequenceClassification, FastformerModel
-from helpers import assert_far, randomize_
 
 
 SMALL = dict(
-    vocab_size=64, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-    hidden_dropout_prob=0.0, position_embedding_type="none",
+    vocab_size=64,
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    hidden_dropout_prob=0.0,
+    position_embedding_type="none",
 )
 SEQ = 42
 
@@ -42,7 +47,9 @@ def assert_same_gradients(grads, expected, config):
     for name in expected:
         if name.endswith(zero):
             for run in (grads, expected):
-                assert run[name].abs().max().item() <= 1e-6 * largest, f"{name}: not zero ({run[name].abs().max():.3g})"
+                assert run[name].abs().max().item() <= 1e-6 * largest, (
+                    f"{name}: not zero ({run[name].abs().max():.3g})"
+                )
         else:
             assert_close_to_scale(grads[name], expected[name], name=name)
 
@@ -107,11 +114,17 @@ def test_sequence_chunk_size_computes_the_same_function(kind, chunk, layout):
     input_ids, attention_mask = inputs()
     with torch.no_grad():
         whole = base(input_ids=input_ids, attention_mask=attention_mask, **extra_inputs(default)).last_hidden_state
-        local = torch.cat([
-            base(input_ids=input_ids[:, i:i + chunk], attention_mask=attention_mask[:, i:i + chunk],
-                 **extra_inputs(default)).last_hidden_state
-            for i in range(0, SEQ, chunk)
-        ], dim=1)
+        local = torch.cat(
+            [
+                base(
+                    input_ids=input_ids[:, i : i + chunk],
+                    attention_mask=attention_mask[:, i : i + chunk],
+                    **extra_inputs(default),
+                ).last_hidden_state
+                for i in range(0, SEQ, chunk)
+            ],
+            dim=1,
+        )
     assert_far(local, whole, atol=1e-5 * whole.abs().max().item())
 
 
@@ -130,8 +143,10 @@ def test_sequence_chunked_decoder_fills_the_same_decoding_state():
     input_ids, _ = inputs()
     with torch.no_grad():
         states = [model(input_ids=input_ids[:, :-1], use_cache=True).cache for model in (default, chunked)]
-        following = [model(input_ids=input_ids[:, -1:], cache=cache).last_hidden_state
-                     for model, cache in zip((default, chunked), states)]
+        following = [
+            model(input_ids=input_ids[:, -1:], cache=cache).last_hidden_state
+            for model, cache in zip((default, chunked), states)
+        ]
     for layer in range(SMALL["num_hidden_layers"]):
         for slot in ("query", "key"):
             torch.testing.assert_close(states[1].read_state(layer, slot), states[0].read_state(layer, slot))

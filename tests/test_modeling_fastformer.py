@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import assert_far, max_difference, randomize_, tiny_config
+from helpers import assert_far, randomize_, tiny_config
 from reference import (
     additive_self_attention,
     encoder_stack,
@@ -102,13 +102,18 @@ def test_attention_equals_paper_equations_per_head(share_query_value):
 
 
 @pytest.mark.parametrize("share_layer_parameters", [False, True])
-@pytest.mark.parametrize("layout, share_query_value", [("dense", True), ("per_head", True), ("per_head", False),
-                                                       ("dense", False)])
+@pytest.mark.parametrize(
+    "layout, share_query_value", [("dense", True), ("per_head", True), ("per_head", False), ("dense", False)]
+)
 def test_encoder_equals_the_reference_in_every_layout(layout, share_query_value, share_layer_parameters):
     """The whole encoder (embeddings, positions, every layer, LayerNorms, activation) against the plain float64
     reference, with padding, in every layout: catches encoder-math, mask, position and layer-sharing bugs."""
-    config = tiny_config(attention_logit_layout=layout, share_query_value=share_query_value,
-                         share_layer_parameters=share_layer_parameters, num_hidden_layers=3)
+    config = tiny_config(
+        attention_logit_layout=layout,
+        share_query_value=share_query_value,
+        share_layer_parameters=share_layer_parameters,
+        num_hidden_layers=3,
+    )
     model = randomize_(FastformerModel(config)).eval()
     input_ids, attention_mask = random_batch(config)
     with torch.no_grad():
@@ -117,8 +122,11 @@ def test_encoder_equals_the_reference_in_every_layout(layout, share_query_value,
     real = attention_mask.bool()
     torch.testing.assert_close(out[real].double(), expected[real], atol=1e-4, rtol=1e-4)
     # Tokens mix: the reference without any mask (padding read as tokens) is far from the model.
-    assert_far(out[real], encoder_stack(model.state_dict(), config, input_ids, torch.ones_like(attention_mask),
-                                        prefix="")[real], atol=1e-4)
+    assert_far(
+        out[real],
+        encoder_stack(model.state_dict(), config, input_ids, torch.ones_like(attention_mask), prefix="")[real],
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("layout", ["dense", "per_head"])
@@ -137,8 +145,11 @@ def test_returned_attentions_are_the_reference_alpha_and_beta(layout):
         assert weights.shape == (3, config.num_attention_heads, 2, 12)
         layer_input = out.hidden_states[layer].double()
         _, alpha, beta = additive_self_attention(
-            {k: v.double() for k, v in sd.items()}, f"encoder.layer.{layer}.attention.self", layer_input,
-            attention_mask, config.num_attention_heads,
+            {k: v.double() for k, v in sd.items()},
+            f"encoder.layer.{layer}.attention.self",
+            layer_input,
+            attention_mask,
+            config.num_attention_heads,
         )
         assert_far(alpha, beta, atol=1e-5)  # a swap is visible
         torch.testing.assert_close(weights[:, :, 0].double(), alpha, atol=1e-5, rtol=1e-5)
@@ -184,7 +195,9 @@ def test_poolers_equal_independent_computations(pooler_type):
     expected = expected + sd["classifier.bias"]
     torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=1e-5)
     if pooler_type != "first":  # padding would matter
-        unmasked = independent_pool(pooler_type, hidden, torch.ones_like(attention_mask), sd) @ sd["classifier.weight"].T
+        unmasked = (
+            independent_pool(pooler_type, hidden, torch.ones_like(attention_mask), sd) @ sd["classifier.weight"].T
+        )
         assert_far(out.logits, unmasked + sd["classifier.bias"], atol=1e-5)
 
 
@@ -454,8 +467,11 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) > 10
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-5, rtol=1e-4, msg=name)
-    assert_far(torch.cat([g.flatten() for g in other_masks.values()]),
-               torch.cat([g.flatten() for g in plain.values()]), atol=1e-5)
+    assert_far(
+        torch.cat([g.flatten() for g in other_masks.values()]),
+        torch.cat([g.flatten() for g in plain.values()]),
+        atol=1e-5,
+    )
 
 
 def test_torch_compile_matches_eager():

@@ -8,18 +8,24 @@ from pathlib import Path
 
 from helpers import load_script
 
+
 RUN = Path(__file__).resolve().parent / "mutation" / "run.py"
 
 
 def test_the_fast_mutants_are_all_killed():
     """Fails when a test that should notice one of these bugs stops noticing it (a weakened comparison, a
     tolerance grown too large), or when the code moved under a mutant's snippet (reported as an error)."""
-    listing = subprocess.run([sys.executable, str(RUN), "--fast", "--list"], capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+    listing = subprocess.run(
+        [sys.executable, str(RUN), "--fast", "--list"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert len(listing) == 3, listing
     # The baseline (the same selections on the real code) is the rest of the suite.
-    result = subprocess.run([sys.executable, str(RUN), "--fast", "--no-baseline", "--timeout", "300"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--fast", "--no-baseline", "--timeout", "300"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "kill rate: 3/3 = 100% (3 mutants, 0 errors)" in result.stdout, result.stdout[-3000:]
 
@@ -81,14 +87,23 @@ class Pool:
 '''
 
 MUTANTS = [
-    dict(id="no-scale", file="m.py", function="Pool.forward",
-         original="        weights = softmax(x * self.scale, mask, dim=1)",
-         replacement="        weights = softmax(x, mask, dim=1)"),
-    dict(id="mask-ignored", file="m.py", function="Pool.forward",
-         original="        if mask is not None:\n            weights = weights * mask",
-         replacement="        if False:\n            weights = weights * mask"),
-    dict(id="fragment", file="m.py", function="Pool.forward", original="x * self.scale, mask,",
-         replacement="x, mask,"),
+    dict(
+        id="no-scale",
+        file="m.py",
+        function="Pool.forward",
+        original="        weights = softmax(x * self.scale, mask, dim=1)",
+        replacement="        weights = softmax(x, mask, dim=1)",
+    ),
+    dict(
+        id="mask-ignored",
+        file="m.py",
+        function="Pool.forward",
+        original="        if mask is not None:\n            weights = weights * mask",
+        replacement="        if False:\n            weights = weights * mask",
+    ),
+    dict(
+        id="fragment", file="m.py", function="Pool.forward", original="x * self.scale, mask,", replacement="x, mask,"
+    ),
     dict(id="words", file="m.py", function="WORDS", original='"beta", "gamma"', replacement='"gamma", "beta"'),
 ]
 
@@ -117,7 +132,8 @@ def test_an_anchor_that_changed_moved_or_is_ambiguous_is_refused():
     changed = SOURCE.replace("x * self.scale", "self.scale * x")
     assert "does not occur in m.py:Pool.forward" in run.anchor_problem(changed, MUTANTS[0])
     moved = SOURCE.replace("softmax(x * 2,", "softmax(x * self.scale,").replace(
-        "weights = softmax(x * self.scale, mask, dim=1)  # (batch, seq)", "weights = softmax(x, mask, dim=1)")
+        "weights = softmax(x * self.scale, mask, dim=1)  # (batch, seq)", "weights = softmax(x, mask, dim=1)"
+    )
     assert "it occurs in helper" in run.anchor_problem(moved, MUTANTS[0])
     renamed = SOURCE.replace("def forward(", "def pool(")
     assert "`Pool.forward` is defined 0 times" in run.anchor_problem(renamed, MUTANTS[0])

@@ -18,19 +18,21 @@ from nbformat.v4 import new_code_cell
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = {
-    "long_context_scaling.ipynb", "publishing.ipynb", "quickstart_classification.ipynb", "summarization.ipynb"
-}
+EXPECTED = {"long_context_scaling.ipynb", "publishing.ipynb", "quickstart_classification.ipynb", "summarization.ipynb"}
 ENVIRONMENT_PROBE = "import sys\nprint(sys.prefix)"
 # What each notebook must print (regular expressions over its whole text output), so that a notebook whose demo
 # silently computes the wrong thing fails, not only one that raises.
 EXPECTED_OUTPUT = {
-    "long_context_scaling.ipynb": [r"fastformer: time ~ length\^(?P<exponent>-?[0-9.]+)",
-                                   r"\| tokens \| fastformer s \|",
-                                   r"encoder at 1,048,576 tokens: peak RSS [0-9.]+ GiB, gradients finite: True"],
+    "long_context_scaling.ipynb": [
+        r"fastformer: time ~ length\^(?P<exponent>-?[0-9.]+)",
+        r"\| tokens \| fastformer s \|",
+        r"encoder at 1,048,576 tokens: peak RSS [0-9.]+ GiB, gradients finite: True",
+    ],
     "publishing.ipynb": [r"identical logits: True", r"model code: transformers_modules\."],
-    "quickstart_classification.ipynb": [r"test accuracy (?P<accuracy>[0-9.]+) on [1-9][0-9]* documents",
-                                        r"identical logits after reload: True"],
+    "quickstart_classification.ipynb": [
+        r"test accuracy (?P<accuracy>[0-9.]+) on [1-9][0-9]* documents",
+        r"identical logits after reload: True",
+    ],
     "summarization.ipynb": [r"validation loss (?P<loss>[0-9.]+)", r"identical beam-search output after reload: True"],
 }
 

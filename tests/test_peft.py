@@ -34,8 +34,10 @@ def adapted_modules(peft_model) -> set[str]:
 def linear_modules(model: nn.Module, inside: tuple[str, ...]) -> set[str]:
     """The `nn.Linear` modules under a path component in `inside` (e.g. `.self.`), the logit layers left out."""
     return {
-        name for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and any(part in f".{name}." for part in inside)
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and any(part in f".{name}." for part in inside)
         and name.rsplit(".", 1)[-1] not in LOGIT_LAYERS
     }
 
@@ -51,8 +53,9 @@ def test_bert_recipe_adapts_query_alone_and_the_check_names_value():
     model = FastformerForSequenceClassification(tiny_config(num_labels=2))
     bert_recipe = ["query", "value"]
     assert unmatched_target_modules(model, bert_recipe) == ["value"]
-    wrapped = get_peft_model(FastformerForSequenceClassification(tiny_config(num_labels=2)),
-                             LoraConfig(r=4, target_modules=bert_recipe))  # accepted without an error or a warning
+    wrapped = get_peft_model(
+        FastformerForSequenceClassification(tiny_config(num_labels=2)), LoraConfig(r=4, target_modules=bert_recipe)
+    )  # accepted without an error or a warning
     assert {name.rsplit(".", 1)[-1] for name in adapted_modules(wrapped)} == {"query"}
 
     recipe = lora_target_modules(model.config)
@@ -114,8 +117,10 @@ def batch(head: str, generator: torch.Generator) -> dict:
     if head == "sequence_classification":
         return {**inputs, "labels": torch.tensor([0, 2])}
     if head == "token_classification":
-        return {**inputs, "labels": torch.randint(0, 3, (2, 7), generator=generator).masked_fill(attention_mask == 0,
-                                                                                                 -100)}
+        return {
+            **inputs,
+            "labels": torch.randint(0, 3, (2, 7), generator=generator).masked_fill(attention_mask == 0, -100),
+        }
     if head == "masked_lm":
         return {**inputs, "labels": input_ids.masked_fill(torch.arange(7) % 2 == 0, -100)}
     return {**inputs, "labels": input_ids.masked_fill(attention_mask == 0, -100)}  # causal LM, seq2seq
@@ -124,11 +129,12 @@ def batch(head: str, generator: torch.Generator) -> dict:
 # head: (class, config, PEFT task type, the head modules to save in full)
 HEADS = {
     "sequence_classification": (
-        FastformerForSequenceClassification, tiny_config(num_labels=3, share_query_value=False), "SEQ_CLS",
+        FastformerForSequenceClassification,
+        tiny_config(num_labels=3, share_query_value=False),
+        "SEQ_CLS",
         ["pooler", "classifier"],
     ),
-    "token_classification": (FastformerForTokenClassification, tiny_config(num_labels=3), "TOKEN_CLS",
-                             ["classifier"]),
+    "token_classification": (FastformerForTokenClassification, tiny_config(num_labels=3), "TOKEN_CLS", ["classifier"]),
     "question_answering": (FastformerForQuestionAnswering, tiny_config(), "QUESTION_ANS", ["qa_outputs"]),
     # the mean pooler has no weights: only the classifier is new
     "multiple_choice": (FastformerForMultipleChoice, tiny_config(pooler_type="mean"), None, ["classifier"]),
@@ -171,8 +177,10 @@ def test_lora_recipe_trains_saves_reloads_and_merges(head, tmp_path):
     assert unmatched_target_modules(model, recipe) == []
     expected = linear_modules(model, (".encoder.layer.",))  # before PEFT wraps the model in place
     peft_model = get_peft_model(
-        model, LoraConfig(r=4, lora_alpha=8, target_modules=recipe, modules_to_save=list(new_modules),
-                          task_type=task_type)  # (PEFT extends the list it is given)
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, target_modules=recipe, modules_to_save=list(new_modules), task_type=task_type
+        ),  # (PEFT extends the list it is given)
     )
     assert adapted_modules(peft_model) == expected
 
@@ -198,8 +206,12 @@ def test_lora_recipe_trains_saves_reloads_and_merges(head, tmp_path):
             assert not param.requires_grad and torch.equal(param, frozen[name]), f"{name} moved"
     for name in new_modules:  # the trained copy left the base module's values
         saved = peft_model.base_model.model.get_submodule(name)
-        assert_far(torch.cat([p.flatten() for p in saved.modules_to_save.default.parameters()]),
-                   torch.cat([p.flatten() for p in saved.original_module.parameters()]), atol=1e-5, factor=10)
+        assert_far(
+            torch.cat([p.flatten() for p in saved.modules_to_save.default.parameters()]),
+            torch.cat([p.flatten() for p in saved.original_module.parameters()]),
+            atol=1e-5,
+            factor=10,
+        )
 
     trained = logits(peft_model, inputs)
     peft_model.save_pretrained(tmp_path / "adapter")
@@ -220,8 +232,9 @@ def test_attention_pooler_left_out_of_modules_to_save_is_lost_on_reload(tmp_path
     `lora_modules_to_save` it does (the test above)."""
     model = pretrained("sequence_classification", head_seed=1)
     assert "pooler" in lora_modules_to_save(model)
-    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=lora_target_modules(model.config),
-                                                  task_type="SEQ_CLS"))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=lora_target_modules(model.config), task_type="SEQ_CLS")
+    )
     assert not any(param.requires_grad for param in peft_model.base_model.model.pooler.parameters())
     inputs = batch("sequence_classification", torch.Generator().manual_seed(0))
     trained = logits(peft_model, inputs)

@@ -52,14 +52,18 @@ def test_pre_ln_encoder_equals_the_reference():
     real = attention_mask.bool()
     torch.testing.assert_close(out[real].double(), expected[real], atol=1e-4, rtol=1e-5)
     post = FastformerConfig(**{**config.to_dict(), "layer_norm_position": "post"})
-    assert_far(out[real], encoder_stack(as_post_ln(model.state_dict()), post, input_ids, attention_mask,
-                                        prefix="")[real], atol=1e-4)
+    assert_far(
+        out[real],
+        encoder_stack(as_post_ln(model.state_dict()), post, input_ids, attention_mask, prefix="")[real],
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("share_layer_parameters", [False, True])
 def test_pre_ln_causal_lm_equals_the_reference(share_layer_parameters):
-    config = causal_config(layer_norm_position="pre", num_hidden_layers=3,
-                           share_layer_parameters=share_layer_parameters)
+    config = causal_config(
+        layer_norm_position="pre", num_hidden_layers=3, share_layer_parameters=share_layer_parameters
+    )
     model = randomize_(FastformerForCausalLM(config)).eval()
     input_ids, attention_mask = padded_inputs()
     with torch.no_grad():
@@ -68,8 +72,11 @@ def test_pre_ln_causal_lm_equals_the_reference(share_layer_parameters):
     real = attention_mask.bool()
     torch.testing.assert_close(logits[real].double(), expected[real], atol=5e-4, rtol=1e-5)
     post = FastformerConfig(**{**config.to_dict(), "layer_norm_position": "post"})
-    assert_far(logits[real], causal_lm_logits(as_post_ln(model.state_dict()), post, input_ids,
-                                              attention_mask)[real], atol=5e-4)
+    assert_far(
+        logits[real],
+        causal_lm_logits(as_post_ln(model.state_dict()), post, input_ids, attention_mask)[real],
+        atol=5e-4,
+    )
 
 
 @pytest.mark.parametrize("cross_attention_type", ["scaled_dot_product", "additive"])
@@ -79,13 +86,17 @@ def test_pre_ln_encoder_decoder_equals_the_reference(cross_attention_type):
     input_ids, attention_mask = padded_inputs(seq=20)
     decoder_input_ids = torch.randint(3, 99, (2, 11), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       decoder_input_ids=decoder_input_ids, use_cache=False).logits
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids, use_cache=False
+        ).logits
     expected = seq2seq_logits(model.state_dict(), config, input_ids, attention_mask, decoder_input_ids)
     torch.testing.assert_close(logits.double(), expected, atol=5e-4, rtol=1e-5)
     post = FastformerConfig(**{**config.to_dict(), "layer_norm_position": "post"})
-    assert_far(logits, seq2seq_logits(as_post_ln(model.state_dict()), post, input_ids, attention_mask,
-                                      decoder_input_ids), atol=5e-4)
+    assert_far(
+        logits,
+        seq2seq_logits(as_post_ln(model.state_dict()), post, input_ids, attention_mask, decoder_input_ids),
+        atol=5e-4,
+    )
 
 
 def test_pre_ln_incremental_decoding_equals_the_full_forward():

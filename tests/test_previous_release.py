@@ -66,8 +66,10 @@ def test_previous_release_tokenizer_loads_with_the_same_ids():
     from fastformer import FastformerTokenizer
 
     expected = json.loads((FIXTURES / "expected_tokens.json").read_text())
-    for tokenizer in (FastformerTokenizer.from_pretrained(FIXTURES / "tokenizer"),
-                      AutoTokenizer.from_pretrained(FIXTURES / "tokenizer")):
+    for tokenizer in (
+        FastformerTokenizer.from_pretrained(FIXTURES / "tokenizer"),
+        AutoTokenizer.from_pretrained(FIXTURES / "tokenizer"),
+    ):
         assert type(tokenizer) is FastformerTokenizer
         assert (len(tokenizer), tokenizer.model_max_length) == (expected["vocab_size"], expected["model_max_length"])
         assert tokenizer(expected["texts"], truncation=True)["input_ids"] == expected["input_ids"]

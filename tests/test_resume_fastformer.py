@@ -15,8 +15,10 @@ datasets = pytest.importorskip("datasets")
 def collate(features):
     """Right-pads a batch with id 0."""
     width = max(len(f["input_ids"]) for f in features)
-    batch = {key: torch.tensor([f[key] + [0] * (width - len(f[key])) for f in features])
-             for key in ("input_ids", "attention_mask")}
+    batch = {
+        key: torch.tensor([f[key] + [0] * (width - len(f[key])) for f in features])
+        for key in ("input_ids", "attention_mask")
+    }
     batch["labels"] = torch.tensor([f["labels"] for f in features])
     return batch
 
@@ -37,12 +39,21 @@ def train(output_dir, callbacks=(), resume=None):
     set_seed(0)
     model = FastformerForSequenceClassification(tiny_config(num_labels=2, hidden_dropout_prob=0.2))
     args = TrainingArguments(
-        output_dir=str(output_dir), per_device_train_batch_size=8, num_train_epochs=3, learning_rate=3e-3,
-        warmup_steps=2, save_steps=5, logging_steps=3, report_to=[],
-        seed=0, use_cpu=True, disable_tqdm=True,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=8,
+        num_train_epochs=3,
+        learning_rate=3e-3,
+        warmup_steps=2,
+        save_steps=5,
+        logging_steps=3,
+        report_to=[],
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=documents(),
-                      data_collator=collate, callbacks=list(callbacks))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=documents(), data_collator=collate, callbacks=list(callbacks)
+    )
     trainer.train(resume_from_checkpoint=resume)
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 

@@ -2,10 +2,12 @@
 
 import pytest
 
+
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 pytest.importorskip("evaluate")
 
 from fastformer.classify import metrics  # noqa: E402
+
 
 PREDICTIONS = [
     "The cat sat on the mat. It was happy!",

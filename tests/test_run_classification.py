@@ -30,9 +30,30 @@ from fastformer.classify.corpora import CACHE_NAME
 pytest.importorskip("datasets")
 pytest.importorskip("evaluate")
 
-TINY = ["--hidden_size", "16", "--num_attention_heads", "2", "--intermediate_size", "32", "--num_hidden_layers", "1",
-        "--max_seq_length", "48", "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-        "--learning_rate", "5e-3", "--logging_steps", "2", "--disable_tqdm", "true", "--seed", "0"]
+TINY = [
+    "--hidden_size",
+    "16",
+    "--num_attention_heads",
+    "2",
+    "--intermediate_size",
+    "32",
+    "--num_hidden_layers",
+    "1",
+    "--max_seq_length",
+    "48",
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "5e-3",
+    "--logging_steps",
+    "2",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "0",
+]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILLER = "the film story actor scene plot director camera music end".split()
 
@@ -65,10 +86,27 @@ def launch_two_processes(*job_args, timeout):
     port = free_port()
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     return subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", str(port), str(EXAMPLES / "run_classification.py"),
-         *job_args],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=timeout,
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(port),
+            str(EXAMPLES / "run_classification.py"),
+            *job_args,
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -106,9 +144,17 @@ def test_job_end_to_end_on_a_local_csv(tmp_path):
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
     assert 0.5 * resident_now <= row["peak_memory_mib"] <= peak_after + 1
     assert not no_leftovers(tmp_path)
-    for name in ("config.json", "model.safetensors", "modeling_fastformer.py", "configuration_fastformer.py",
-                 "tokenizer.json", "tokenizer_config.json", "tokenization_fastformer.py", "README.md",
-                 "all_results.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_fastformer.py",
+        "configuration_fastformer.py",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenization_fastformer.py",
+        "README.md",
+        "all_results.json",
+    ):
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["max_position_embeddings"] == 48
@@ -117,8 +163,9 @@ def test_job_end_to_end_on_a_local_csv(tmp_path):
     card = (output_dir / "README.md").read_text()
     assert "library_name: transformers" in card and "pipeline_tag: text-classification" in card
     assert f"value: {row['accuracy']}" in card and "trust_remote_code=True" in card
-    assert ("evaluated on 12 held-out documents (a fixed stratified split: 25% of the rows, drawn with "
-            "--split_seed 42)") in card
+    assert (
+        "evaluated on 12 held-out documents (a fixed stratified split: 25% of the rows, drawn with --split_seed 42)"
+    ) in card
     assert "## Results on reviews.csv (test split)" in card
     assert "| training_steps | 10 |" in card and "| epochs | 2.0 |" in card  # 36 documents, 8 a step: 5 a epoch
 
@@ -142,9 +189,14 @@ def test_job_end_to_end_on_a_local_csv(tmp_path):
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     (tmp_path / "load.py").write_text(REMOTE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-P", str(tmp_path / "load.py"), str(output_dir),
-                             str(tmp_path / "texts.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-P", str(tmp_path / "load.py"), str(output_dir), str(tmp_path / "texts.json")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.strip().splitlines()[-1])
     assert remote["tokenizer"] == "FastformerTokenizer"
@@ -154,13 +206,27 @@ def test_job_end_to_end_on_a_local_csv(tmp_path):
 
 def test_bert_model_type_trains_on_the_same_data(tmp_path):
     train_file = write_csv(tmp_path / "reviews.csv", reviews(24))
-    row = job.main(["--output_dir", str(tmp_path / "bert"), "--train_file", train_file, "--model_type", "bert",
-                    *TINY, "--num_train_epochs", "1"])
+    row = job.main(
+        [
+            "--output_dir",
+            str(tmp_path / "bert"),
+            "--train_file",
+            train_file,
+            "--model_type",
+            "bert",
+            *TINY,
+            "--num_train_epochs",
+            "1",
+        ]
+    )
     assert row["model_type"] == "bert"
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "bert")
     assert type(model).__name__ == "BertForSequenceClassification"
     assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.max_position_embeddings) == (
-        16, 1, 48)
+        16,
+        1,
+        48,
+    )
 
 
 def error_line(argv):
@@ -182,8 +248,19 @@ def test_model_card_states_the_test_file_and_the_steps_actually_run(tmp_path):
     as the epochs of a run that `--max_steps 2` stopped after 2 steps (2/3 of an epoch)."""
     train_file = write_csv(tmp_path / "train.csv", reviews(24))
     test_file = write_csv(tmp_path / "test.csv", reviews(8, seed=1))
-    row = job.main(["--output_dir", str(tmp_path / "out"), "--train_file", train_file, "--test_file", test_file,
-                    *TINY, "--max_steps", "2"])
+    row = job.main(
+        [
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--train_file",
+            train_file,
+            "--test_file",
+            test_file,
+            *TINY,
+            "--max_steps",
+            "2",
+        ]
+    )
     card = (tmp_path / "out" / "README.md").read_text()
     assert (row["train_docs"], row["test_docs"]) == (24, 8)
     assert "stratified" not in card and "train.csv (test split)" not in card
@@ -216,7 +293,9 @@ def test_max_train_samples_keeps_the_class_balance(tmp_path, monkeypatch):
     other_seed = job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=20, split_seed=1))
     assert sorted(other_seed["train"][1]) == sorted(labels) and other_seed["train"] != data["train"]
     assert sorted(job.load_data(job.DataArguments(cache_dir=cache_dir, max_train_samples=7))["train"][1]) in (
-        [0] * 3 + [1] * 4, [0] * 4 + [1] * 3)
+        [0] * 3 + [1] * 4,
+        [0] * 4 + [1] * 3,
+    )
 
     seen = {}
     tokenize = job.tokenize
@@ -226,14 +305,26 @@ def test_max_train_samples_keeps_the_class_balance(tmp_path, monkeypatch):
         return tokenize(tokenizer, texts, labels, max_length, where)
 
     monkeypatch.setattr(job, "tokenize", recording_tokenize)
-    row = job.main(["--output_dir", str(tmp_path / "out"), "--cache_dir", cache_dir, "--max_train_samples", "20",
-                    *TINY, "--max_steps", "1"])
+    row = job.main(
+        [
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--cache_dir",
+            cache_dir,
+            "--max_train_samples",
+            "20",
+            *TINY,
+            "--max_steps",
+            "1",
+        ]
+    )
     assert row["train_docs"] == 20 and seen["train"] == labels and len(seen["test"]) == 300
     card = (tmp_path / "out" / "README.md").read_text()
     assert "--max_train_samples 20: a stratified random subset (seed 42) of the 1200 training documents" in card
     (tmp_path / "refused").mkdir()
     assert "--max_train_samples must be at least 1, got 0" in run_error(
-        tmp_path / "refused", "--cache_dir", cache_dir, "--max_train_samples", "0")
+        tmp_path / "refused", "--cache_dir", cache_dir, "--max_train_samples", "0"
+    )
 
 
 def run_error(tmp_path, *args):
@@ -294,11 +385,13 @@ def test_labels_outside_the_declared_set(tmp_path):
     rows = reviews(12) + [("an odd film", "meh")]
     path = write_csv(tmp_path / "reviews.csv", rows)
     assert "row 12: label 'meh' is outside the declared label set ['neg', 'pos']" in run_error(
-        tmp_path, "--train_file", path, "--label_set", "neg,pos")
+        tmp_path, "--train_file", path, "--label_set", "neg,pos"
+    )
     train = write_csv(tmp_path / "train.csv", reviews(12))
     test = write_csv(tmp_path / "test.csv", [("a fine film", "pos"), ("a film", "neutral")])
     assert "test.csv, row 1: label 'neutral' is outside the declared label set ['neg', 'pos']" in run_error(
-        tmp_path, "--train_file", train, "--test_file", test)
+        tmp_path, "--train_file", train, "--test_file", test
+    )
 
 
 def test_unreadable_or_corrupt_cache(tmp_path):
@@ -322,11 +415,14 @@ def test_failure_after_training_leaves_no_checkpoint(tmp_path, monkeypatch):
 
 
 def test_bad_options(tmp_path):
-    assert "--model_type must be one of ('fastformer', 'bert'), got 'gpt'" in run_error(tmp_path, "--model_type", "gpt")
+    assert "--model_type must be one of ('fastformer', 'bert'), got 'gpt'" in run_error(
+        tmp_path, "--model_type", "gpt"
+    )
     path = write_csv(tmp_path / "reviews.csv", reviews(8))
     assert "--test_size must lie in (0, 1), got 1.5" in run_error(tmp_path, "--train_file", path, "--test_size", "1.5")
     assert "invalid model settings: `hidden_size` (16) must be divisible by `num_attention_heads` (3)" in run_error(
-        tmp_path, "--train_file", path, "--num_attention_heads", "3")
+        tmp_path, "--train_file", path, "--num_attention_heads", "3"
+    )
 
 
 def test_empty_header_only_and_non_utf8_files(tmp_path):
@@ -340,11 +436,14 @@ def test_empty_header_only_and_non_utf8_files(tmp_path):
     assert f"data file {header} has a header line but no rows" in run_error(tmp_path, "--train_file", header)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text,label\na good film,pos\na caf\u00e9 film,neg\n".encode("latin-1"))
-    assert (f"data file {latin1} is not UTF-8 text: byte 0xe9 at offset 32 (line 3) cannot be decoded; save the file "
-            "as UTF-8") in run_error(tmp_path, "--train_file", str(latin1))
+    assert (
+        f"data file {latin1} is not UTF-8 text: byte 0xe9 at offset 32 (line 3) cannot be decoded; save the file "
+        "as UTF-8"
+    ) in run_error(tmp_path, "--train_file", str(latin1))
     train = write_csv(tmp_path / "train.csv", reviews(12))
-    assert f"data file {latin1} is not UTF-8 text" in run_error(tmp_path, "--train_file", train, "--test_file",
-                                                                str(latin1))
+    assert f"data file {latin1} is not UTF-8 text" in run_error(
+        tmp_path, "--train_file", train, "--test_file", str(latin1)
+    )
     empty_json = tmp_path / "rows.json"
     empty_json.write_text("[]")
     assert f"data file {empty_json} has no rows" in run_error(tmp_path, "--train_file", str(empty_json))
@@ -380,8 +479,9 @@ def test_too_long_max_seq_length_is_refused_before_anything_is_built(tmp_path):
 def test_existing_output_is_never_overwritten(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    assert "exists and is not empty" in error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv",
-                                                    *TINY])
+    assert "exists and is not empty" in error_line(
+        ["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY]
+    )
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
@@ -412,8 +512,19 @@ def test_interrupted_job_resumes_from_its_checkpoint_to_the_weights_of_the_unint
     `--output_dir`); `--resume_from_checkpoint` then ends bit-identical to the run that was never interrupted.
     (`--train_sampling_strategy random`: transformers' length-grouped sampler cannot be resumed exactly.)"""
     path = write_csv(tmp_path / "reviews.csv", reviews(32))
-    options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--save_strategy", "steps",
-               "--save_steps", "3", "--hidden_dropout_prob", "0.2"]
+    options = [
+        "--train_file",
+        path,
+        *TINY,
+        "--train_sampling_strategy",
+        "random",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+        "--hidden_dropout_prob",
+        "0.2",
+    ]
     expected = job.main(["--output_dir", str(tmp_path / "uninterrupted"), *options])
     assert not list((tmp_path / "uninterrupted").glob("checkpoint-*"))  # intermediate checkpoints are dropped
 
@@ -425,8 +536,9 @@ def test_interrupted_job_resumes_from_its_checkpoint_to_the_weights_of_the_unint
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in kept.glob("checkpoint-*")) == ["checkpoint-3"]
 
-    resumed = job.main(["--output_dir", str(tmp_path / "out"), *options,
-                        "--resume_from_checkpoint", str(kept / "checkpoint-3")])
+    resumed = job.main(
+        ["--output_dir", str(tmp_path / "out"), *options, "--resume_from_checkpoint", str(kept / "checkpoint-3")]
+    )
     assert not no_leftovers(tmp_path) and not kept.exists()
     # (`train_loss` is not compared: the Trainer averages it over the steps of the resumed process only)
     assert resumed["accuracy"] == expected["accuracy"]
@@ -437,7 +549,8 @@ def test_interrupted_job_resumes_from_its_checkpoint_to_the_weights_of_the_unint
 
 def test_resume_from_something_that_is_not_a_checkpoint(tmp_path):
     assert "is not a Trainer checkpoint (no trainer_state.json)" in run_error(
-        tmp_path, "--train_file", "x.csv", "--resume_from_checkpoint", str(tmp_path))
+        tmp_path, "--train_file", "x.csv", "--resume_from_checkpoint", str(tmp_path)
+    )
 
 
 def interrupted_while_saving(step):
@@ -459,8 +572,19 @@ def test_resume_advice_names_only_a_complete_checkpoint(tmp_path, monkeypatch, c
     refused or failed to load. Advice and refusals name the last complete checkpoint, and resuming from it succeeds
     with the cut-off checkpoints still lying next to it."""
     path = write_csv(tmp_path / "reviews.csv", reviews(32))
-    options = ["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--train_sampling_strategy",
-               "random", "--save_strategy", "steps", "--save_steps", "3"]
+    options = [
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--train_file",
+        path,
+        *TINY,
+        "--train_sampling_strategy",
+        "random",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+    ]
     kept = tmp_path / ".out.partial-run"
     with monkeypatch.context() as patch, caplog.at_level("ERROR"):
         patch.setattr(job, "Trainer", interrupted_while_saving(step=6))
@@ -511,8 +635,17 @@ def test_run_stopped_while_saving_its_first_checkpoint_can_be_run_again(tmp_path
     directory for the cut-off `checkpoint-3` (and advised resuming from it, which the job refused), and one killed
     outright (SIGKILL: no clean-up) left the directory behind. The same command now runs again, to the end."""
     path = write_csv(tmp_path / "reviews.csv", reviews(32))
-    options = ["--output_dir", str(tmp_path / "out"), "--train_file", path, *TINY, "--save_strategy", "steps",
-               "--save_steps", "3"]
+    options = [
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--train_file",
+        path,
+        *TINY,
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "3",
+    ]
     with monkeypatch.context() as patch:
         patch.setattr(job, "Trainer", interrupted_while_saving(step=3))
         with pytest.raises(PowerCut):
@@ -520,8 +653,14 @@ def test_run_stopped_while_saving_its_first_checkpoint_can_be_run_again(tmp_path
     assert not no_leftovers(tmp_path) and not (tmp_path / "out").exists()
 
     (tmp_path / "killed.py").write_text(KILLED_WHILE_SAVING)
-    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), *options], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, check=False)
+    killed = subprocess.run(
+        [sys.executable, str(tmp_path / "killed.py"), *options],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     leftover = tmp_path / ".out.partial-run"
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert job.checkpoint_problem(leftover / "checkpoint-3").startswith("is incomplete (no trainer_state.json")
@@ -541,8 +680,10 @@ def test_working_directory_of_a_run_still_going_is_never_replaced(tmp_path):
     with open(tmp / job.LOCK_NAME, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         message = error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
-    assert message.endswith(f"working directory {tmp} exists: another run into {tmp_path / 'out'} is going on; "
-                            "wait for it to end, or choose another --output_dir")
+    assert message.endswith(
+        f"working directory {tmp} exists: another run into {tmp_path / 'out'} is going on; "
+        "wait for it to end, or choose another --output_dir"
+    )
     assert (tmp / "checkpoint-3" / "model.safetensors").read_text() == "being written"
 
 
@@ -562,11 +703,21 @@ def test_two_processes_give_the_metrics_and_weights_of_one_process(tmp_path):
     dropout, 32 training documents: no uneven last batch), and the evaluation gathers all test documents once. Only
     the float summation order differs; one checkpoint is written, by the main process."""
     path = write_csv(tmp_path / "reviews.csv", reviews(40))
-    options = ["--train_file", path, *TINY, "--train_sampling_strategy", "random", "--hidden_dropout_prob", "0",
-               "--use_cpu", "true"]
+    options = [
+        "--train_file",
+        path,
+        *TINY,
+        "--train_sampling_strategy",
+        "random",
+        "--hidden_dropout_prob",
+        "0",
+        "--use_cpu",
+        "true",
+    ]
     single = job.main(["--output_dir", str(tmp_path / "one"), *options, "--per_device_train_batch_size", "8"])
-    result = launch_two_processes("--output_dir", str(tmp_path / "two"), *options,
-                                  "--per_device_train_batch_size", "4", timeout=300)
+    result = launch_two_processes(
+        "--output_dir", str(tmp_path / "two"), *options, "--per_device_train_batch_size", "4", timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not no_leftovers(tmp_path)
     two = json.loads((tmp_path / "two" / "all_results.json").read_text())
@@ -585,8 +736,9 @@ def test_two_processes_both_refuse_an_occupied_working_directory(tmp_path):
     line; none is left waiting at a barrier for a main process that has already failed, and nothing is deleted."""
     (tmp_path / ".out.partial-run").mkdir()
     (tmp_path / ".out.partial-run" / "model.safetensors").write_text("another run's")
-    result = launch_two_processes("--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY,
-                                  "--use_cpu", "true", timeout=120)
+    result = launch_two_processes(
+        "--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY, "--use_cpu", "true", timeout=120
+    )
     assert result.returncode != 0
     assert result.stderr.count("fastformer-classify: error: working directory") == 2, result.stderr[-3000:]
     assert (tmp_path / ".out.partial-run" / "model.safetensors").read_text() == "another run's"

@@ -51,12 +51,27 @@ def corpus(tmp_path_factory):
 
 def arguments(corpus, output_dir, **overrides):
     options = dict(
-        output_dir=output_dir, train_file=corpus / "train.txt", tokenizer_name=corpus / "tokenizer",
-        max_seq_length=32, max_train_samples=160, hidden_size=32, num_attention_heads=4, intermediate_size=37,
+        output_dir=output_dir,
+        train_file=corpus / "train.txt",
+        tokenizer_name=corpus / "tokenizer",
+        max_seq_length=32,
+        max_train_samples=160,
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=37,
         hidden_dropout_prob=0.0,
-        per_device_train_batch_size=8, per_device_eval_batch_size=2, learning_rate=1e-2, warmup_steps=0,
-        max_steps=60, save_steps=30, logging_steps=10, seed=0, use_cpu=True, disable_tqdm=True,
-        dataloader_num_workers=0, report_to="none",
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=2,
+        learning_rate=1e-2,
+        warmup_steps=0,
+        max_steps=60,
+        save_steps=30,
+        logging_steps=10,
+        seed=0,
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        report_to="none",
     )
     options.update(overrides)
     return [f"--{key}={value}" for key, value in options.items()]
@@ -89,8 +104,10 @@ def test_run_mlm_pretrains_and_the_checkpoint_reloads(corpus, uninterrupted):
     _, held_out, _ = run_mlm.prepare_data(data_args, training_args, tokenizer)
     assert len(held_out) == 8
     with torch.no_grad():  # the Trainer's eval loss: the mean over batches (of 2) of each batch's token mean
-        losses = [model(**{k: torch.tensor(held_out[i : i + 2][k]) for k in ("input_ids", "attention_mask", "labels")})
-                  .loss for i in range(0, 8, 2)]
+        losses = [
+            model(**{k: torch.tensor(held_out[i : i + 2][k]) for k in ("input_ids", "attention_mask", "labels")}).loss
+            for i in range(0, 8, 2)
+        ]
     assert torch.stack(losses).mean().item() == pytest.approx(metrics["eval_loss"], rel=1e-5)
     # The checkpoint carries its tokenizer: fill-mask straight from the directory ranks the model's predictions.
     fill = pipeline("fill-mask", model=str(output_dir))
@@ -123,10 +140,27 @@ def test_two_processes_match_one_process_with_the_same_global_batch(corpus, unin
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLES)}
     result = subprocess.run(
-        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", str(free_port()), str(EXAMPLES / "run_mlm.py"),
-         *arguments(corpus, output_dir, per_device_train_batch_size=4, per_device_eval_batch_size=1)],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            str(EXAMPLES / "run_mlm.py"),
+            *arguments(corpus, output_dir, per_device_train_batch_size=4, per_device_eval_batch_size=1),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((output_dir / "all_results.json").read_text())
@@ -155,22 +189,63 @@ def test_pretraining_helps_fine_tunes_the_classifier_from_the_mlm_checkpoint(cor
         rows.append((f"the {adjective} {rng.choice(NOUNS)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} .", i % 2))
     with open(tmp_path / "toy.csv", "w") as handle:
         handle.write("text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
-    options = ["--train_file", str(tmp_path / "toy.csv"), "--tokenizer_name", str(corpus / "tokenizer"),
-               "--hidden_size", "32", "--num_attention_heads", "4", "--intermediate_size", "37",
-               "--max_seq_length", "32", "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
-               "--disable_tqdm", "true", "--use_cpu", "true"]
-    result = pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--output_dir", str(tmp_path / "out"),
-                                     *options])
+    options = [
+        "--train_file",
+        str(tmp_path / "toy.csv"),
+        "--tokenizer_name",
+        str(corpus / "tokenizer"),
+        "--hidden_size",
+        "32",
+        "--num_attention_heads",
+        "4",
+        "--intermediate_size",
+        "37",
+        "--max_seq_length",
+        "32",
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+    ]
+    result = pretraining_helps.main(
+        ["--pretrained", str(uninterrupted[0]), "--output_dir", str(tmp_path / "out"), *options]
+    )
     assert [row["init"] for row in result["rows"]] == ["scratch", "pretrained"] and result["test_docs"] == 8
     assert json.loads((tmp_path / "out" / "results.json").read_text())["rows"] == result["rows"]
-    only = pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--output_dir", str(tmp_path / "only"),
-                                   "--arms", "pretrained", *options])
-    same = [{key: row[key] for key in ("init", "accuracy", "macro_f1")} for row in (only["rows"][0], result["rows"][1])]
+    only = pretraining_helps.main(
+        [
+            "--pretrained",
+            str(uninterrupted[0]),
+            "--output_dir",
+            str(tmp_path / "only"),
+            "--arms",
+            "pretrained",
+            *options,
+        ]
+    )
+    same = [
+        {key: row[key] for key in ("init", "accuracy", "macro_f1")} for row in (only["rows"][0], result["rows"][1])
+    ]
     assert same[0] == same[1]  # the same run, deterministic on the CPU
 
     with pytest.raises(SystemExit, match=r"does not fit the classifier: hidden_size: checkpoint 32, classifier 16"):
-        pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--output_dir", str(tmp_path / "bad"),
-                                *options, "--hidden_size", "16", "--num_attention_heads", "4"])
+        pretraining_helps.main(
+            [
+                "--pretrained",
+                str(uninterrupted[0]),
+                "--output_dir",
+                str(tmp_path / "bad"),
+                *options,
+                "--hidden_size",
+                "16",
+                "--num_attention_heads",
+                "4",
+            ]
+        )
     with pytest.raises(SystemExit, match="--arms takes a comma-separated subset of scratch,pretrained"):
         pretraining_helps.main(["--pretrained", str(uninterrupted[0]), "--arms", "both", *options])
     with pytest.raises(SystemExit, match="--arms needs a value"):
@@ -208,7 +283,8 @@ def test_book_length_texts_are_cut_at_blank_lines_into_pieces_of_about_the_given
     assert all(50 <= size < 50 + 11 for size in sizes[:-1]) and 0 < sizes[-1] < 50 + 11
     # a text without blank lines (Botchan's file) stays one document
     assert corpora.split_long_text("line one\nline two\nline three", words_per_document=2) == [
-        "line one\nline two\nline three"]
+        "line one\nline two\nline three"
+    ]
 
 
 def test_every_registered_corpus_is_a_choice_and_loads_from_its_cache(tmp_path):

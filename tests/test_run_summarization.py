@@ -6,12 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
+
 pytest.importorskip("datasets")
 pytest.importorskip("rouge_score")
+from helpers import load_script
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: E402
 
 from fastformer import FastformerForConditionalGeneration  # noqa: E402
-from helpers import load_script
+
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_summarization.py"
 
@@ -37,24 +39,73 @@ def write_jsonl(path: Path, pairs, text="document", summary="summary"):
 
 def tiny_args(tmp_path: Path, output_dir: Path, *extra: str) -> list[str]:
     return [
-        "--train_file", write_jsonl(tmp_path / "train.jsonl", PAIRS * 2),
-        "--validation_file", write_jsonl(tmp_path / "validation.jsonl", PAIRS[:2]),
-        "--test_file", write_jsonl(tmp_path / "test.jsonl", PAIRS[2:5]),
-        "--output_dir", str(output_dir),
-        "--vocab_size", "200", "--hidden_size", "32", "--num_attention_heads", "4", "--intermediate_size", "64",
-        "--num_hidden_layers", "1", "--num_decoder_layers", "1", "--max_position_embeddings", "64",
-        "--max_source_length", "64", "--max_target_length", "16", "--hidden_dropout_prob", "0.0",
-        "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--learning_rate", "3e-3",
-        "--predict_with_generate", "--generation_max_length", "12", "--generation_num_beams", "2",
-        "--report_to", "none", "--use_cpu", "--save_strategy", "no", "--disable_tqdm", "true", "--seed", "0",
+        "--train_file",
+        write_jsonl(tmp_path / "train.jsonl", PAIRS * 2),
+        "--validation_file",
+        write_jsonl(tmp_path / "validation.jsonl", PAIRS[:2]),
+        "--test_file",
+        write_jsonl(tmp_path / "test.jsonl", PAIRS[2:5]),
+        "--output_dir",
+        str(output_dir),
+        "--vocab_size",
+        "200",
+        "--hidden_size",
+        "32",
+        "--num_attention_heads",
+        "4",
+        "--intermediate_size",
+        "64",
+        "--num_hidden_layers",
+        "1",
+        "--num_decoder_layers",
+        "1",
+        "--max_position_embeddings",
+        "64",
+        "--max_source_length",
+        "64",
+        "--max_target_length",
+        "16",
+        "--hidden_dropout_prob",
+        "0.0",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "4",
+        "--learning_rate",
+        "3e-3",
+        "--predict_with_generate",
+        "--generation_max_length",
+        "12",
+        "--generation_num_beams",
+        "2",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
         *extra,
     ]
 
 
 def test_script_trains_evaluates_and_the_checkpoint_reproduces_its_generations(script, tmp_path):
     output_dir = tmp_path / "out"
-    script.main(tiny_args(tmp_path, output_dir, "--do_train", "--do_eval", "--do_predict", "--num_train_epochs", "4",
-                          "--cross_attention_type", "additive"))
+    script.main(
+        tiny_args(
+            tmp_path,
+            output_dir,
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            "--num_train_epochs",
+            "4",
+            "--cross_attention_type",
+            "additive",
+        )
+    )
 
     results = json.loads((output_dir / "all_results.json").read_text())
     for key in ("train_loss", "eval_rouge1", "predict_rouge2", "predict_rougeL", "predict_lead1_rouge1"):
@@ -129,8 +180,9 @@ def test_xsum_folds_are_disjoint_cover_the_kept_pairs_and_are_stable_for_a_seed(
     assert sorted(tested) == sorted(kept)  # every kept pair is tested exactly once
 
 
-@pytest.mark.parametrize("extra, message", [({"xsum_folds": 5, "xsum_fold": 5}, "--xsum_fold in 0..4"),
-                                            ({"xsum_folds": 1}, "at least 2")])
+@pytest.mark.parametrize(
+    "extra, message", [({"xsum_folds": 5, "xsum_fold": 5}, "--xsum_fold in 0..4"), ({"xsum_folds": 1}, "at least 2")]
+)
 def test_xsum_fold_options_are_checked(script, monkeypatch, extra, message):
     monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
     with pytest.raises(SystemExit) as error:
@@ -166,19 +218,35 @@ def test_cross_validation_tables_average_over_complete_folds_and_pair_difference
     benchmark = load_script(SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py", "summarization_quality")
 
     def run(rouge1, loss, lead=10.0):
-        keys = ("predict_rouge1", "predict_rouge2", "predict_rougeL", "predict_loss", "predict_gen_len",
-                "train_runtime", "predict_runtime", "distinct_predictions", "predict_samples")
-        return {**dict.fromkeys(keys, 1), "predict_rouge1": rouge1, "predict_loss": loss,
-                **{f"predict_lead1_{k}": lead for k in ("rouge1", "rouge2", "rougeL")}}
+        keys = (
+            "predict_rouge1",
+            "predict_rouge2",
+            "predict_rougeL",
+            "predict_loss",
+            "predict_gen_len",
+            "train_runtime",
+            "predict_runtime",
+            "distinct_predictions",
+            "predict_samples",
+        )
+        return {
+            **dict.fromkeys(keys, 1),
+            "predict_rouge1": rouge1,
+            "predict_loss": loss,
+            **{f"predict_lead1_{k}": lead for k in ("rouge1", "rouge2", "rougeL")},
+        }
 
-    folds = {0: {"fastformer-sdpa": run(12.0, 6.0), "bart": run(11.0, 6.5)},
-             1: {"fastformer-sdpa": run(14.0, 6.2), "bart": run(10.0, 6.4)},
-             2: {"fastformer-sdpa": run(50.0, 1.0)}}  # incomplete: no BART run, left out of the averages
+    folds = {
+        0: {"fastformer-sdpa": run(12.0, 6.0), "bart": run(11.0, 6.5)},
+        1: {"fastformer-sdpa": run(14.0, 6.2), "bart": run(10.0, 6.4)},
+        2: {"fastformer-sdpa": run(50.0, 1.0)},
+    }  # incomplete: no BART run, left out of the averages
     table, numbers = benchmark.cross_validation_tables(folds, ["fastformer-sdpa", "bart"])
     assert numbers["complete_folds"] == [0, 1]
-    assert numbers["mean_std"]["fastformer-sdpa"]["predict_rouge1"] == pytest.approx([13.0, 2 ** 0.5])
+    assert numbers["mean_std"]["fastformer-sdpa"]["predict_rouge1"] == pytest.approx([13.0, 2**0.5])
     diff = numbers["paired_differences"]["fastformer-sdpa"]
     assert diff["predict_rouge1"]["per_fold"] == pytest.approx([1.0, 4.0])
     assert diff["predict_loss"]["mean"] == pytest.approx(-0.35) and diff["predict_loss"]["std"] == pytest.approx(
-        0.15 * 2 ** 0.5)
+        0.15 * 2**0.5
+    )
     assert "| fastformer-sdpa | +2.50 ± 2.12 (+1.00, +4.00) |" in table

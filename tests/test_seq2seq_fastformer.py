@@ -17,6 +17,7 @@ from transformers import AutoModelForSeq2SeqLM
 from fastformer import FastformerForConditionalGeneration
 from fastformer.modeling_fastformer import FastformerAdditiveCrossAttention, FastformerCrossAttention
 
+
 CROSS_TYPES = ["scaled_dot_product", "additive"]
 
 
@@ -75,16 +76,23 @@ def test_additive_cross_attention_equals_the_equations(layout, share_query_value
 
 
 @pytest.mark.parametrize("cross_attention_type", CROSS_TYPES)
-@pytest.mark.parametrize("layout, share_query_value, share_layer_parameters", [
-    ("dense", True, False), ("per_head", False, False), ("dense", False, True)])
-def test_seq2seq_equals_the_reference_with_padding_on_both_sides(cross_attention_type, layout, share_query_value,
-                                                                  share_layer_parameters):
+@pytest.mark.parametrize(
+    "layout, share_query_value, share_layer_parameters",
+    [("dense", True, False), ("per_head", False, False), ("dense", False, True)],
+)
+def test_seq2seq_equals_the_reference_with_padding_on_both_sides(
+    cross_attention_type, layout, share_query_value, share_layer_parameters
+):
     """The whole encoder-decoder against the float64 reference (encoder, causal decoder layers, cross-attention of
     either type, shared embeddings, head), with source padding and a `decoder_attention_mask` holding zeros (left
     padding and a hole). Catches decoder padding ignored by the self- or the additive cross-attention's prefix
     pools, the encoder mask ignored, cross-attention math and layer-sharing bugs."""
-    config = seq2seq_config(cross_attention_type=cross_attention_type, attention_logit_layout=layout,
-                            share_query_value=share_query_value, share_layer_parameters=share_layer_parameters)
+    config = seq2seq_config(
+        cross_attention_type=cross_attention_type,
+        attention_logit_layout=layout,
+        share_query_value=share_query_value,
+        share_layer_parameters=share_layer_parameters,
+    )
     model = randomize_(FastformerForConditionalGeneration(config)).eval()
     input_ids, attention_mask = source_batch(lengths=(15, 9))
     decoder_input_ids = torch.randint(3, 99, (2, 10))
@@ -92,8 +100,12 @@ def test_seq2seq_equals_the_reference_with_padding_on_both_sides(cross_attention
     decoder_mask[1, :3] = 0  # left padding
     decoder_mask[0, 5] = 0  # a hole
     with torch.no_grad():
-        logits = model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                       decoder_attention_mask=decoder_mask).logits
+        logits = model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_mask,
+        ).logits
         unmasked = model(input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids).logits
     expected = seq2seq_logits(model.state_dict(), config, input_ids, attention_mask, decoder_input_ids, decoder_mask)
     real = decoder_mask.bool()
@@ -114,8 +126,9 @@ def test_incremental_decoding_equals_teacher_forced_forward(cross_attention_type
     labels = torch.randint(3, 99, (2, 30))
     with torch.no_grad():
         full = model(input_ids, attention_mask=attention_mask, labels=labels).logits
-        other_source = model(torch.randint(3, 99, input_ids.shape), attention_mask=attention_mask,
-                             labels=labels).logits
+        other_source = model(
+            torch.randint(3, 99, input_ids.shape), attention_mask=attention_mask, labels=labels
+        ).logits
         decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
         encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
         cache, pieces = None, []
@@ -145,18 +158,30 @@ def test_incremental_decoding_with_decoder_padding_equals_teacher_forced(cross_a
     decoder_mask[1, :4] = 0
     with torch.no_grad():
         encoder_outputs = model.get_encoder()(input_ids, attention_mask=attention_mask)
-        full = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                     decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_mask).logits
+        full = model(
+            encoder_outputs=encoder_outputs,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_mask,
+        ).logits
         cache, pieces = None, []
         for start, end in [(0, 5)] + [(t, t + 1) for t in range(5, 12)]:
-            out = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                        decoder_input_ids=decoder_input_ids[:, start:end], decoder_attention_mask=decoder_mask[:, :end],
-                        cache=cache, use_cache=True)
+            out = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids[:, start:end],
+                decoder_attention_mask=decoder_mask[:, :end],
+                cache=cache,
+                use_cache=True,
+            )
             cache = out.cache
             pieces.append(out.logits)
-        alone = model(input_ids[1:], attention_mask=attention_mask[1:], decoder_input_ids=decoder_input_ids[1:, 4:]).logits
-        unmasked = model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                         decoder_input_ids=decoder_input_ids).logits
+        alone = model(
+            input_ids[1:], attention_mask=attention_mask[1:], decoder_input_ids=decoder_input_ids[1:, 4:]
+        ).logits
+        unmasked = model(
+            encoder_outputs=encoder_outputs, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids
+        ).logits
     real = decoder_mask.bool()
     torch.testing.assert_close(torch.cat(pieces, 1)[real], full[real], atol=5e-4, rtol=0)
     torch.testing.assert_close(full[1, 4:], alone[0], atol=5e-4, rtol=0)
@@ -174,8 +199,9 @@ def test_source_padding_does_not_change_the_logits(cross_attention_type):
     labels = torch.randint(3, 99, (1, 8))
     with torch.no_grad():
         expected = model(source, labels=labels).logits
-        torch.testing.assert_close(model(padded, attention_mask=mask, labels=labels).logits, expected, atol=1e-4,
-                                   rtol=0)
+        torch.testing.assert_close(
+            model(padded, attention_mask=mask, labels=labels).logits, expected, atol=1e-4, rtol=0
+        )
         assert_far(model(padded, labels=labels).logits, expected, atol=1e-4)
 
 
@@ -203,8 +229,9 @@ def test_beam_reordering_moves_the_decoder_state_and_keeps_the_shared_encoder_pr
     mask = attention_mask.repeat_interleave(beams, dim=0)
     decoder_input_ids = torch.randint(3, 99, (2 * beams, 4))
     with torch.no_grad():
-        cache = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=decoder_input_ids,
-                      use_cache=True).cache
+        cache = model(
+            encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=decoder_input_ids, use_cache=True
+        ).cache
     beam_idx = torch.tensor([2, 0, 0, 4, 5, 3])  # each batch item picks among its own beams
     states = [s.clone() for s in cache.self_attention_cache.layers[0].recurrent_states.values() if s is not None]
     cross_keys = cache.cross_attention_cache.layers[0].keys
@@ -216,11 +243,15 @@ def test_beam_reordering_moves_the_decoder_state_and_keeps_the_shared_encoder_pr
     next_tokens = torch.randint(3, 99, (2 * beams, 1))
     reordered = torch.cat([decoder_input_ids[beam_idx], next_tokens], dim=1)
     with torch.no_grad():
-        continued = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=next_tokens,
-                          cache=cache, use_cache=True).logits[:, -1]
+        continued = model(
+            encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=next_tokens, cache=cache, use_cache=True
+        ).logits[:, -1]
         from_scratch = model(encoder_outputs=(memory,), attention_mask=mask, decoder_input_ids=reordered).logits[:, -1]
-        unordered = model(encoder_outputs=(memory,), attention_mask=mask,
-                          decoder_input_ids=torch.cat([decoder_input_ids, next_tokens], dim=1)).logits[:, -1]
+        unordered = model(
+            encoder_outputs=(memory,),
+            attention_mask=mask,
+            decoder_input_ids=torch.cat([decoder_input_ids, next_tokens], dim=1),
+        ).logits[:, -1]
     torch.testing.assert_close(continued, from_scratch, atol=5e-4, rtol=0)
     assert_far(unordered, from_scratch, atol=5e-4)
 
@@ -278,13 +309,25 @@ def test_seq2seq_trainer_with_predict_with_generate(tmp_path):
     ]
     dataset = datasets.Dataset.from_list(rows)
     args = Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=4, num_train_epochs=2,
-        learning_rate=1e-3, predict_with_generate=True, generation_max_length=8, report_to=[], save_strategy="no",
-        use_cpu=True, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        predict_with_generate=True,
+        generation_max_length=8,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = Seq2SeqTrainer(
-        model=model, args=args, train_dataset=dataset, eval_dataset=dataset.select(range(4)),
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model), processing_class=tokenizer,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset.select(range(4)),
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+        processing_class=tokenizer,
     )
     trainer.train()
     prediction = trainer.predict(dataset.select(range(4)))
@@ -311,8 +354,9 @@ def test_save_load_round_trip_and_shared_embeddings(tmp_path):
     labels = torch.randint(3, 99, (2, 12))
     with torch.no_grad():
         expected = model(input_ids, attention_mask=attention_mask, labels=labels).logits
-        torch.testing.assert_close(loaded(input_ids, attention_mask=attention_mask, labels=labels).logits, expected,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            loaded(input_ids, attention_mask=attention_mask, labels=labels).logits, expected, atol=1e-5, rtol=1e-5
+        )
         fresh = FastformerForConditionalGeneration(model.config).eval()
         assert_far(fresh(input_ids, attention_mask=attention_mask, labels=labels).logits, expected, atol=1e-5)
 
@@ -344,12 +388,18 @@ def test_trust_remote_code_round_trip(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [sys.executable, "-P", "load.py", "checkpoint", "inputs.json"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["module"].startswith("transformers_modules.")
-    expected = model.generate(input_ids, attention_mask=attention_mask, num_beams=2, max_new_tokens=8, min_new_tokens=8)
+    expected = model.generate(
+        input_ids, attention_mask=attention_mask, num_beams=2, max_new_tokens=8, min_new_tokens=8
+    )
     assert loaded["generated"] == expected.tolist()
 
 

@@ -26,6 +26,7 @@ from fastformer import (
 )
 from fastformer import sequence_parallel as sp
 
+
 TOLERANCE = 1e-5
 TIMEOUT = 240  # seconds for one launch; a process left inside a collective would otherwise hang the test
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sequence_parallel_worker.py")
@@ -66,7 +67,10 @@ def launch(directory, mode: str) -> list[dict]:
     processes = [
         subprocess.Popen(
             [sys.executable, WORKER, str(rank), "2", str(directory / "rendezvous"), str(directory), mode],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         for rank in range(2)
     ]

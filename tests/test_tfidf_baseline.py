@@ -7,10 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from fastformer.classify import run_classification as job
 from fastformer.classify.corpora import CACHE_NAME
-from helpers import load_script
 
 
 pytest.importorskip("sklearn")

@@ -20,8 +20,13 @@ def tokenizer():
 def test_shipped_vocabulary_is_bert_base_uncased(tokenizer):
     assert len(tokenizer) == 30522 == FastformerConfig().vocab_size
     assert tokenizer("i like strawberries")["input_ids"] == [101, 1045, 2066, 13137, 20968, 102]
-    assert (tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
-            tokenizer.mask_token_id) == (0, 100, 101, 102, 103)
+    assert (
+        tokenizer.pad_token_id,
+        tokenizer.unk_token_id,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.mask_token_id,
+    ) == (0, 100, 101, 102, 103)
     assert tokenizer.pad_token_id == FastformerConfig().pad_token_id
     assert tokenizer.model_input_names == ["input_ids", "attention_mask"]
 
@@ -43,8 +48,17 @@ def test_round_trip_of_a_text(tokenizer):
 
 def test_special_tokens_pairs_padding_and_truncation(tokenizer):
     pair = tokenizer("a good film", "a bad film")["input_ids"]
-    assert tokenizer.convert_ids_to_tokens(pair) == ["[CLS]", "a", "good", "film", "[SEP]", "a", "bad", "film",
-                                                     "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(pair) == [
+        "[CLS]",
+        "a",
+        "good",
+        "film",
+        "[SEP]",
+        "a",
+        "bad",
+        "film",
+        "[SEP]",
+    ]
     batch = tokenizer(["a good film", "bad"], padding=True)
     assert tokenizer.padding_side == "right"
     assert batch["input_ids"][1] == [101, 2919, 102, 0, 0]
@@ -100,8 +114,13 @@ def test_train_new_vocabulary_from_an_iterator(tmp_path, tokenizer):
 def test_vocab_argument_and_bad_vocabularies(tmp_path):
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "film", "##s"]
     tokenizer = FastformerTokenizer(vocab={word: i for i, word in enumerate(words)})
-    assert tokenizer.convert_ids_to_tokens(tokenizer("good films")["input_ids"]) == ["[CLS]", "good", "film", "##s",
-                                                                                     "[SEP]"]
+    assert tokenizer.convert_ids_to_tokens(tokenizer("good films")["input_ids"]) == [
+        "[CLS]",
+        "good",
+        "film",
+        "##s",
+        "[SEP]",
+    ]
     with pytest.raises(ValueError, match="`mask_token` '\\[MASK\\]' is not in the vocabulary"):
         FastformerTokenizer(vocab={word: i for i, word in enumerate(words[:4])})
     duplicated = tmp_path / "vocab.txt"

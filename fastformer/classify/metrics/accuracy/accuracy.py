@@ -30,7 +30,11 @@ Example:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Accuracy(evaluate.Metric):
     def _info(self):
-        return label_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html")
+        return label_metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html",
+        )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         score = accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)

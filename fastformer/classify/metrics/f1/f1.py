@@ -34,10 +34,29 @@ Example:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class F1(evaluate.Metric):
     def _info(self):
-        return label_metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html")
+        return label_metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.f1_score.html",
+        )
 
-    def _compute(self, predictions, references, labels=None, pos_label=1, average="binary", sample_weight=None,
-                 zero_division="warn"):
-        score = f1_score(references, predictions, labels=labels, pos_label=pos_label, average=average,
-                         sample_weight=sample_weight, zero_division=zero_division)
+    def _compute(
+        self,
+        predictions,
+        references,
+        labels=None,
+        pos_label=1,
+        average="binary",
+        sample_weight=None,
+        zero_division="warn",
+    ):
+        score = f1_score(
+            references,
+            predictions,
+            labels=labels,
+            pos_label=pos_label,
+            average=average,
+            sample_weight=sample_weight,
+            zero_division=zero_division,
+        )
         return {"f1": score.tolist() if average is None else float(score)}

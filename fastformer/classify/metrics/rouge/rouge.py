@@ -68,7 +68,10 @@ class Rouge(evaluate.Metric):
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
                 datasets.Features(
-                    {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+                    {
+                        "predictions": datasets.Value("string"),
+                        "references": datasets.Sequence(datasets.Value("string")),
+                    }
                 ),
                 datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
             ],
