@@ -79,7 +79,7 @@ class FastformerConfig(PreTrainedConfig):
             layers. Whole-layer gradient checkpointing is not needed on top (it would recompute once more).
             0 (default): the whole sequence at once.
         recompute_causal_pool (`bool`, defaults to `False`): memory option of causal layers: the prefix pools
-            (`causal_softmax_pool`) keep only their inputs for the backward pass and run again there (their scan
+            (`prefix_softmax_pool`) keep only their inputs for the backward pass and run again there (their scan
             would otherwise keep `O(seq * heads * (head_dim + 16))` floats per pool). Same results, one more pool
             forward.
         tie_word_embeddings (`bool`, defaults to `True`): language-model heads share the input embedding matrix.

@@ -1,13 +1,19 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """PyTorch Fastformer (Wu et al., 2021, arXiv:2108.09084), laid out like the authors' official code.
 
-Reading order: embeddings -> additive attention (encoder) -> decoding cache and causal attention ->
-cross-attention -> layer and stack -> pretrained base -> model -> heads. The softmax pools themselves live in
-`pooling_fastformer.py`, the sequence-parallel collectives in `sequence_parallel.py`.
+Reading order: embeddings -> additive attention (encoder) -> causal attention -> cross-attention -> layer and
+stack -> pretrained base -> model -> heads. Its siblings, each with one job:
 
-This file only imports torch, transformers and its siblings `configuration_fastformer.py`, `pooling_fastformer.py`
-and `sequence_parallel.py` (which import only torch and each other), so that they can be copied alone into a
-checkpoint directory and loaded with `trust_remote_code=True`.
+- `pooling_fastformer.py`: the running softmax pool, the one primitive behind every attention and pooler;
+- `cache_fastformer.py`: the decoding state (`FastformerCache`);
+- `chunking_fastformer.py`: running a layer over sequence chunks (`config.sequence_chunk_size`);
+- `inputs_fastformer.py`: the checks of inputs and labels, positions;
+- `sequence_parallel.py`: the collectives of sequence parallelism (and its user-facing helpers);
+- `configuration_fastformer.py`: the config.
+
+This file imports only torch, transformers and those siblings (which import only torch, transformers' cache classes
+and each other), so that they can be copied alone into a checkpoint directory and loaded with
+`trust_remote_code=True`.
 """
 
 import copy
@@ -15,13 +21,13 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.utils.checkpoint
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache, LinearAttentionLayer
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.loss.loss_utils import fixed_cross_entropy
+from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
@@ -34,14 +40,26 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
+from .cache_fastformer import FastformerCache, FastformerCacheLayer, split_cache
+from .chunking_fastformer import ChunkStates, run_chunk, split_sequence
 from .configuration_fastformer import FastformerConfig
+from .inputs_fastformer import (
+    check_class_ids,
+    check_mask_shape,
+    question_answering_positions,
+    refuse_packed_documents,
+    resolve_position_ids,
+    sequence_classification_labels,
+    token_loss_kwargs,
+    validate_inputs,
+)
 from .pooling_fastformer import (
     SoftmaxPool,
     finalize,
@@ -243,94 +261,6 @@ class FastformerAdditiveAttention(FastformerAdditiveProjections):
             run_chunk(self.chunk_key_pool, piece, mask, read, global_query) for piece, mask in zip(pieces, masks)
         ]
         return self.global_vector(merge_all(key_pools))
-
-
-class FastformerCacheLayer(LinearAttentionLayer):
-    """One depth's decoding state: one `SoftmaxPool` per prefix pool, stored as one `(batch, heads, head_dim + 2)`
-    tensor `[S, m, Z]` (`pack`), in named slots (`SLOTS`): the causal self-attention's global `"query"` and `"key"`,
-    and the additive cross-attention's own global query `"cross_query"`. A slot is allocated on its first write, so
-    unused slots cost nothing; the size is constant in the length."""
-
-    SLOTS = ("query", "key", "cross_query")
-
-    def __init__(self):
-        super().__init__(number_of_states=len(self.SLOTS))
-
-    @staticmethod
-    def pack(pool: SoftmaxPool) -> torch.Tensor:
-        """`pool` as the stored `(batch, heads, head_dim + 2)` tensor `[S, m, Z]`."""
-        return torch.cat([pool.s, pool.m.unsqueeze(-1), pool.z.unsqueeze(-1)], dim=-1)
-
-    @staticmethod
-    def unpack(state: torch.Tensor | None) -> SoftmaxPool | None:
-        """The `SoftmaxPool` of a stored `[S, m, Z]` tensor (None stays None)."""
-        if state is None:
-            return None
-        return SoftmaxPool(state[..., -2], torch.cat([state[..., :-2], state[..., -1:]], dim=-1))
-
-    def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
-        """Store the new state of slot `state_idx`. It replaces the old tensor instead of being copied into it (the
-        parent's in-place update): a forward that continues from this state can then be differentiated back through
-        the forward that wrote it (training over a long stream in segments), since no tensor that autograd saved is
-        ever modified. (The parent copies to keep a static address for CUDA graphs; `FastformerCache` is not
-        compileable, so nothing needs one.)"""
-        self.recurrent_states[state_idx] = recurrent_states
-        self.is_recurrent_states_initialized[state_idx] = True
-        self.has_previous_state[state_idx] = True
-        return recurrent_states
-
-
-def causal_softmax_pool(logits, values, keep=None, state=None, chunk_size=None, recompute_in_backward=False):
-    """`prefix_softmax_pool` with the decoding state as the cache stores it: `state` (the tokens before) and the
-    returned state (after the last token) are `(batch, heads, head_dim + 2)` tensors `[S, m, Z]`
-    (`FastformerCacheLayer.pack`). Returns the pooled vectors `(batch, seq, heads, head_dim)` and that state."""
-    state = FastformerCacheLayer.unpack(state)
-    pooled, state = prefix_softmax_pool(logits, values, keep, state, chunk_size, recompute_in_backward)
-    return pooled, FastformerCacheLayer.pack(state)
-
-
-class FastformerCache(Cache):
-    """Generation state of a causal Fastformer: a `FastformerCacheLayer` per depth, built on transformers'
-    `LinearAttentionLayer` (beam reordering, reset, offloading come from there), plus the count of tokens seen so
-    far, which `generate()` reads through `get_seq_length()`. Its memory does not depend on the text's length.
-
-    A decoder with cross-attention keeps it inside an `EncoderDecoderCache`, beside a `DynamicCache` holding the
-    cross-attention projections of the encoder output (computed once per generation); `split_cache` unwraps it."""
-
-    def __init__(self, num_layers: int):
-        super().__init__(layers=[FastformerCacheLayer() for _ in range(num_layers)])
-        self._seen_tokens = 0
-
-    def read_state(self, layer_idx: int, slot: str) -> SoftmaxPool | None:
-        """The pool of prefix pool `slot` at depth `layer_idx`, or None before its first write."""
-        return FastformerCacheLayer.unpack(self.get_recurrent_state(layer_idx, FastformerCacheLayer.SLOTS.index(slot)))
-
-    def write_state(self, layer_idx: int, slot: str, pool: SoftmaxPool):
-        self.update_recurrent_state(FastformerCacheLayer.pack(pool), layer_idx, FastformerCacheLayer.SLOTS.index(slot))
-
-    def advance(self, num_tokens: int):
-        """Count `num_tokens` more tokens as seen (called once per forward, after every layer has run)."""
-        self._seen_tokens += num_tokens
-
-    @property
-    def is_compileable(self) -> bool:
-        # There are no key/value tensors for `generate()` to build static 4D masks for.
-        return False
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self._seen_tokens
-
-    def reset(self):
-        super().reset()
-        self._seen_tokens = 0
-
-
-def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
-    """The one place that unwraps a decoder's cache: `(pool_cache, cross_cache)`, the `FastformerCache` of the
-    prefix pools and the `EncoderDecoderCache` holding the cross-attention projections (each None if absent)."""
-    if isinstance(cache, EncoderDecoderCache):
-        return cache.self_attention_cache, cache
-    return cache, None
 
 
 class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
@@ -573,56 +503,6 @@ class FastformerIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))  # (batch, seq, intermediate)
 
 
-class ChunkStates:
-    """The prefix pools a sequence-chunked causal layer carries from one chunk to the next, read and written like a
-    `FastformerCache`'s (`read_state`, `write_state`) but replaced rather than updated in place, so that gradients
-    flow through them from chunk to chunk."""
-
-    def __init__(self, states: dict[str, SoftmaxPool | None]):
-        self.states = dict(states)
-
-    def read_state(self, layer_idx: int, slot: str) -> SoftmaxPool | None:
-        return self.states.get(slot)
-
-    def write_state(self, layer_idx: int, slot: str, state: SoftmaxPool):
-        self.states[slot] = state
-
-    @staticmethod
-    def run(block: Callable, pieces, masks, cache, layer_idx: int, *inputs) -> torch.Tensor:
-        """`block(piece, mask, *inputs, layer_idx, *pools) -> (output, *pools)` on each chunk in turn (`run_chunk`),
-        `pools` one per slot of `FastformerCacheLayer.SLOTS` (or None), from those of `cache` (a `FastformerCache` or
-        None), which gets the final ones. Returns the outputs concatenated along the sequence."""
-        slots, outputs = FastformerCacheLayer.SLOTS, []
-        states = [None if cache is None else cache.read_state(layer_idx, slot) for slot in slots]
-        for piece, mask in zip(pieces, masks):
-            out, *states = run_chunk(block, piece, mask, *inputs, layer_idx, *states)
-            outputs.append(out)
-        for slot, state in zip(slots, states):
-            if cache is not None and state is not None:
-                cache.write_state(layer_idx, slot, state)
-        return torch.cat(outputs, dim=1)
-
-
-def split_sequence(hidden_states: torch.Tensor, mask: torch.Tensor | None, chunk: int, attention: nn.Module):
-    """`hidden_states` `(batch, seq, hidden)` and `mask` `(batch, seq, 1)` (or None: a None per chunk) in consecutive
-    chunks of `chunk` positions; refused under sequence parallelism (each process would pool only its own chunks)."""
-    if attention.sequence_parallel_group is not None:
-        raise ValueError(
-            "`sequence_chunk_size` cannot be combined with sequence parallelism (each process would pool only its "
-            "own chunks): set `config.sequence_chunk_size=0`, or give each process fewer tokens instead."
-        )
-    pieces = hidden_states.split(chunk, dim=1)
-    return pieces, [None] * len(pieces) if mask is None else mask.split(chunk, dim=1)
-
-
-def run_chunk(function: Callable, *args):
-    """`function(*args)`, which keeps only its inputs for the backward pass and runs again there while gradients are
-    recorded (non-reentrant activation checkpointing; dropout replays the same masks)."""
-    if torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(function, *args, use_reentrant=False)
-    return function(*args)
-
-
 class FastformerLayer(GradientCheckpointingLayer):
     """One Fastformer block (post-LN as the official code, or pre-LN: `config.layer_norm_position`): additive
     attention sub-block (causal in a decoder), then (decoders of an encoder-decoder) a cross-attention sub-block over
@@ -765,7 +645,6 @@ class FastformerPooler(nn.Module):
 
 @auto_docstring
 class FastformerPreTrainedModel(PreTrainedModel):
-    config_class = FastformerConfig
     config: FastformerConfig
     base_model_prefix = "fastformer"
     supports_gradient_checkpointing = True
@@ -853,7 +732,7 @@ class FastformerPreTrainedModel(PreTrainedModel):
         """Normal(0, initializer_range) weights, zero biases, unit LayerNorms, zero padding embedding row."""
         super()._init_weights(module)
         if isinstance(module, FastformerPerHeadLogits):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
 def _renamed_cache_kwargs(forward: Callable) -> Callable:
@@ -861,101 +740,6 @@ def _renamed_cache_kwargs(forward: Callable) -> Callable:
     and `cache_params` (deprecated here: a warning, until transformers 5.40)."""
     forward = deprecate_kwarg("cache_params", "5.40.0", new_name="cache")(forward)
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
-
-
-def _check_mask_shape(mask, name: str, shape: tuple[int, int], past_length: int):
-    """Raise a `ValueError` naming `name` unless `mask` is None or `(batch, past_length + seq)` for inputs `shape`."""
-    if mask is not None and tuple(mask.shape) != (shape[0], past_length + shape[1]):
-        expected = "(batch, seq)" if not past_length else f"(batch, {past_length} cached + {shape[1]} new tokens)"
-        raise ValueError(
-            f"`{name}` has shape {tuple(mask.shape)} but the input needs {expected} = "
-            f"{(shape[0], past_length + shape[1])}."
-        )
-
-
-def _validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_length: int = 0) -> tuple[int, int]:
-    """Raise a `ValueError` naming the problem for inputs the model cannot process; return (batch, seq)."""
-    if (input_ids is None) == (inputs_embeds is None):
-        raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
-    if input_ids is not None:
-        if input_ids.dim() != 2:
-            raise ValueError(f"`input_ids` must have shape (batch, seq), got {tuple(input_ids.shape)}.")
-        shape = tuple(input_ids.shape)
-    else:
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
-            raise ValueError(
-                f"`inputs_embeds` must have shape (batch, seq, {config.hidden_size}), got {tuple(inputs_embeds.shape)}."
-            )
-        shape = tuple(inputs_embeds.shape[:2])
-    if shape[1] == 0:
-        raise ValueError("The input sequence is empty (seq length 0).")
-    _check_mask_shape(attention_mask, "attention_mask", shape, past_length)
-    if input_ids is not None and not torch.compiler.is_compiling():
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(
-                f"`input_ids` contains ids outside the vocabulary [0, {config.vocab_size}): min {low}, max {high}."
-            )
-    return shape
-
-
-# The keywords with which transformers' `DataCollatorWithFlattening` (and flash-attention packing) describe documents
-# packed into one row.
-PACKED_DOCUMENT_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
-
-
-def _refuse_packed_documents(position_ids, attention_mask, kwargs: dict):
-    """Raise a `ValueError` for a batch that packs several documents into one row: `position_ids` that restart at 0
-    after a real token of the row (`DataCollatorWithFlattening`'s convention), or any of `PACKED_DOCUMENT_KWARGS`.
-    Every pool would run over the whole row and mix the documents. Rows whose positions never return to 0 cost one
-    comparison of `position_ids` with 0; a left-padded row (whose first real token may follow padding at any
-    position) is not a restart."""
-    named = [key for key in PACKED_DOCUMENT_KWARGS if kwargs.get(key) is not None]
-    restarts = False
-    if not named and position_ids is not None and position_ids.dim() == 2 and not torch.compiler.is_compiling():
-        restarts = position_ids[..., 1:] == 0  # (batch or 1, seq - 1)
-        if bool(restarts.any()) and attention_mask is not None:  # only a real token after a real token restarts
-            real = attention_mask[:, -position_ids.shape[-1] :].bool()  # (batch, seq)
-            restarts = restarts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)
-        restarts = bool(restarts.any())
-    if named or restarts:
-        found = f"`{'`, `'.join(named)}`" if named else "`position_ids` that restart at 0 inside a row"
-        raise ValueError(
-            f"This batch packs several documents into one row ({found}, as `DataCollatorWithFlattening` makes). "
-            "Fastformer does not support packed documents yet: its pools would run over the whole row and mix them. "
-            "Pad the batch instead (e.g. `DataCollatorWithPadding`), one document per row."
-        )
-
-
-def _position_ids(config, causal: bool, shape, attention_mask, position_ids, past_length: int, device):
-    """Positions of the new tokens, `(batch or 1, seq)`, checked against the position table (None without one).
-
-    Without explicit `position_ids`: `past_length + arange(seq)`, or, for a causal model given a mask, the number
-    of real tokens before each one (so left padding does not shift positions, as in `generate()`). The limit is on
-    the positions themselves: padding never counts against `max_position_embeddings`.
-    """
-    if config.position_embedding_type == "none":
-        return None
-    batch, seq = shape
-    if position_ids is None:
-        if causal and attention_mask is not None:
-            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
-        else:
-            position_ids = torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)
-    elif position_ids.dim() != 2 or position_ids.shape[-1] != seq or position_ids.shape[0] not in (1, batch):
-        raise ValueError(f"`position_ids` must have shape (batch, {seq}), got {tuple(position_ids.shape)}.")
-    limit = config.max_position_embeddings
-    if not torch.compiler.is_compiling() and int(position_ids.max()) >= limit:
-        advice = (
-            f"prompt and generated text together may hold at most {limit} real tokens"
-            if causal
-            else ("truncate the input or use a config with a larger position table")
-        )
-        raise ValueError(
-            f"The input reaches position {int(position_ids.max())} but the position table holds {limit} positions "
-            f"(`max_position_embeddings`): {advice}."
-        )
-    return position_ids
 
 
 @auto_docstring(
@@ -1072,16 +856,16 @@ class FastformerModel(FastformerPreTrainedModel):
         cache = self._decoding_cache(cache, use_cache)
         self._check_encoder_inputs(encoder_hidden_states, encoder_attention_mask)
         past_length = 0 if cache is None else cache.get_seq_length()
-        shape = _validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
-        _refuse_packed_documents(position_ids, attention_mask, kwargs)
+        shape = validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
+        refuse_packed_documents(position_ids, attention_mask, kwargs)
         device = (input_ids if input_ids is not None else inputs_embeds).device
-        position_ids = _position_ids(
+        positions = resolve_position_ids(
             self.config, self.causal, shape, attention_mask, position_ids, past_length, device
         )
         mask = (
             None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)
         )  # (batch, seq, 1)
-        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=position_ids)
+        hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=positions)
         hidden_states = self.encoder(hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache)
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
@@ -1091,22 +875,21 @@ class FastformerModel(FastformerPreTrainedModel):
 
 
 def _lm_logits_and_loss(model: PreTrainedModel, hidden_states, labels, logits_to_keep, kwargs: dict):
-    """The causal LM heads' last step: `model.lm_head` of the last `logits_to_keep` positions (0: all; or the given
-    position indices; generation asks for the last one only), `(batch, kept, vocab)`, and with `labels` `(batch,
-    seq)` transformers' `ForCausalLMLoss`: the labels are shifted inside, unless `kwargs` has `shift_labels`
+    """The causal LM heads' last step: `model.lm_head` of the positions `logits_to_keep` selects (transformers'
+    `slice_logits_to_keep`: the last ones, 0 for all, or position indices; generation asks for the last one only),
+    and with `labels` `(batch, seq)` transformers' `ForCausalLMLoss`: the labels are shifted inside, unless `kwargs` has `shift_labels`
     (already shifted), which are then the scored targets; their count is `num_items_in_batch` by default."""
-    kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-    logits = model.lm_head(hidden_states[:, kept])  # (batch, kept, vocab)
+    logits = model.lm_head(slice_logits_to_keep(hidden_states, logits_to_keep))  # (batch, kept, vocab)
     if labels is None:
         return logits, None
     vocab_size = model.config.vocab_size
-    labels = _check_class_ids(labels, vocab_size, "labels", tuple(logits.shape[:2]))
+    labels = check_class_ids(labels, vocab_size, "labels", tuple(logits.shape[:2]))
     counted = kwargs.get("shift_labels")
     if counted is None:
         counted = labels[:, 1:]
     else:
-        counted = kwargs["shift_labels"] = _check_class_ids(counted, vocab_size, "shift_labels", tuple(counted.shape))
-    return logits, model.loss_function(logits, labels, vocab_size, **_token_loss_kwargs(counted, kwargs))
+        counted = kwargs["shift_labels"] = check_class_ids(counted, vocab_size, "shift_labels", tuple(counted.shape))
+    return logits, model.loss_function(logits, labels, vocab_size, **token_loss_kwargs(counted, kwargs))
 
 
 def _require_bidirectional(config: FastformerConfig, head: str):
@@ -1117,70 +900,29 @@ def _require_bidirectional(config: FastformerConfig, head: str):
         )
 
 
-def _check_class_ids(labels: torch.Tensor, num_classes: int, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """Raise a `ValueError` unless `labels` has `shape` and holds class ids in `[0, num_classes)` or -100; return
-    them as int64, the dtype cross-entropy needs (int32, int16 or uint8 ids are accepted)."""
-    if tuple(labels.shape) != shape:
-        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(labels.shape)}.")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"`{name}` must hold integer class ids, got dtype {labels.dtype}.")
-    if not torch.compiler.is_compiling():
-        valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
-        if not bool(valid.all()):
-            raise ValueError(
-                f"`{name}` must be class ids in [0, {num_classes}) (or -100 to ignore); got {labels[~valid].unique().tolist()}."
-            )
-    return labels.long()
+def _classifier_dropout(config: FastformerConfig) -> nn.Dropout:
+    """BERT's classifier dropout: `config.classifier_dropout`, else `hidden_dropout_prob`."""
+    return nn.Dropout(
+        config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    )
 
 
-def _token_loss_kwargs(counted_labels: torch.Tensor, kwargs: dict, ignore_index: int = -100) -> dict:
-    """`kwargs` for the library's summed token losses (`self.loss_function`, `fixed_cross_entropy`), with
-    `num_items_in_batch` defaulting to the number of labels that are not `ignore_index` (at least 1): the loss is
-    then their mean, and 0 (not NaN) when every label is ignored, e.g. a batch in which the masking collator masked nothing. The `Trainer` passes the count of
-    the whole optimizer step instead (all accumulation micro-batches and processes): the exact global token mean."""
-    if kwargs.get("num_items_in_batch") is None:
-        kwargs = {**kwargs, "num_items_in_batch": (counted_labels != ignore_index).sum().clamp(min=1)}
-    return kwargs
-
-
-class FastformerEncoderHeadModel(FastformerPreTrainedModel):
-    r"""Base of the heads on one Fastformer encoder (`self.fastformer`), which share one `forward`:
-
-        outputs = fastformer(encoder_inputs(input_ids, attention_mask, inputs_embeds))   # (batch', seq, hidden)
-        logits  = head_logits(outputs.last_hidden_state, mask, inputs)
-        loss    = head_loss(logits, labels, kwargs)                                       # only with labels
-
-    returned as `output_type(loss, logits, hidden_states, attentions)`. A head defines `output_type`,
-    `head_logits` and `head_loss`; `encoder_inputs` is the identity except for multiple choice, which flattens its
-    choices into the batch. `bidirectional_only` heads refuse a causal config.
+@auto_docstring(
+    custom_intro="""
+    Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
+    `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
+    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
     """
-
-    output_type: type[ModelOutput]
-    bidirectional_only = True
-
-    def __init__(self, config: FastformerConfig):
-        if self.bidirectional_only:
-            _require_bidirectional(config, type(self).__name__)
+)
+class FastformerForSequenceClassification(FastformerPreTrainedModel):
+    def __init__(self, config: FastformerConfig):  # a causal encoder pools its states like a bidirectional one
         super().__init__(config)
+        self.num_labels = config.num_labels
         self.fastformer = FastformerModel(config)
-
-    def add_classifier(self, config: FastformerConfig, num_outputs: int):
-        """`self.dropout` (`config.classifier_dropout`, else `hidden_dropout_prob`) and `self.classifier`
-        `Linear(hidden -> num_outputs)`: BERT's names for the classification layers."""
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_outputs)
-
-    def encoder_inputs(self, input_ids, attention_mask, inputs_embeds) -> dict:
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
-
-    def head_logits(self, hidden_states: torch.Tensor, attention_mask, inputs: torch.Tensor) -> torch.Tensor:
-        """The logits of the encoder output `hidden_states` (`attention_mask` as the encoder saw it; `inputs` the
-        `input_ids` or `inputs_embeds` as given)."""
-        raise NotImplementedError
-
-    def head_loss(self, logits: torch.Tensor, labels: torch.Tensor, kwargs: dict) -> torch.Tensor:
-        raise NotImplementedError
+        self.pooler = FastformerPooler(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
 
     @can_return_tuple
     @auto_docstring
@@ -1191,82 +933,25 @@ class FastformerEncoderHeadModel(FastformerPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> ModelOutput:
+    ) -> SequenceClassifierOutput:
         r"""
-        labels (*optional*): the head's targets (`-100` ignores a position). Sequence classification: class ids
-            `(batch,)`, regression targets or multi-hot vectors `(batch, num_labels)` (`config.problem_type`).
-            Masked LM: the original ids at the masked positions `(batch, seq)`. Token classification: class ids
-            `(batch, seq)`. Multiple choice: the index of the right choice `(batch,)`; there `input_ids` and
-            `attention_mask` are `(batch, num_choices, seq)`, `inputs_embeds` `(batch, num_choices, seq, hidden)`.
-
-        Returns:
-            The head's `output_type` (`SequenceClassifierOutput`, `MaskedLMOutput`, `TokenClassifierOutput`,
-            `MultipleChoiceModelOutput`): `loss` (with `labels`), `logits`, and `hidden_states` / `attentions`
-            when asked for (for multiple choice of the flattened `(batch * num_choices, ...)` inputs).
+        labels (*optional*): class ids `(batch,)` (`-100` ignores a row), or regression targets or multi-hot vectors
+            `(batch, num_labels)`, as `config.problem_type` says (set from the first labels when unset).
         """
-        encoded = self.encoder_inputs(input_ids, attention_mask, inputs_embeds)
-        outputs = self.fastformer(**encoded, return_dict=True, **kwargs)
-        inputs = input_ids if input_ids is not None else inputs_embeds
-        logits = self.head_logits(outputs.last_hidden_state, encoded["attention_mask"], inputs)
-        loss = None if labels is None else self.head_loss(logits, labels.to(logits.device), kwargs)
-        return self.output_type(
+        outputs = self.fastformer(
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
+        pooled = self.pooler(outputs.last_hidden_state, attention_mask)  # (batch, hidden)
+        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
+        loss = None
+        if labels is not None:
+            labels = sequence_classification_labels(self.config, labels.to(logits.device), logits)
+            if self.config.problem_type == "single_label_classification":  # 0, not NaN, when every label is -100
+                kwargs = token_loss_kwargs(labels, kwargs)
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
+        return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-@auto_docstring(
-    custom_intro="""
-    Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
-    `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
-    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
-    """
-)
-class FastformerForSequenceClassification(FastformerEncoderHeadModel):
-    output_type = SequenceClassifierOutput
-    bidirectional_only = False  # a causal encoder pools its states like a bidirectional one
-
-    def __init__(self, config: FastformerConfig):
-        super().__init__(config)
-        self.num_labels = config.num_labels
-        self.pooler = FastformerPooler(config)
-        self.add_classifier(config, config.num_labels)
-        self.post_init()
-
-    def head_logits(self, hidden_states, attention_mask, inputs):
-        pooled = self.pooler(hidden_states, attention_mask)  # (batch, hidden)
-        return self.classifier(self.dropout(pooled))  # (batch, num_labels)
-
-    def head_loss(self, logits, labels, kwargs):
-        labels = self._checked_labels(labels, logits)
-        if self.config.problem_type == "single_label_classification":  # 0, not NaN, when every label is -100
-            kwargs = _token_loss_kwargs(labels, kwargs)
-        return self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
-
-    def _checked_labels(self, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Set `config.problem_type` from the labels when unset (the library's rule, for every integer dtype: class
-        ids; floats: multi-hot targets), check the labels' shape and values against it, and give class ids int64 and
-        regression and multi-label targets the logits' dtype."""
-        labels = labels.to(logits.device)
-        batch = logits.shape[0]
-        if self.config.problem_type is None:
-            if self.num_labels == 1:
-                self.config.problem_type = "regression"
-            elif not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
-                self.config.problem_type = "single_label_classification"
-            else:
-                self.config.problem_type = "multi_label_classification"
-        if self.config.problem_type == "single_label_classification":
-            return _check_class_ids(labels.view(-1), self.num_labels, "labels", (batch,))
-        expected = [tuple(logits.shape)]  # multi-label, or regression of `num_labels` targets
-        if self.config.problem_type == "regression" and self.num_labels == 1:
-            expected.append((batch,))
-        if tuple(labels.shape) not in expected:
-            kind = "Regression" if self.config.problem_type == "regression" else "Multi-label"
-            raise ValueError(
-                f"{kind} `labels` for {self.num_labels} label(s) must have shape {' or '.join(map(str, expected))}, "
-                f"got {tuple(labels.shape)}."
-            )
-        return labels.to(logits.dtype)
 
 
 class FastformerGenerationMixin(GenerationMixin):
@@ -1477,7 +1162,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
         labels (`(batch, dec_seq)`, *optional*): target token ids; `-100` is ignored by the loss.
         """
         if labels is not None:  # token ids or -100 (the shape is checked against the logits below)
-            _check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
+            check_class_ids(labels, self.config.vocab_size, "labels", tuple(labels.shape))
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
         if encoder_outputs is None:
@@ -1489,7 +1174,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError("Pass `decoder_input_ids` (or `labels`, from which they are built).")
         decoder_inputs = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
-        _check_mask_shape(  # checked here, by its name: the decoder itself would call it `attention_mask`
+        check_mask_shape(  # checked here, by its name: the decoder itself would call it `attention_mask`
             decoder_attention_mask,
             "decoder_attention_mask",
             tuple(decoder_inputs.shape[:2]),
@@ -1547,15 +1232,16 @@ class FastformerLMPredictionHead(nn.Module):
     those tokens; it is 0 for a batch without any.
     """
 )
-class FastformerForMaskedLM(FastformerEncoderHeadModel):
+class FastformerForMaskedLM(FastformerPreTrainedModel):
     _tp_plan = {"lm_head.decoder": "colwise_gather_output"}  # vocabulary split like the embedding table
     _fsdp_plan = {"lm_head.decoder": "keep_full_weight"}
     _tied_weights_keys = {"lm_head.decoder.weight": "fastformer.embeddings.word_embeddings.weight"}
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
-    output_type = MaskedLMOutput
 
     def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
+        self.fastformer = FastformerModel(config)
         self.lm_head = FastformerLMPredictionHead(config)
         self.post_init()
 
@@ -1565,12 +1251,31 @@ class FastformerForMaskedLM(FastformerEncoderHeadModel):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
 
-    def head_logits(self, hidden_states, attention_mask, inputs):
-        return self.lm_head(hidden_states)  # (batch, seq, vocab)
-
-    def head_loss(self, logits, labels, kwargs):
-        labels = _check_class_ids(labels, self.config.vocab_size, "labels", tuple(logits.shape[:2]))
-        return self.loss_function(logits, labels, self.config.vocab_size, **_token_loss_kwargs(labels, kwargs))
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
+        r"""
+        labels (`(batch, seq)`, *optional*): the original ids at the masked positions, `-100` elsewhere.
+        """
+        outputs = self.fastformer(
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (batch, seq, vocab)
+        loss = None
+        if labels is not None:
+            vocab_size = self.config.vocab_size
+            labels = check_class_ids(labels.to(logits.device), vocab_size, "labels", tuple(logits.shape[:2]))
+            loss = self.loss_function(logits, labels, vocab_size, **token_loss_kwargs(labels, kwargs))
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 @auto_docstring(
@@ -1580,39 +1285,59 @@ class FastformerForMaskedLM(FastformerEncoderHeadModel):
     whose label is not `-100` (give padding and sub-word continuations -100).
     """
 )
-class FastformerForTokenClassification(FastformerEncoderHeadModel):
+class FastformerForTokenClassification(FastformerPreTrainedModel):
     accepts_loss_kwargs = True  # the Trainer passes `num_items_in_batch`
-    output_type = TokenClassifierOutput
 
     def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.add_classifier(config, config.num_labels)
+        self.fastformer = FastformerModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def head_logits(self, hidden_states, attention_mask, inputs):
-        return self.classifier(self.dropout(hidden_states))  # (batch, seq, num_labels)
-
-    def head_loss(self, logits, labels, kwargs):
-        labels = _check_class_ids(labels, self.num_labels, "labels", tuple(logits.shape[:2]))
-        return self.loss_function(logits, labels, self.config, **_token_loss_kwargs(labels, kwargs))
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        r"""
+        labels (`(batch, seq)`, *optional*): a class id per token, `-100` to ignore it.
+        """
+        outputs = self.fastformer(
+            input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))  # (batch, seq, num_labels)
+        loss = None
+        if labels is not None:
+            labels = check_class_ids(labels.to(logits.device), self.num_labels, "labels", tuple(logits.shape[:2]))
+            loss = self.loss_function(logits, labels, self.config, **token_loss_kwargs(labels, kwargs))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 @auto_docstring(
     custom_intro="""
     Fastformer encoder + a linear layer giving every token a span-start and a span-end logit (extractive question
-    answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`). The loss is BERT's
-    (as `ForQuestionAnsweringLoss`): `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2`,
-    where positions outside `[0, seq)` (an answer cut off by truncation, or a negative index such as -1 or -100)
-    are ignored (transformers' own QA heads clamp a negative index to 0 and train it as the first token); 0, not
-    NaN, when every position is outside.
+    answering, SQuAD-style: the input is `[CLS] question [SEP] context [SEP]`). The loss is transformers'
+    `ForQuestionAnsweringLoss`, `(CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2` over the
+    examples whose start and end both lie in `[0, seq)`: an answer cut off by truncation, or a negative index such as
+    -1 or -100, is ignored (transformers' own QA heads clamp a negative index to 0 and train it as the first token);
+    0, not NaN, when every example is ignored.
     """
 )
-class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
-    """(Its own `forward`: the targets are two position tensors, as transformers' pipelines and Trainer expect.)"""
-
+class FastformerForQuestionAnswering(FastformerPreTrainedModel):
     def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
+        self.fastformer = FastformerModel(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
@@ -1632,28 +1357,12 @@ class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
         )
         logits = self.qa_outputs(outputs.last_hidden_state)  # (batch, seq, 2)
         start_logits, end_logits = (part.squeeze(-1).contiguous() for part in logits.split(1, dim=-1))
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
         loss = None
-        if start_positions is not None:
-            batch, seq = start_logits.shape
-            losses = []
-            for name, positions, position_logits in (
-                ("start_positions", start_positions, start_logits),
-                ("end_positions", end_positions, end_logits),
-            ):
-                positions = positions.squeeze(-1) if positions.dim() == 2 else positions
-                if tuple(positions.shape) != (batch,) or positions.is_floating_point():
-                    raise ValueError(
-                        f"`{name}` must be integer token indices of shape ({batch},), got {positions.dtype} of shape "
-                        f"{tuple(positions.shape)}."
-                    )
-                positions = positions.to(position_logits.device).long()
-                outside = (positions < 0) | (positions >= seq)
-                positions = positions.masked_fill(outside, seq)  # outside the input (also -1, -100): ignored
-                divisor = _token_loss_kwargs(positions, {}, ignore_index=seq)
-                losses.append(fixed_cross_entropy(position_logits.float(), positions, ignore_index=seq, **divisor))
-            loss = (losses[0] + losses[1]) / 2
+        if start_positions is not None or end_positions is not None:
+            start, end = question_answering_positions(start_positions, end_positions, *start_logits.shape)
+            start, end = start.to(logits.device), end.to(logits.device)
+            divisor = token_loss_kwargs(start, {}, ignore_index=start_logits.shape[1])
+            loss = self.loss_function(start_logits.float(), end_logits.float(), start, end, **divisor)
         return QuestionAnsweringModelOutput(
             loss=loss,
             start_logits=start_logits,
@@ -1671,39 +1380,59 @@ class FastformerForQuestionAnswering(FastformerEncoderHeadModel):
     with cross-entropy.
     """
 )
-class FastformerForMultipleChoice(FastformerEncoderHeadModel):
-    output_type = MultipleChoiceModelOutput
+class FastformerForMultipleChoice(FastformerPreTrainedModel):
+    # transformers has no multiple-choice loss: the masked-LM loss is the same cross-entropy, over the choices
+    _loss_function = staticmethod(ForMaskedLMLoss)
 
     def __init__(self, config: FastformerConfig):
+        _require_bidirectional(config, type(self).__name__)
         super().__init__(config)
+        self.fastformer = FastformerModel(config)
         self.pooler = FastformerPooler(config)
-        self.add_classifier(config, 1)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
-    def encoder_inputs(self, input_ids, attention_mask, inputs_embeds) -> dict:
-        """Check the `(batch, num_choices, ...)` inputs and flatten them to `(batch * num_choices, ...)`."""
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MultipleChoiceModelOutput:
+        r"""
+        input_ids (`(batch, num_choices, seq)`): each choice's tokens (`inputs_embeds`: `(batch, num_choices, seq,
+            hidden)`; `attention_mask`: `(batch, num_choices, seq)`).
+        labels (`(batch,)`, *optional*): the index of the right choice, `-100` to ignore an example.
+        """
         inputs = input_ids if input_ids is not None else inputs_embeds
-        if inputs is None:
+        if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
         if inputs.dim() != (3 if input_ids is not None else 4):
-            expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
             name = "input_ids" if input_ids is not None else "inputs_embeds"
+            expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
             raise ValueError(f"`{name}` must have shape {expected}, got {tuple(inputs.shape)}.")
         if attention_mask is not None and attention_mask.shape != inputs.shape[:3]:
             raise ValueError(
                 f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
                 f"seq) = {tuple(inputs.shape[:3])}."
             )
-        given = (input_ids, attention_mask, inputs_embeds)
-        return super().encoder_inputs(*(None if tensor is None else tensor.flatten(0, 1) for tensor in given))
-
-    def head_logits(self, hidden_states, attention_mask, inputs):
-        pooled = self.pooler(hidden_states, attention_mask)  # (batch * num_choices, hidden)
-        return self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)
-
-    def head_loss(self, logits, labels, kwargs):
-        labels = _check_class_ids(labels, logits.shape[1], "labels", (logits.shape[0],))
-        return fixed_cross_entropy(logits.float(), labels, **_token_loss_kwargs(labels, kwargs))
+        flat = [
+            None if tensor is None else tensor.flatten(0, 1) for tensor in (input_ids, attention_mask, inputs_embeds)
+        ]
+        outputs = self.fastformer(flat[0], attention_mask=flat[1], inputs_embeds=flat[2], return_dict=True, **kwargs)
+        pooled = self.pooler(outputs.last_hidden_state, flat[1])  # (batch * num_choices, hidden)
+        logits = self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)
+        loss = None
+        if labels is not None:
+            labels = check_class_ids(labels.to(logits.device), logits.shape[1], "labels", (logits.shape[0],))
+            loss = self.loss_function(logits, labels, logits.shape[1], **token_loss_kwargs(labels, kwargs))
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 __all__ = [

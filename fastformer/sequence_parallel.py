@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .inputs_fastformer import check_class_ids, check_position_limit, default_position_ids, validate_inputs
 from .pooling_fastformer import SoftmaxPool, compute_dtype, merge_all, softmax_pool
 
 
@@ -206,15 +207,14 @@ def shard_sequence(
     causal: the positions of a causal model with a mask count only the real tokens (as the model does itself).
         Default: whether `model` is causal; False without a model.
     pad_token_id: the id of the padding added here. Default: `model.config.pad_token_id`, else 0."""
-    if input_ids.dim() != 2:
-        choices = " (multiple choice's (batch, num_choices, seq) is not supported)" if input_ids.dim() == 3 else ""
-        raise ValueError(f"`shard_sequence` needs `input_ids` (batch, seq){choices}, got {tuple(input_ids.shape)}.")
-    batch, length = input_ids.shape
-    if input_ids.numel() == 0:
-        raise ValueError(f"`input_ids` is empty: shape {(batch, length)}.")
-    if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
-        raise ValueError(f"`attention_mask` has shape {tuple(attention_mask.shape)}, `input_ids` {(batch, length)}.")
+    if input_ids.dim() == 3:
+        raise ValueError(
+            "`shard_sequence` needs `input_ids` (batch, seq) (multiple choice's (batch, num_choices, seq) is not "
+            f"supported), got {tuple(input_ids.shape)}."
+        )
     config, causal, token_labels, label_classes = _settings_from_model(model, causal, token_labels)
+    # Checks of the whole batch, as the model makes them: the same on every process, and before any collective.
+    batch, length = validate_inputs(config, input_ids, attention_mask, None)
     if labels is not None and token_labels is None:
         if tuple(labels.shape) == (batch, length) and not causal:
             raise ValueError(
@@ -226,41 +226,15 @@ def shard_sequence(
     token_labels = bool(token_labels) and labels is not None
     if pad_token_id is None:
         pad_token_id = 0 if getattr(config, "pad_token_id", None) is None else config.pad_token_id
-
-    # Checks of the whole batch: the same on every process, and before any collective.
-    vocab_size = getattr(config, "vocab_size", None)
-    low, high = int(input_ids.min()), int(input_ids.max())
-    if low < 0 or (vocab_size is not None and high >= vocab_size):
-        vocabulary = f"[0, {vocab_size})" if vocab_size is not None else "[0, vocab_size)"
-        raise ValueError(f"`input_ids` contains ids outside the vocabulary {vocabulary}: min {low}, max {high}.")
-    if causal and attention_mask is not None:
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    else:
-        position_ids = torch.arange(length, device=input_ids.device).expand(batch, length)
-    if getattr(config, "position_embedding_type", None) == "absolute":
-        limit, reached = config.max_position_embeddings, int(position_ids.max())
-        if reached >= limit:
-            raise ValueError(
-                f"The input reaches position {reached} but the position table holds {limit} positions "
-                "(`max_position_embeddings`): truncate the input or use a config with a larger position table."
-            )
+    position_ids = default_position_ids(causal, length, attention_mask, device=input_ids.device).expand(batch, length)
+    if config is not None:
+        check_position_limit(config, position_ids, causal)
     shift_labels = num_items = None
-    if token_labels:
-        if tuple(labels.shape) != (batch, length):
-            shape = tuple(labels.shape)
-            raise ValueError(f"Per-token `labels` must have shape (batch, seq) = {(batch, length)}, got {shape}.")
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-            raise ValueError(f"Per-token `labels` must hold integer class ids, got dtype {labels.dtype}.")
-        if causal:
-            labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # position t predicts token t + 1
+    if token_labels:  # without the head (`model`), the ids' range is not known: only shape and dtype are checked
         classes = getattr(config, label_classes, None) if label_classes is not None else None
-        if classes is not None:
-            valid = (labels == -100) | ((labels >= 0) & (labels < classes))
-            if not bool(valid.all()):
-                raise ValueError(
-                    f"`labels` must be class ids in [0, {classes}) (`config.{label_classes}`) or -100 to ignore, got "
-                    f"{labels[~valid].unique().tolist()}."
-                )
+        labels = check_class_ids(labels, classes, "labels", (batch, length))
+        if causal:  # position t predicts token t + 1
+            labels = nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
         num_items = (labels != -100).sum().clamp(min=1)
 
     group = _process_group(group)
@@ -268,6 +242,7 @@ def shard_sequence(
     padded = -(-length // world) * world
     extra = padded - length
     if extra:
+        vocab_size = getattr(config, "vocab_size", None)
         if pad_token_id < 0 or (vocab_size is not None and pad_token_id >= vocab_size):
             raise ValueError(f"`pad_token_id` {pad_token_id} is outside the vocabulary [0, {vocab_size}).")
         if attention_mask is None:

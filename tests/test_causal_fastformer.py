@@ -8,7 +8,7 @@ from toys import toy_tokenizer
 from transformers import AutoModelForCausalLM, pipeline
 
 from fastformer import FastformerCache, FastformerForCausalLM
-from fastformer.modeling_fastformer import causal_softmax_pool
+from fastformer.pooling_fastformer import prefix_softmax_pool
 
 
 def causal_lm(seed=0, **kwargs):
@@ -46,15 +46,15 @@ def test_causal_pool_equals_naive_prefix_softmax(seq):
     keep = torch.ones(2, seq, dtype=torch.bool)
     keep[1, : seq // 3] = False  # left padding
     keep[0, seq // 2 :: 7] = False  # holes
-    pooled, _ = causal_softmax_pool(logits, values, keep)
+    pooled, _ = prefix_softmax_pool(logits, values, keep)
     torch.testing.assert_close(pooled.double(), naive_prefix_pool(logits, values, keep), atol=1e-5, rtol=1e-5)
 
 
 def test_causal_pool_state_continues_exactly():
     logits, values = torch.randn(2, 200, 3) * 10, torch.randn(2, 200, 3, 5)
-    whole, whole_state = causal_softmax_pool(logits, values)
-    first, state = causal_softmax_pool(logits[:, :77], values[:, :77], chunk_size=16)
-    second, state = causal_softmax_pool(logits[:, 77:], values[:, 77:], state=state, chunk_size=16)
+    whole, whole_state = prefix_softmax_pool(logits, values)
+    first, state = prefix_softmax_pool(logits[:, :77], values[:, :77], chunk_size=16)
+    second, state = prefix_softmax_pool(logits[:, 77:], values[:, 77:], state=state, chunk_size=16)
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state, whole_state, atol=1e-5, rtol=1e-5)
 

@@ -9,7 +9,7 @@ from helpers import causal_config
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastformer import FastformerConfig, FastformerForCausalLM
-from fastformer.modeling_fastformer import causal_softmax_pool
+from fastformer.pooling_fastformer import SoftmaxPool, prefix_softmax_pool
 
 
 def naive_pool(logits, values, keep):
@@ -59,7 +59,7 @@ def test_pool_equals_naive_softmax_forward_and_backward(seq, dtype, chunk_size):
         pytest.skip("the seven-level case is covered at 200 tokens")
     logits, values, keep = padded_inputs(seq, dtype)
     upstream = torch.randn(*values.shape, dtype=dtype)
-    pool = lambda a, x, k: causal_softmax_pool(a, x, k, chunk_size=chunk_size)[0]  # noqa: E731
+    pool = lambda a, x, k: prefix_softmax_pool(a, x, k, chunk_size=chunk_size)[0]  # noqa: E731
     out, grad_logits, grad_values = pool_and_grads(pool, logits, values, keep, upstream)
     ref = pool_and_grads(naive_pool, logits.double(), values.double(), keep, upstream.double())
     assert out.dtype == dtype
@@ -80,7 +80,7 @@ def test_pool_exact_at_logit_scale_1e4(dtype):
     finite. Catches an `exp` of an unshifted logit (inf / NaN) or a shift by the wrong block's max."""
     logits, values, keep = padded_inputs(300, dtype, scale=1e4)
     upstream = torch.randn(*values.shape, dtype=dtype)
-    pool = lambda a, x, k: causal_softmax_pool(a, x, k)[0]  # noqa: E731
+    pool = lambda a, x, k: prefix_softmax_pool(a, x, k)[0]  # noqa: E731
     got = pool_and_grads(pool, logits, values, keep, upstream)
     ref = pool_and_grads(naive_pool, logits.double(), values.double(), keep, upstream.double())
     assert all(torch.isfinite(g).all() for g in got)
@@ -100,20 +100,24 @@ def test_pool_gradcheck_float64():
     values = torch.randn(2, 20, 1, 2, dtype=torch.float64, requires_grad=True)
     keep = torch.ones(2, 20, dtype=torch.bool)
     keep[1, :7] = False
-    state = torch.randn(2, 1, 4, dtype=torch.float64)
-    state[..., -1] = state[..., -1].abs() + 0.5  # Z > 0
-    state.requires_grad_()
-    pool = lambda a, x, st: causal_softmax_pool(a, x, keep, state=st, chunk_size=3)[0]  # noqa: E731
-    assert torch.autograd.gradcheck(pool, (logits, values, state))
-    assert pool(logits, values, state).dtype == torch.float64
+    m = torch.randn(2, 1, dtype=torch.float64, requires_grad=True)
+    sums = torch.randn(2, 1, 3, dtype=torch.float64)  # [S, Z]
+    sums[..., -1] = sums[..., -1].abs() + 0.5  # Z > 0
+    sums.requires_grad_()
+
+    def pool(a, x, m, sums):
+        return prefix_softmax_pool(a, x, keep, state=SoftmaxPool(m, sums), chunk_size=3)[0]
+
+    assert torch.autograd.gradcheck(pool, (logits, values, m, sums))
+    assert pool(logits, values, m, sums).dtype == torch.float64
 
 
 def test_pool_upcasts_half_precision_to_float32():
     """bfloat16 inputs are pooled in float32 (never below), float64 stays float64."""
     logits, values = torch.randn(1, 30, 2), torch.randn(1, 30, 2, 4)
-    pooled, state = causal_softmax_pool(logits.bfloat16(), values.bfloat16())
-    assert pooled.dtype == state.dtype == torch.float32
-    assert causal_softmax_pool(logits.double(), values.double())[0].dtype == torch.float64
+    pooled, state = prefix_softmax_pool(logits.bfloat16(), values.bfloat16())
+    assert pooled.dtype == state.sums.dtype == state.m.dtype == torch.float32
+    assert prefix_softmax_pool(logits.double(), values.double())[0].dtype == torch.float64
 
 
 @pytest.mark.parametrize("split", [1, 16, 77, 130])
@@ -123,9 +127,9 @@ def test_pool_state_continues_exactly(split):
     logits, values, keep = padded_inputs(200, torch.float64, scale=10.0)
     keep[1, :140] = False
     upstream = torch.randn(*values.shape, dtype=torch.float64)
-    whole, whole_state = causal_softmax_pool(logits, values, keep)
-    first, state = causal_softmax_pool(logits[:, :split], values[:, :split], keep[:, :split])
-    second, state = causal_softmax_pool(logits[:, split:], values[:, split:], keep[:, split:], state=state)
+    whole, whole_state = prefix_softmax_pool(logits, values, keep)
+    first, state = prefix_softmax_pool(logits[:, :split], values[:, :split], keep[:, :split])
+    second, state = prefix_softmax_pool(logits[:, split:], values[:, split:], keep[:, split:], state=state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(state, whole_state, atol=1e-12, rtol=1e-12)
     grads = torch.autograd.grad((torch.cat([first, second], 1) * upstream).sum(), [logits, values])
@@ -137,11 +141,11 @@ def test_pool_state_continues_exactly(split):
 def test_one_token_steps_equal_the_scan():
     """Decoding one token at a time through the constant-size state equals the parallel scan (left padding)."""
     logits, values, keep = padded_inputs(40, torch.float64, scale=10.0)
-    whole, _ = causal_softmax_pool(logits, values, keep)
+    whole, _ = prefix_softmax_pool(logits, values, keep)
     state, steps = None, []
     for t in range(40):
-        pooled, state = causal_softmax_pool(logits[:, t : t + 1], values[:, t : t + 1], keep[:, t : t + 1], state)
-        assert state.shape == (4, 2, 7)
+        pooled, state = prefix_softmax_pool(logits[:, t : t + 1], values[:, t : t + 1], keep[:, t : t + 1], state)
+        assert state.m.shape == (4, 2) and state.sums.shape == (4, 2, 6)  # constant size
         steps.append(pooled)
     torch.testing.assert_close(torch.cat(steps, 1), whole, atol=1e-12, rtol=1e-12)
 
@@ -150,8 +154,8 @@ def test_recomputed_backward_gives_the_same_gradients():
     """`recompute_in_backward=True` (inputs saved, pool recomputed in backward) gives the same gradients."""
     logits, values, keep = padded_inputs(100, torch.float64)
     upstream = torch.randn(*values.shape, dtype=torch.float64)
-    plain = causal_softmax_pool(logits, values, keep)[0]
-    lean = causal_softmax_pool(logits, values, keep, recompute_in_backward=True)[0]
+    plain = prefix_softmax_pool(logits, values, keep)[0]
+    lean = prefix_softmax_pool(logits, values, keep, recompute_in_backward=True)[0]
     torch.testing.assert_close(lean, plain, atol=0, rtol=0)
     for got, want in zip(
         torch.autograd.grad((lean * upstream).sum(), [logits, values]),
@@ -167,7 +171,7 @@ def test_loss_scaled_padding_only_prefixes_give_finite_gradients():
     values = torch.randn(2, 129, 4, 8, requires_grad=True)
     keep = torch.ones(2, 129, dtype=torch.bool)
     keep[:, :100] = False
-    pooled, _ = causal_softmax_pool(logits, values, keep)
+    pooled, _ = prefix_softmax_pool(logits, values, keep)
     (pooled.sum() * 65536).backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(values.grad).all()
     assert (logits.grad[:, :100] == 0).all() and (values.grad[:, :100] == 0).all()
@@ -255,7 +259,7 @@ def test_dispatched_ops_grow_logarithmically_with_length():
 
 
 def test_compiled_with_dynamic_shapes_does_not_recompile_per_length():
-    """`torch.compile(causal_softmax_pool, dynamic=True)`: one graph for every length with the same number of scan
+    """`torch.compile(prefix_softmax_pool, dynamic=True)`: one graph for every length with the same number of scan
     levels (`ceil(log16 seq)`: 17..256 tokens here), one more graph per level, never one per length (dynamo's
     tracing is what decides recompilation; the `eager` backend keeps the test fast)."""
     import torch._dynamo
@@ -263,13 +267,13 @@ def test_compiled_with_dynamic_shapes_does_not_recompile_per_length():
 
     torch._dynamo.reset()
     counters.clear()
-    compiled = torch.compile(causal_softmax_pool, dynamic=True, backend="eager")
+    compiled = torch.compile(prefix_softmax_pool, dynamic=True, backend="eager")
     graphs = []
     for seq in (20, 100, 250, 300):
         logits, values, keep = padded_inputs(seq, torch.float32)
         out, state = compiled(logits, values, keep)
         out.sum().backward()
-        expected, expected_state = causal_softmax_pool(logits, values, keep)
+        expected, expected_state = prefix_softmax_pool(logits, values, keep)
         torch.testing.assert_close(out, expected)
         torch.testing.assert_close(state, expected_state)
         graphs.append(counters["stats"]["unique_graphs"])

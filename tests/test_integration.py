@@ -37,6 +37,18 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
         assert_far(fresh(input_ids, attention_mask=attention_mask).logits, expected, atol=1e-5)
 
 
+# The package's modules that a checkpoint carries as custom code: the model file and its relative imports.
+CARRIED_MODULES = (
+    "configuration_fastformer",
+    "modeling_fastformer",
+    "pooling_fastformer",
+    "cache_fastformer",
+    "chunking_fastformer",
+    "inputs_fastformer",
+    "sequence_parallel",
+)
+
+
 def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
     FastformerForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
@@ -51,7 +63,7 @@ def test_checkpoint_carries_custom_code_and_auto_map(tmp_path):
         "AutoModelForQuestionAnswering": "modeling_fastformer.FastformerForQuestionAnswering",
         "AutoModelForMultipleChoice": "modeling_fastformer.FastformerForMultipleChoice",
     }
-    for name in ("modeling_fastformer", "configuration_fastformer", "pooling_fastformer", "sequence_parallel"):
+    for name in CARRIED_MODULES:
         assert (tmp_path / f"{name}.py").exists(), name
 
 
@@ -128,15 +140,12 @@ def test_modeling_files_import_only_libraries_and_each_other():
     huggingface_hub and each other (catches an import of the `fastformer` package or of another of its modules,
     which a checkpoint does not carry)."""
     import ast
+    import importlib
 
-    import fastformer.configuration_fastformer as configuration
-    import fastformer.modeling_fastformer as modeling
-    import fastformer.pooling_fastformer as pooling
-    import fastformer.sequence_parallel as sequence_parallel
-
+    carried = set(CARRIED_MODULES)
     allowed = set(sys.stdlib_module_names) | {"torch", "transformers", "huggingface_hub"}
-    carried = {"configuration_fastformer", "pooling_fastformer", "sequence_parallel"}
-    for module in (configuration, modeling, pooling, sequence_parallel):
+    for name in carried:
+        module = importlib.import_module(f"fastformer.{name}")
         for node in ast.walk(ast.parse(open(module.__file__).read())):
             if isinstance(node, ast.Import):
                 assert all(alias.name.split(".")[0] in allowed for alias in node.names), ast.dump(node)

@@ -57,7 +57,7 @@ EMPTY_ROW_CASES = {
 ERROR_CASES = {
     "id_outside_vocabulary": "`input_ids` contains ids outside the vocabulary [0, 99): min 3, max 99.",
     "past_position_table": "The input reaches position 69 but the position table holds 64 positions",
-    "token_label_outside_classes": "`labels` must be class ids in [0, 5) (`config.num_labels`) or -100 to ignore",
+    "token_label_outside_classes": "`labels` must be class ids in [0, 5) (or -100 to ignore); got [5].",
 }
 
 

@@ -274,8 +274,8 @@ def test_regression_labels_must_match_the_number_of_targets():
 @pytest.mark.parametrize("outside", [-1, -100, 6, 50])
 def test_question_answering_ignores_every_position_outside_the_input(outside):
     """The QA docstring said positions outside the input are ignored, but -1 was clamped to 0 and trained as the
-    first token. Every position outside `[0, seq)` is now ignored: the loss equals the loss of the other example
-    alone."""
+    first token. An example with a position outside `[0, seq)` is now ignored (a span without its start is no
+    target): the loss equals the loss of the other example alone, in both terms."""
     model = randomize_(FastformerForQuestionAnswering(tiny_config())).eval()
     input_ids = torch.randint(3, 99, (2, 6))
     ends = torch.tensor([3, 4])
@@ -284,7 +284,9 @@ def test_question_answering_ignores_every_position_outside_the_input(outside):
         loss = model(input_ids, start_positions=torch.tensor([outside, 2]), end_positions=ends).loss
         as_first = model(input_ids, start_positions=torch.tensor([0, 2]), end_positions=ends).loss
     cross_entropy = torch.nn.functional.cross_entropy
-    expected = (cross_entropy(out.start_logits[1:], torch.tensor([2])) + cross_entropy(out.end_logits, ends)) / 2
+    expected = (
+        cross_entropy(out.start_logits[1:], torch.tensor([2])) + cross_entropy(out.end_logits[1:], ends[1:])
+    ) / 2
     torch.testing.assert_close(loss, expected)
     assert max_difference(loss, as_first) > 1e-3  # the old behaviour (trained as position 0) differs
 

@@ -13,6 +13,9 @@ run against it) and, for the small subset that `--fast` and `tests/test_mutation
 
 MODEL = "fastformer/modeling_fastformer.py"
 POOL = "fastformer/pooling_fastformer.py"
+CACHE = "fastformer/cache_fastformer.py"
+CHUNKING = "fastformer/chunking_fastformer.py"
+INPUTS = "fastformer/inputs_fastformer.py"
 SEQUENCE_PARALLEL = "fastformer/sequence_parallel.py"
 CONVERTER = "fastformer/convert_official_checkpoint.py"
 TOKENIZER = "fastformer/tokenization_fastformer.py"
@@ -192,10 +195,10 @@ MUTANTS = [
     dict(
         id="heads-pool-unmasked",
         file=MODEL,
-        function="FastformerEncoderHeadModel.forward",
-        original='        logits = self.head_logits(outputs.last_hidden_state, encoded["attention_mask"], inputs)',
-        replacement="        logits = self.head_logits(outputs.last_hidden_state, None, inputs)",
-        description="the encoder heads' shared forward pools without the padding mask",
+        function="FastformerForMultipleChoice.forward",
+        original="        pooled = self.pooler(outputs.last_hidden_state, flat[1])",
+        replacement="        pooled = self.pooler(outputs.last_hidden_state, None)",
+        description="multiple choice pools its choices without their padding mask",
         tests=["tests/test_heads_fastformer.py", "-k", "multiple_choice_scores_each_choice_independently"],
     ),
     dict(
@@ -209,7 +212,7 @@ MUTANTS = [
     ),
     dict(
         id="chunked-causal-state-dropped",
-        file=MODEL,
+        file=CHUNKING,
         function="ChunkStates.run",
         original="            out, *states = run_chunk(",
         replacement="            out, *_ = run_chunk(",
@@ -218,19 +221,19 @@ MUTANTS = [
     ),
     dict(
         id="pos-left-padding-shifts",
-        file=MODEL,
-        function="_position_ids",
-        original="            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]",
-        replacement="            position_ids = torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)",
+        file=INPUTS,
+        function="default_position_ids",
+        original="        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]",
+        replacement="        return torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)",
         description="causal positions count left padding",
         tests=CAUSAL_REFERENCE,
     ),
     dict(
         id="pos-ignore-past",
-        file=MODEL,
-        function="_position_ids",
-        original="            position_ids = torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)",
-        replacement="            position_ids = torch.arange(0, seq, device=device).unsqueeze(0)",
+        file=INPUTS,
+        function="default_position_ids",
+        original="    return torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)",
+        replacement="    return torch.arange(0, seq, device=device).unsqueeze(0)",
         description="decoding restarts positions at 0 after the cache",
         tests=INCREMENTAL,
     ),
@@ -273,7 +276,7 @@ MUTANTS = [
     ),
     dict(
         id="scan-state-max-misread",
-        file=MODEL,
+        file=CACHE,
         function="FastformerCacheLayer.unpack",
         original="        return SoftmaxPool(state[..., -2], torch.cat([state[..., :-2], state[..., -1:]], dim=-1))",
         replacement="        return SoftmaxPool(state[..., -1], torch.cat([state[..., :-2], state[..., -1:]], dim=-1))",
@@ -302,7 +305,7 @@ MUTANTS = [
     ),
     dict(
         id="cache-length-not-advanced",
-        file=MODEL,
+        file=CACHE,
         function="FastformerCache.advance",
         original="        self._seen_tokens += num_tokens",
         replacement="        self._seen_tokens += 0",
@@ -436,8 +439,8 @@ MUTANTS = [
     # ------------------------------------------------------------- defects found by users (issue #23)
     dict(
         id="packing-restarts-unchecked",
-        file=MODEL,
-        function="_refuse_packed_documents",
+        file=INPUTS,
+        function="refuse_packed_documents",
         original="    if named or restarts:",
         replacement="    if named:",
         description="positions restarting inside a row (DataCollatorWithFlattening) accepted: documents mix",
@@ -445,8 +448,8 @@ MUTANTS = [
     ),
     dict(
         id="packing-left-padding-refused",
-        file=MODEL,
-        function="_refuse_packed_documents",
+        file=INPUTS,
+        function="refuse_packed_documents",
         original="            restarts = restarts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)",
         replacement="            restarts = restarts & real[:, 1:]",
         description="a left-padded row (generate()'s positions) taken for a packed one",
@@ -454,7 +457,7 @@ MUTANTS = [
     ),
     dict(
         id="cache-state-copied-in-place",
-        file=MODEL,
+        file=CACHE,
         function="FastformerCacheLayer.update_recurrent_state",
         original="        self.recurrent_states[state_idx] = recurrent_states\n",
         replacement="        old = self.recurrent_states[state_idx]\n"
@@ -473,8 +476,8 @@ MUTANTS = [
     ),
     dict(
         id="labels-not-int64",
-        file=MODEL,
-        function="_check_class_ids",
+        file=INPUTS,
+        function="check_class_ids",
         original="    return labels.long()",
         replacement="    return labels",
         description="int32 class ids reach cross-entropy as they are",
@@ -483,18 +486,18 @@ MUTANTS = [
     dict(
         id="seqcls-ignored-labels-nan",
         file=MODEL,
-        function="FastformerForSequenceClassification.head_loss",
-        original="            kwargs = _token_loss_kwargs(labels, kwargs)",
+        function="FastformerForSequenceClassification.forward",
+        original="                kwargs = token_loss_kwargs(labels, kwargs)",
         replacement="            pass",
         description="sequence classification's loss is a NaN mean when every label is -100",
         tests=[T_WORKFLOWS, "-k", "every_label_is_ignored"],
     ),
     dict(
         id="qa-negative-position-clamped",
-        file=MODEL,
-        function="FastformerForQuestionAnswering.forward",
-        original="                positions = positions.masked_fill(outside, seq)",
-        replacement="                positions = positions.clamp(0, seq)",
+        file=INPUTS,
+        function="question_answering_positions",
+        original="    return start.masked_fill(outside, seq), end.masked_fill(outside, seq)",
+        replacement="    return start.clamp(0, seq), end.clamp(0, seq)",
         description="a negative QA position trained as position 0 instead of ignored",
         tests=[T_WORKFLOWS, "-k", "outside_the_input"],
     ),

@@ -1,0 +1,196 @@
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
+"""What the model checks in, and derives from, its inputs before it computes anything.
+
+Each check raises a `ValueError` that names the input and the problem: shapes and token ids (`validate_inputs`,
+`check_mask_shape`), positions and the position table (`resolve_position_ids`), batches that pack several documents
+into one row (`refuse_packed_documents`), and the heads' labels (`check_class_ids`, `sequence_classification_labels`,
+`question_answering_positions`, with `token_loss_kwargs` for their loss). Checks that read tensor values are skipped
+while `torch.compile` traces. `sequence_parallel.shard_sequence` runs the same checks on the whole batch.
+
+This file imports only torch: it is copied beside `modeling_fastformer.py` into checkpoints (Hub custom code).
+"""
+
+import torch
+
+
+def check_mask_shape(mask: torch.Tensor | None, name: str, shape: tuple[int, int], past_length: int = 0):
+    """Raise unless `mask` is None or `(batch, past_length + seq)` for inputs of `shape` `(batch, seq)`."""
+    if mask is not None and tuple(mask.shape) != (shape[0], past_length + shape[1]):
+        expected = "(batch, seq)" if not past_length else f"(batch, {past_length} cached + {shape[1]} new tokens)"
+        raise ValueError(
+            f"`{name}` has shape {tuple(mask.shape)} but the input needs {expected} = "
+            f"{(shape[0], past_length + shape[1])}."
+        )
+
+
+def validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_length: int = 0) -> tuple[int, int]:
+    """Check that exactly one of `input_ids` `(batch, seq)` (ids in `config`'s vocabulary; `config` may be None for
+    `input_ids`, then only negative ids are refused) and `inputs_embeds` `(batch, seq, hidden)` is given, non-empty,
+    with an `attention_mask` that fits; return `(batch, seq)`."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
+    if input_ids is not None:
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape (batch, seq), got {tuple(input_ids.shape)}.")
+        shape = tuple(input_ids.shape)
+    else:
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"`inputs_embeds` must have shape (batch, seq, {config.hidden_size}), got {tuple(inputs_embeds.shape)}."
+            )
+        shape = tuple(inputs_embeds.shape[:2])
+    if shape[1] == 0:
+        raise ValueError("The input sequence is empty (seq length 0).")
+    check_mask_shape(attention_mask, "attention_mask", shape, past_length)
+    vocab_size = getattr(config, "vocab_size", None)  # None: only negative ids are refused
+    if input_ids is not None and not torch.compiler.is_compiling():
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or (vocab_size is not None and high >= vocab_size):
+            raise ValueError(
+                f"`input_ids` contains ids outside the vocabulary [0, {vocab_size or 'vocab_size'}): min {low}, "
+                f"max {high}."
+            )
+    return shape
+
+
+# The keywords with which transformers' `DataCollatorWithFlattening` (and flash-attention packing) describe documents
+# packed into one row.
+PACKED_DOCUMENT_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
+
+
+def refuse_packed_documents(position_ids, attention_mask, kwargs: dict):
+    """Raise for a batch that packs several documents into one row: `position_ids` that restart at 0 after a real
+    token of the row (`DataCollatorWithFlattening`'s convention), or any of `PACKED_DOCUMENT_KWARGS` in `kwargs`.
+    Every pool would run over the whole row and mix the documents. Rows whose positions never return to 0 cost one
+    comparison of `position_ids` with 0; a left-padded row (whose first real token may follow padding at any
+    position) is not a restart."""
+    named = [key for key in PACKED_DOCUMENT_KWARGS if kwargs.get(key) is not None]
+    restarts = False
+    if not named and position_ids is not None and position_ids.dim() == 2 and not torch.compiler.is_compiling():
+        restarts = position_ids[..., 1:] == 0  # (batch or 1, seq - 1)
+        if bool(restarts.any()) and attention_mask is not None:  # only a real token after a real token restarts
+            real = attention_mask[:, -position_ids.shape[-1] :].bool()  # (batch, seq)
+            restarts = restarts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)
+        restarts = bool(restarts.any())
+    if named or restarts:
+        found = f"`{'`, `'.join(named)}`" if named else "`position_ids` that restart at 0 inside a row"
+        raise ValueError(
+            f"This batch packs several documents into one row ({found}, as `DataCollatorWithFlattening` makes). "
+            "Fastformer does not support packed documents yet: its pools would run over the whole row and mix them. "
+            "Pad the batch instead (e.g. `DataCollatorWithPadding`), one document per row."
+        )
+
+
+def default_position_ids(causal: bool, seq: int, attention_mask=None, past_length: int = 0, device=None):
+    """`(batch or 1, seq)` positions of the new tokens when none are given: `past_length + arange(seq)`, or, for a
+    causal model given a mask, the number of real tokens before each one (so left padding does not shift positions,
+    as in `generate()`)."""
+    if causal and attention_mask is not None:
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
+    return torch.arange(past_length, past_length + seq, device=device).unsqueeze(0)
+
+
+def check_position_limit(config, position_ids: torch.Tensor, causal: bool):
+    """Raise when a position is past the position table (`max_position_embeddings`). The limit is on the positions
+    themselves: padding never counts against it."""
+    limit = config.max_position_embeddings
+    if config.position_embedding_type != "absolute" or torch.compiler.is_compiling():
+        return
+    if int(position_ids.max()) >= limit:
+        advice = "truncate the input or use a config with a larger position table"
+        if causal:
+            advice += f" (in generation: prompt and generated text together may hold at most {limit} real tokens)"
+        raise ValueError(
+            f"The input reaches position {int(position_ids.max())} but the position table holds {limit} positions "
+            f"(`max_position_embeddings`): {advice}."
+        )
+
+
+def resolve_position_ids(config, causal: bool, shape, attention_mask, given, past_length: int = 0, device=None):
+    """The positions of the new tokens `(batch or 1, seq)`: `given` (the caller's `position_ids`, shape-checked) or
+    `default_position_ids`, checked against the position table; None when the config has no position table."""
+    if config.position_embedding_type == "none":
+        return None
+    batch, seq = shape
+    if given is None:
+        given = default_position_ids(causal, seq, attention_mask, past_length, device)
+    elif given.dim() != 2 or given.shape[-1] != seq or given.shape[0] not in (1, batch):
+        raise ValueError(f"`position_ids` must have shape (batch, {seq}), got {tuple(given.shape)}.")
+    check_position_limit(config, given, causal)
+    return given
+
+
+def check_class_ids(labels: torch.Tensor, num_classes: int | None, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """Raise unless `labels` has `shape` and holds class ids in `[0, num_classes)` or -100 (`num_classes` None: any
+    integers); return them as int64, the dtype cross-entropy needs (int32, int16 or uint8 ids are accepted)."""
+    if tuple(labels.shape) != shape:
+        raise ValueError(f"`{name}` must have shape {shape}, got {tuple(labels.shape)}.")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"`{name}` must hold integer class ids, got dtype {labels.dtype}.")
+    if num_classes is not None and not torch.compiler.is_compiling():
+        valid = (labels == -100) | ((labels >= 0) & (labels < num_classes))
+        if not bool(valid.all()):
+            raise ValueError(
+                f"`{name}` must be class ids in [0, {num_classes}) (or -100 to ignore); got "
+                f"{labels[~valid].unique().tolist()}."
+            )
+    return labels.long()
+
+
+def token_loss_kwargs(counted_labels: torch.Tensor, kwargs: dict, ignore_index: int = -100) -> dict:
+    """`kwargs` for the library's summed token losses (`self.loss_function`, `fixed_cross_entropy`), with
+    `num_items_in_batch` defaulting to the number of labels that are not `ignore_index` (at least 1): the loss is
+    then their mean, and 0 (not NaN) when every label is ignored, e.g. a batch in which the masking collator masked
+    nothing. The `Trainer` passes the count of the whole optimizer step instead (all accumulation micro-batches and
+    processes): the exact global token mean."""
+    if kwargs.get("num_items_in_batch") is None:
+        kwargs = {**kwargs, "num_items_in_batch": (counted_labels != ignore_index).sum().clamp(min=1)}
+    return kwargs
+
+
+def sequence_classification_labels(config, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Set `config.problem_type` from the labels when unset (the library's rule, for every integer dtype: class ids;
+    floats: multi-hot targets), check the labels' shape and values against it, and give class ids int64 and
+    regression and multi-label targets the logits' `(batch, num_labels)` dtype."""
+    batch, num_labels = logits.shape
+    if config.problem_type is None:
+        if num_labels == 1:
+            config.problem_type = "regression"
+        elif not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "single_label_classification":
+        return check_class_ids(labels.view(-1), num_labels, "labels", (batch,))
+    expected = [(batch, num_labels)]  # multi-label, or regression of `num_labels` targets
+    if config.problem_type == "regression" and num_labels == 1:
+        expected.append((batch,))
+    if tuple(labels.shape) not in expected:
+        kind = "Regression" if config.problem_type == "regression" else "Multi-label"
+        raise ValueError(
+            f"{kind} `labels` for {num_labels} label(s) must have shape {' or '.join(map(str, expected))}, "
+            f"got {tuple(labels.shape)}."
+        )
+    return labels.to(logits.dtype)
+
+
+def question_answering_positions(start_positions, end_positions, batch: int, seq: int):
+    """Check the span targets (integer `(batch,)` or `(batch, 1)`, both or neither given) and return them `(batch,)`
+    int64 with every example whose start or end lies outside `[0, seq)` (an answer cut off by truncation, or a
+    negative index such as -1 or -100) set to `seq` in both, the index the loss ignores, as a span without its start
+    or its end is no target. (transformers' own QA heads clamp a negative index to 0 and train it as the first
+    token.)"""
+    if (start_positions is None) != (end_positions is None):
+        raise ValueError("Pass both `start_positions` and `end_positions` (or neither).")
+    checked = []
+    for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
+        positions = positions.squeeze(-1) if positions.dim() == 2 else positions
+        if tuple(positions.shape) != (batch,) or positions.is_floating_point():
+            raise ValueError(
+                f"`{name}` must be integer token indices of shape ({batch},), got {positions.dtype} of shape "
+                f"{tuple(positions.shape)}."
+            )
+        checked.append(positions.long())
+    start, end = checked
+    outside = (start < 0) | (start >= seq) | (end < 0) | (end >= seq)
+    return start.masked_fill(outside, seq), end.masked_fill(outside, seq)
