@@ -24,6 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 
 from fastformer import FastformerForSequenceClassification, FastformerTokenizer
 from fastformer.classify import run_classification as job
+from fastformer.classify.checkpoints import LOCK_NAME
 from fastformer.classify.corpora import CACHE_NAME
 
 
@@ -677,7 +678,7 @@ def test_working_directory_of_a_run_still_going_is_never_replaced(tmp_path):
     tmp = tmp_path / ".out.partial-run"
     (tmp / "checkpoint-3").mkdir(parents=True)
     (tmp / "checkpoint-3" / "model.safetensors").write_text("being written")
-    with open(tmp / job.LOCK_NAME, "w") as lock:
+    with open(tmp / LOCK_NAME, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         message = error_line(["--output_dir", str(tmp_path / "out"), "--train_file", "x.csv", *TINY])
     assert message.endswith(

