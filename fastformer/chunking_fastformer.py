@@ -35,14 +35,15 @@ class ChunkStates:
         self.states[slot] = state
 
     @staticmethod
-    def run(block: Callable, pieces, masks, cache, layer_idx: int, *inputs) -> torch.Tensor:
-        """`block(piece, mask, *inputs, layer_idx, *pools) -> (output, *pools)` on each chunk in turn (`run_chunk`),
-        `pools` one per slot of `FastformerCacheLayer.SLOTS` (or None), from those of `cache` (a `FastformerCache` or
-        None), which gets the final ones. Returns the outputs concatenated along the sequence."""
+    def run(block: Callable, pieces, masks, parts, cache, layer_idx: int, *inputs) -> torch.Tensor:
+        """`block(piece, mask, part, *inputs, layer_idx, *pools) -> (output, *pools)` on each chunk in turn
+        (`run_chunk`; `part`: the chunk's `Segments`, or None), `pools` one per slot of `FastformerCacheLayer.SLOTS`
+        (or None), from those of `cache` (a `FastformerCache` or None), which gets the final ones. Returns the
+        outputs concatenated along the sequence."""
         slots, outputs = FastformerCacheLayer.SLOTS, []
         states = [None if cache is None else cache.read_state(layer_idx, slot) for slot in slots]
-        for piece, mask in zip(pieces, masks):
-            out, *states = run_chunk(block, piece, mask, *inputs, layer_idx, *states)
+        for piece, mask, part in zip(pieces, masks, parts):
+            out, *states = run_chunk(block, piece, mask, part, *inputs, layer_idx, *states)
             outputs.append(out)
         for slot, state in zip(slots, states):
             if cache is not None and state is not None:

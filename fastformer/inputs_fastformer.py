@@ -2,8 +2,8 @@
 """What the model checks in, and derives from, its inputs before it computes anything.
 
 Each check raises a `ValueError` that names the input and the problem: shapes and token ids (`validate_inputs`,
-`check_mask_shape`), positions and the position table (`resolve_position_ids`), batches that pack several documents
-into one row (`refuse_packed_documents`), and the heads' labels (`check_class_ids`, `sequence_classification_labels`,
+`check_mask_shape`), positions and the position table (`resolve_position_ids`), where packed documents begin
+(`document_starts`), and the heads' labels (`check_class_ids`, `sequence_classification_labels`,
 `question_answering_positions`, with `token_loss_kwargs` for their loss). Checks that read tensor values are skipped
 while `torch.compile` traces. `sequence_parallel.shard_sequence` runs the same checks on the whole batch.
 
@@ -58,27 +58,77 @@ def validate_inputs(config, input_ids, attention_mask, inputs_embeds, past_lengt
 PACKED_DOCUMENT_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
 
 
-def refuse_packed_documents(position_ids, attention_mask, kwargs: dict):
-    """Raise for a batch that packs several documents into one row: `position_ids` that restart at 0 after a real
-    token of the row (`DataCollatorWithFlattening`'s convention), or any of `PACKED_DOCUMENT_KWARGS` in `kwargs`.
-    Every pool would run over the whole row and mix the documents. Rows whose positions never return to 0 cost one
-    comparison of `position_ids` with 0; a left-padded row (whose first real token may follow padding at any
-    position) is not a restart."""
-    named = [key for key in PACKED_DOCUMENT_KWARGS if kwargs.get(key) is not None]
-    restarts = False
-    if not named and position_ids is not None and position_ids.dim() == 2 and not torch.compiler.is_compiling():
-        restarts = position_ids[..., 1:] == 0  # (batch or 1, seq - 1)
-        if bool(restarts.any()) and attention_mask is not None:  # only a real token after a real token restarts
+def document_starts(position_ids, attention_mask, kwargs: dict, shape) -> torch.Tensor | None:
+    """Where packed documents begin: `(batch, seq)` bool, True at the first position of every document but a row's
+    first, or None when every row holds one document (the common case costs one comparison of `position_ids` with
+    0). Read from, in this order: `seq_idx` `(batch, seq)` (the document index of each position), `cu_seq_lens_q`
+    (flash-attention's cumulative document lengths over the `batch * seq` positions; `cu_seq_lens_k` must be the
+    same), or `position_ids` that restart at 0 after a real token of the row (`DataCollatorWithFlattening`'s
+    convention; a left-padded row, whose first real token may follow padding at any position, is not packed).
+    `max_length_q` / `max_length_k` are accepted and not needed. Restarting `position_ids` are not looked for while
+    `torch.compile` traces."""
+    batch, seq = shape
+    if kwargs.get("seq_idx") is not None:
+        seq_idx = kwargs["seq_idx"]
+        if tuple(seq_idx.shape) != (batch, seq):
+            raise ValueError(f"`seq_idx` must have shape (batch, seq) = {(batch, seq)}, got {tuple(seq_idx.shape)}.")
+        starts = seq_idx[:, 1:] != seq_idx[:, :-1]
+    elif kwargs.get("cu_seq_lens_q") is not None:
+        lengths = kwargs["cu_seq_lens_q"].flatten().long()
+        other = kwargs.get("cu_seq_lens_k")
+        if other is not None and not torch.equal(other.flatten().long().to(lengths.device), lengths):
+            raise ValueError("`cu_seq_lens_k` must equal `cu_seq_lens_q`: Fastformer's attention is self-attention.")
+        ends = lengths[1:]
+        if (
+            lengths.numel() < 2
+            or int(lengths[0]) != 0
+            or int(ends[-1]) != batch * seq
+            or bool((ends < lengths[:-1]).any())
+        ):
+            raise ValueError(
+                f"`cu_seq_lens_q` must rise from 0 to the number of positions, {batch * seq} = batch x seq; got "
+                f"{lengths.tolist()}."
+            )
+        flat = torch.zeros(batch * seq + 1, dtype=torch.bool, device=lengths.device)
+        flat[ends] = True  # position `end` begins the next document
+        starts = flat[:-1].view(batch, seq)[:, 1:]
+    elif position_ids is not None and position_ids.dim() == 2 and not torch.compiler.is_compiling():
+        starts = position_ids[..., 1:] == 0  # (batch or 1, seq - 1)
+        if bool(starts.any()) and attention_mask is not None:  # only a real token after a real token restarts
             real = attention_mask[:, -position_ids.shape[-1] :].bool()  # (batch, seq)
-            restarts = restarts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)
-        restarts = bool(restarts.any())
-    if named or restarts:
-        found = f"`{'`, `'.join(named)}`" if named else "`position_ids` that restart at 0 inside a row"
+            starts = starts & real[:, 1:] & (real.cumsum(dim=-1)[:, :-1] > 0)
+        starts = starts.expand(batch, seq - 1)
+    else:
+        return None
+    if not bool(starts.any()):
+        return None
+    return torch.nn.functional.pad(starts, (1, 0), value=False)
+
+
+def refuse_packed_documents(model_name: str, starts: torch.Tensor | None, reason: str):
+    """Raise a `ValueError` when `starts` (`document_starts`) holds packed documents that `model_name` cannot keep
+    apart, for `reason`."""
+    if starts is not None:
         raise ValueError(
-            f"This batch packs several documents into one row ({found}, as `DataCollatorWithFlattening` makes). "
-            "Fastformer does not support packed documents yet: its pools would run over the whole row and mix them. "
-            "Pad the batch instead (e.g. `DataCollatorWithPadding`), one document per row."
+            f"This batch packs several documents into one row (as `DataCollatorWithFlattening` makes), which "
+            f"{model_name} does not support: {reason}. Pad the batch instead (e.g. `DataCollatorWithPadding`), one "
+            "document per row."
         )
+
+
+def refuse_packed_rows(model_name: str, input_ids, inputs_embeds, attention_mask, kwargs: dict):
+    """`refuse_packed_documents` for a head that pools one vector per row, from its own inputs."""
+    inputs = input_ids if input_ids is not None else inputs_embeds
+    if inputs is not None and inputs.dim() >= 2:
+        shape = tuple(inputs.shape[:2])
+        starts = document_starts(kwargs.get("position_ids"), attention_mask, kwargs, shape)
+        refuse_packed_documents(model_name, starts, "it pools one vector per row")
+
+
+def document_position_ids(starts: torch.Tensor) -> torch.Tensor:
+    """Positions that restart at 0 at every document start `(batch, seq)`: each document numbered as if alone."""
+    index = torch.arange(starts.shape[1], device=starts.device).expand_as(starts)
+    return index - torch.where(starts, index, 0).cummax(dim=1).values
 
 
 def default_position_ids(causal: bool, seq: int, attention_mask=None, past_length: int = 0, device=None):

@@ -53,18 +53,23 @@ from .configuration_fastformer import FastformerConfig
 from .inputs_fastformer import (
     check_class_ids,
     check_mask_shape,
+    document_position_ids,
+    document_starts,
     question_answering_positions,
     refuse_packed_documents,
+    refuse_packed_rows,
     resolve_position_ids,
     sequence_classification_labels,
     token_loss_kwargs,
     validate_inputs,
 )
 from .pooling_fastformer import (
+    Segments,
     SoftmaxPool,
     finalize,
     masked_softmax,
     merge_all,
+    per_token,
     pool_weights,
     prefix_softmax_pool,
     softmax_pool,
@@ -164,12 +169,13 @@ class FastformerAdditiveProjections(nn.Module):
         value = query if self.value is None else self.value(hidden_states)  # (batch, seq, hidden)
         return self.transform(global_key.to(value.dtype) * value) + query
 
-    def prefix_pool(self, logits, values, mask, cache, layer_idx: int, slot: str) -> torch.Tensor:
+    def prefix_pool(self, logits, values, mask, cache, layer_idx: int, slot: str, segments=None) -> torch.Tensor:
         """The causal pool `G_t` (`prefix_softmax_pool`) of `values` `(batch, seq, hidden)` split into heads, with
         `logits * scale` `(batch, seq, heads)` and `mask` `(batch, seq, 1)`, continuing from (and updating) the pool
         in `cache` slot `slot` of depth `layer_idx`; without a cache, from an empty prefix. Sequence parallelism:
         from the pool of the lower ranks' shards (`sharded_prefix_pools`; the cache gets the whole sequence's).
-        Returns `(batch, seq, hidden)` in the values' dtype."""
+        `segments` (`Segments`, packed documents): each position pools its own document only. Returns `(batch, seq,
+        hidden)` in the values' dtype."""
         batch, seq, hidden = values.shape
         logits, heads = logits * self.scale, values.view(batch, seq, self.num_heads, -1)
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
@@ -177,7 +183,10 @@ class FastformerAdditiveProjections(nn.Module):
         final = None
         if self.sequence_parallel_group is not None:
             state, final = sharded_prefix_pools(logits, heads, keep, state, self.sequence_parallel_group)
-        pooled, state = prefix_softmax_pool(logits, heads, keep, state, recompute_in_backward=self.recompute_pool)
+        starts = None if segments is None else segments.starts
+        pooled, state = prefix_softmax_pool(
+            logits, heads, keep, state, recompute_in_backward=self.recompute_pool, starts=starts
+        )
         if cache is not None:
             cache.write_state(layer_idx, slot, state if final is None else final)
         return pooled.reshape(batch, seq, hidden).to(values.dtype)
@@ -207,59 +216,60 @@ class FastformerAdditiveAttention(FastformerAdditiveProjections):
     without any, whose global vectors are 0).
     """
 
-    def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None):
+    def pool(self, logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, segments=None):
         """`softmax_pool` per head of `values` `(batch, n, hidden)` with `logits * scale` `(batch, n, heads)` and
-        `mask` `(batch, n, 1)`; sharded: of the whole sequence (`sharded_softmax_pool`). Returns the pool and the
-        unnormalised weights `(batch, n, heads)`."""
+        `mask` `(batch, n, 1)` (one pool per document with `segments`); sharded: of the whole sequence
+        (`sharded_softmax_pool`). Returns the pool and the unnormalised weights `(batch, n, heads)`."""
         if self.sequence_parallel_group is not None:
             return sharded_softmax_pool(logits * self.scale, values, mask, self.sequence_parallel_group)
-        return softmax_pool(logits * self.scale, values, mask)
+        return softmax_pool(logits * self.scale, values, mask, segments)
 
-    def query_pool(self, query: torch.Tensor, mask: torch.Tensor | None):
+    def query_pool(self, query: torch.Tensor, mask: torch.Tensor | None, segments=None):
         """The global query's pool over these tokens, from their queries `q_i` `(batch, n, hidden)`."""
-        return self.pool(self.query_att(query), query, mask)
+        return self.pool(self.query_att(query), query, mask, segments)
 
-    def key_pool(self, key: torch.Tensor, global_query: torch.Tensor, mask: torch.Tensor | None):
-        """The global key's pool over these tokens, from their keys `k_i` and the global query `(batch, 1, hidden)`."""
-        mixed = key * global_query.to(key.dtype)  # p_i, (batch, n, hidden)
-        return self.pool(self.key_att(mixed), mixed, mask)
+    def key_pool(self, key: torch.Tensor, global_query: torch.Tensor, mask: torch.Tensor | None, segments=None):
+        """The global key's pool over these tokens, from their keys `k_i` and the global query (`global_vector`)."""
+        mixed = key * per_token(global_query, segments).to(key.dtype)  # p_i, (batch, n, hidden)
+        return self.pool(self.key_att(mixed), mixed, mask, segments)
 
     @staticmethod
     def global_vector(pool: SoftmaxPool) -> torch.Tensor:
-        """The pooled vector of a global query or key pool, heads concatenated: `(batch, 1, hidden)`."""
-        return finalize(pool).reshape(pool.m.shape[0], 1, -1)
+        """The pooled vector of a global query or key pool, heads concatenated: `(batch, 1, hidden)`, or `(batch,
+        documents, hidden)` for the pools of `Segments`."""
+        vector = finalize(pool)  # (batch, [documents,] heads, d)
+        return vector.reshape(vector.shape[0], -1, vector.shape[-2] * vector.shape[-1])
 
-    def attend(self, hidden_states: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
-        """`out_i` of these tokens `(batch, n, hidden)`, given the global key `(batch, 1, hidden)`."""
-        return self.output(global_key, hidden_states, self.query(hidden_states))
+    def attend(self, hidden_states: torch.Tensor, global_key: torch.Tensor, segments=None) -> torch.Tensor:
+        """`out_i` of these tokens `(batch, n, hidden)`, given the global key (`global_vector`)."""
+        return self.output(per_token(global_key, segments), hidden_states, self.query(hidden_states))
 
-    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, cache=None, layer_idx: int = 0):
+    def forward(self, hidden_states, mask=None, cache=None, layer_idx: int = 0, segments=None):
         """The whole sequence as one chunk. `cache`, `layer_idx`: unused (an encoder keeps no decoding state)."""
         query = self.query(hidden_states)  # (batch, seq, hidden)
-        query_pool, alpha = self.query_pool(query, mask)
-        key_pool, beta = self.key_pool(self.key(hidden_states), self.global_vector(query_pool), mask)
-        output = self.output(self.global_vector(key_pool), hidden_states, query)  # (batch, seq, hidden)
-        weights = torch.stack((pool_weights(query_pool, alpha), pool_weights(key_pool, beta)), dim=-1)
+        query_pool, alpha = self.query_pool(query, mask, segments)
+        key_pool, beta = self.key_pool(self.key(hidden_states), self.global_vector(query_pool), mask, segments)
+        output = self.output(per_token(self.global_vector(key_pool), segments), hidden_states, query)
+        weights = torch.stack((pool_weights(query_pool, alpha, segments), pool_weights(key_pool, beta, segments)), -1)
         return output, weights.to(query.dtype).permute(0, 2, 3, 1)  # (batch, heads, 2, seq)
 
-    def chunk_query_pool(self, piece: torch.Tensor, mask: torch.Tensor | None, read: Callable) -> SoftmaxPool:
+    def chunk_query_pool(self, piece: torch.Tensor, mask, read: Callable, segments=None) -> SoftmaxPool:
         """The global query's pool over the chunk `piece`, which the attention reads as `read(piece)`."""
-        return self.query_pool(self.query(read(piece)), mask)[0]
+        return self.query_pool(self.query(read(piece)), mask, segments)[0]
 
-    def chunk_key_pool(self, piece, mask, read: Callable, global_query: torch.Tensor) -> SoftmaxPool:
+    def chunk_key_pool(self, piece, mask, read: Callable, global_query: torch.Tensor, segments=None) -> SoftmaxPool:
         """The global key's pool over the chunk `piece`, which the attention reads as `read(piece)`."""
-        return self.key_pool(self.key(read(piece)), global_query, mask)[0]
+        return self.key_pool(self.key(read(piece)), global_query, mask, segments)[0]
 
-    def chunked_global_key(self, pieces, masks, read: Callable) -> torch.Tensor:
-        """The global key `(batch, 1, hidden)` of a sequence given as consecutive chunks `pieces` with their `masks`
-        `(batch, chunk, 1)` (or None), read by the attention as `read(piece)` (`x` or `LayerNorm(x)`): the merge of
-        the chunks' pools, each chunk recomputed in the backward pass (`run_chunk`), so that only the chunks'
-        inputs and `(batch, hidden)` pools are kept."""
-        query_pools = [run_chunk(self.chunk_query_pool, piece, mask, read) for piece, mask in zip(pieces, masks)]
+    def chunked_global_key(self, pieces, masks, parts, read: Callable) -> torch.Tensor:
+        """The global key (`global_vector`) of a sequence given as consecutive chunks `pieces` with their `masks`
+        `(batch, chunk, 1)` and `parts` (`Segments` of each chunk, or None), read by the attention as `read(piece)`
+        (`x` or `LayerNorm(x)`): the merge of the chunks' pools, each chunk recomputed in the backward pass
+        (`run_chunk`), so that only the chunks' inputs and `(batch, hidden)` pools are kept."""
+        chunks = list(zip(pieces, masks, parts))
+        query_pools = [run_chunk(self.chunk_query_pool, piece, mask, read, part) for piece, mask, part in chunks]
         global_query = self.global_vector(merge_all(query_pools))
-        key_pools = [
-            run_chunk(self.chunk_key_pool, piece, mask, read, global_query) for piece, mask in zip(pieces, masks)
-        ]
+        key_pools = [run_chunk(self.chunk_key_pool, *chunk[:2], read, global_query, chunk[2]) for chunk in chunks]
         return self.global_vector(merge_all(key_pools))
 
 
@@ -280,12 +290,14 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
     distributions, which are never materialised.
     """
 
-    def forward(self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0):
+    def forward(
+        self, hidden_states, mask=None, cache: FastformerCache | None = None, layer_idx: int = 0, segments=None
+    ):
         query = self.query(hidden_states)  # (batch, seq, hidden)
         key = self.key(hidden_states)  # (batch, seq, hidden)
-        global_query = self.prefix_pool(self.query_att(query), query, mask, cache, layer_idx, "query")  # G^q_t
+        global_query = self.prefix_pool(self.query_att(query), query, mask, cache, layer_idx, "query", segments)
         mixed = key * global_query  # p_t
-        global_key = self.prefix_pool(self.key_att(mixed), mixed, mask, cache, layer_idx, "key")  # G^k_t
+        global_key = self.prefix_pool(self.key_att(mixed), mixed, mask, cache, layer_idx, "key", segments)  # G^k_t
         return self.output(global_key, hidden_states, query), None
 
 
@@ -454,17 +466,17 @@ class FastformerAttention(nn.Module):
         self.self = attention_class(config)
         self.output = FastformerSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, mask=None, cache=None, layer_idx: int = 0) -> torch.Tensor:
-        attended, _ = self.self(self.output.sub_block_input(hidden_states), mask, cache, layer_idx)
+    def forward(self, hidden_states, mask=None, cache=None, layer_idx: int = 0, segments=None) -> torch.Tensor:
+        attended, _ = self.self(self.output.sub_block_input(hidden_states), mask, cache, layer_idx, segments)
         return self.output(attended, hidden_states)
 
-    def chunked_global_key(self, pieces, masks) -> torch.Tensor:
+    def chunked_global_key(self, pieces, masks, parts) -> torch.Tensor:
         """The (encoder) attention's global key over consecutive chunks of the residual stream."""
-        return self.self.chunked_global_key(pieces, masks, self.output.sub_block_input)
+        return self.self.chunked_global_key(pieces, masks, parts, self.output.sub_block_input)
 
-    def attend(self, piece: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
+    def attend(self, piece: torch.Tensor, global_key: torch.Tensor, segments=None) -> torch.Tensor:
         """The sub-block's output on the chunk `piece`, given the (encoder) attention's global key."""
-        return self.output(self.self.attend(self.output.sub_block_input(piece), global_key), piece)
+        return self.output(self.self.attend(self.output.sub_block_input(piece), global_key, segments), piece)
 
 
 class FastformerCrossAttentionBlock(FastformerAttention):
@@ -548,33 +560,34 @@ class FastformerLayer(GradientCheckpointingLayer):
         encoder_mask=None,
         cache=None,
         layer_idx: int = 0,
+        segments=None,
         **kwargs,
     ):
-        chunk = self.sequence_chunk_size
+        chunk, inputs = self.sequence_chunk_size, (encoder_hidden_states, encoder_mask)
         if not chunk or hidden_states.shape[1] <= chunk:
-            return self.whole_sequence(hidden_states, mask, encoder_hidden_states, encoder_mask, cache, layer_idx)
+            return self.whole_sequence(hidden_states, mask, segments, *inputs, cache, layer_idx)
         pieces, masks = split_sequence(hidden_states, mask, chunk, self.attention.self)
+        parts = [None] * len(pieces) if segments is None else segments.split(chunk)
         if self.causal:
-            inputs = (encoder_hidden_states, encoder_mask)
-            return ChunkStates.run(self.causal_chunk, pieces, masks, split_cache(cache)[0], layer_idx, *inputs)
-        global_key = self.attention.chunked_global_key(pieces, masks)
-        return torch.cat([run_chunk(self.attend_chunk, piece, global_key) for piece in pieces], dim=1)
+            return ChunkStates.run(self.causal_chunk, pieces, masks, parts, split_cache(cache)[0], layer_idx, *inputs)
+        global_key = self.attention.chunked_global_key(pieces, masks, parts)
+        return torch.cat([run_chunk(self.attend_chunk, *chunk, global_key) for chunk in zip(pieces, parts)], dim=1)
 
-    def attend_chunk(self, piece: torch.Tensor, global_key: torch.Tensor) -> torch.Tensor:
+    def attend_chunk(self, piece: torch.Tensor, segments, global_key: torch.Tensor) -> torch.Tensor:
         """The encoder block on the chunk `piece`, given the attention's global key."""
-        return self.chunked_feed_forward(self.attention.attend(piece, global_key))
+        return self.chunked_feed_forward(self.attention.attend(piece, global_key, segments))
 
-    def causal_chunk(self, piece, mask, encoder_hidden_states, encoder_mask, layer_idx: int, *states):
+    def causal_chunk(self, piece, mask, segments, encoder_hidden_states, encoder_mask, layer_idx: int, *states):
         """The causal block on the chunk `piece` from the prefix pools `states`; its output and the pools after it."""
         carried = ChunkStates(dict(zip(FastformerCacheLayer.SLOTS, states)))
-        out = self.whole_sequence(piece, mask, encoder_hidden_states, encoder_mask, carried, layer_idx)
+        out = self.whole_sequence(piece, mask, segments, encoder_hidden_states, encoder_mask, carried, layer_idx)
         return out, *(carried.read_state(layer_idx, slot) for slot in FastformerCacheLayer.SLOTS)
 
     def whole_sequence(
-        self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None, layer_idx: int = 0
+        self, hidden_states, mask, segments, encoder_hidden_states=None, encoder_mask=None, cache=None, layer_idx=0
     ):
         pool_cache, cross_cache = split_cache(cache)
-        hidden_states = self.attention(hidden_states, mask, pool_cache, layer_idx)
+        hidden_states = self.attention(hidden_states, mask, pool_cache, layer_idx, segments)
         if self.crossattention is not None:
             hidden_states = self.crossattention(
                 hidden_states, encoder_hidden_states, encoder_mask, mask, cross_cache, pool_cache, layer_idx
@@ -592,11 +605,19 @@ class FastformerEncoder(nn.Module):
         num_distinct = 1 if config.share_layer_parameters else num_layers
         self.layer = nn.ModuleList([FastformerLayer(config, causal, cross_attention) for _ in range(num_distinct)])
 
-    def forward(self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None):
+    def forward(
+        self, hidden_states, mask=None, encoder_hidden_states=None, encoder_mask=None, cache=None, segments=None
+    ):
         for depth in range(self.num_layers):
             # Tensors that need gradients go positionally (re-entrant gradient checkpointing).
             hidden_states = self.layer[depth % len(self.layer)](
-                hidden_states, mask, encoder_hidden_states, encoder_mask, cache=cache, layer_idx=depth
+                hidden_states,
+                mask,
+                encoder_hidden_states,
+                encoder_mask,
+                cache=cache,
+                layer_idx=depth,
+                segments=segments,
             )
         return hidden_states
 
@@ -816,6 +837,18 @@ class FastformerModel(FastformerPreTrainedModel):
             raise ValueError(f"`cache` must be {expected}, got {type(cache).__name__}.")
         return cache
 
+    def _packed_documents(self, position_ids, attention_mask, kwargs: dict, shape, cache) -> Segments | None:
+        """The `Segments` of a batch that packs several documents into a row (`document_starts`), or None; refused
+        where the documents cannot be kept apart."""
+        starts = document_starts(position_ids, attention_mask, kwargs, shape)
+        if self.cross_attention or self.config.is_encoder_decoder:
+            refuse_packed_documents("an encoder-decoder model", starts, "its cross-attention reads a whole row")
+        if cache is not None:
+            refuse_packed_documents("decoding from a cache", starts, "a cache continues one sequence per row")
+        if self.encoder.layer[0].attention.self.sequence_parallel_group is not None:
+            refuse_packed_documents("sequence parallelism", starts, "its collectives pool whole rows")
+        return None if starts is None else Segments.from_starts(starts)
+
     def _check_encoder_inputs(self, encoder_hidden_states, encoder_attention_mask):
         if not self.cross_attention:
             if encoder_hidden_states is not None:
@@ -853,11 +886,16 @@ class FastformerModel(FastformerPreTrainedModel):
         cache (*optional*, causal only): the state of the tokens before `input_ids`; `use_cache` (causal only,
             ignored by an encoder) returns the updated state.
         """
-        cache = self._decoding_cache(cache, use_cache)
+        given_cache, cache = cache, self._decoding_cache(cache, use_cache)
         self._check_encoder_inputs(encoder_hidden_states, encoder_attention_mask)
         past_length = 0 if cache is None else cache.get_seq_length()
         shape = validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
-        refuse_packed_documents(position_ids, attention_mask, kwargs)
+        segments = self._packed_documents(position_ids, attention_mask, kwargs, shape, given_cache)
+        if segments is not None:  # each document numbered from 0 (as `DataCollatorWithFlattening` numbers them)
+            cache, position_ids = (
+                None,
+                document_position_ids(segments.starts) if position_ids is None else position_ids,
+            )
         device = (input_ids if input_ids is not None else inputs_embeds).device
         positions = resolve_position_ids(
             self.config, self.causal, shape, attention_mask, position_ids, past_length, device
@@ -866,7 +904,9 @@ class FastformerModel(FastformerPreTrainedModel):
             None if attention_mask is None else attention_mask[:, past_length:].bool().unsqueeze(-1)
         )  # (batch, seq, 1)
         hidden_states = self.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds, position_ids=positions)
-        hidden_states = self.encoder(hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache)
+        hidden_states = self.encoder(
+            hidden_states, mask, encoder_hidden_states, encoder_attention_mask, cache, segments
+        )
         if self.final_layer_norm is not None:
             hidden_states = self.final_layer_norm(hidden_states)
         if cache is not None:
@@ -938,6 +978,7 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
         labels (*optional*): class ids `(batch,)` (`-100` ignores a row), or regression targets or multi-hot vectors
             `(batch, num_labels)`, as `config.problem_type` says (set from the first labels when unset).
         """
+        refuse_packed_rows(type(self).__name__, input_ids, inputs_embeds, attention_mask, kwargs)
         outputs = self.fastformer(
             input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
@@ -1423,6 +1464,7 @@ class FastformerForMultipleChoice(FastformerPreTrainedModel):
         flat = [
             None if tensor is None else tensor.flatten(0, 1) for tensor in (input_ids, attention_mask, inputs_embeds)
         ]
+        refuse_packed_rows(type(self).__name__, flat[0], flat[2], flat[1], kwargs)
         outputs = self.fastformer(flat[0], attention_mask=flat[1], inputs_embeds=flat[2], return_dict=True, **kwargs)
         pooled = self.pooler(outputs.last_hidden_state, flat[1])  # (batch * num_choices, hidden)
         logits = self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)

@@ -50,6 +50,38 @@ class SoftmaxPool(NamedTuple):
         return self.sums[..., -1]
 
 
+class Segments(NamedTuple):
+    """Documents packed one after another into the rows of a batch: `starts` `(batch, n)` bool, True at a position
+    that begins a document (never at position 0 of a row: a row's first document starts there anyway); `ids`
+    `(batch, n)` int64, `starts.cumsum(1)`, the document of each position, numbered from 0 in each row; `count`, the
+    most documents in a row (`ids.max() + 1`). A pool over `Segments` pools each document on its own."""
+
+    starts: torch.Tensor
+    ids: torch.Tensor
+    count: int
+
+    @classmethod
+    def from_starts(cls, starts: torch.Tensor) -> "Segments":
+        ids = starts.long().cumsum(dim=1)
+        return cls(starts, ids, int(ids.max()) + 1)
+
+    def split(self, chunk: int) -> list["Segments"]:
+        """Consecutive chunks of `chunk` positions (the same documents, numbered as in the whole row)."""
+        pieces = zip(self.starts.split(chunk, dim=1), self.ids.split(chunk, dim=1))
+        return [Segments(starts, ids, self.count) for starts, ids in pieces]
+
+    def gather(self, per_segment: torch.Tensor) -> torch.Tensor:
+        """`(batch, count, ...)` -> `(batch, n, ...)`: each position gets its document's entry."""
+        rows = torch.arange(self.ids.shape[0], device=self.ids.device).unsqueeze(1)
+        return per_segment[rows, self.ids]
+
+
+def per_token(vector: torch.Tensor, segments: Segments | None) -> torch.Tensor:
+    """A global vector `(batch, 1, ...)` as it is (it broadcasts over the positions), or the per-document vectors
+    `(batch, documents, ...)` of `segments` gathered to their positions, `(batch, n, ...)`."""
+    return vector if segments is None else segments.gather(vector)
+
+
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """The dtype pools are computed in: the tensors' promoted dtype, at least float32."""
     dtype = torch.float32
@@ -87,13 +119,17 @@ def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return pooled.view(batch, heads, heads, -1).diagonal(dim1=1, dim2=2).transpose(1, 2)  # (batch, heads, d)
 
 
-def softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None):
+def softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None, segments=None):
     """The pool of one block of items: `logits` `(batch, n, heads)`, `values` `(batch, n, heads * d)`, `mask`
     `(batch, n, 1)` bool or None (False: padding).
 
     Returns the `SoftmaxPool` (`m` `(batch, heads)`, `sums` `(batch, heads, d + 1)`) and the unnormalised weights
     `e^{a_i - m}` `(batch, n, heads)` (0 for padding), from which `pool_weights` gives the softmax. `S` is summed in
-    the values' dtype (as `weighted_sum`), the rest in at least float32."""
+    the values' dtype (as `weighted_sum`), the rest in at least float32. With `segments` (`Segments`), one pool per
+    document: `m` `(batch, count, heads)`, `sums` `(batch, count, heads, d + 1)`, each item's weight relative to its
+    own document's `m` (`segment_softmax_pool`)."""
+    if segments is not None:
+        return segment_softmax_pool(logits, values, mask, segments)
     logits = masked_logits(logits, mask)
     m = logits.detach().amax(dim=1)  # (batch, heads): padding never sets it
     exps = torch.exp(logits - m.unsqueeze(1))  # (batch, n, heads)
@@ -101,6 +137,26 @@ def softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor 
         exps = exps * mask  # exactly 0 for padding, also in a block of padding only
     s = weighted_sum(exps.to(values.dtype), values).to(exps.dtype)  # (batch, heads, d)
     return SoftmaxPool(m, torch.cat([s, exps.sum(dim=1).unsqueeze(-1)], dim=-1)), exps
+
+
+def segment_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, segments: Segments):
+    """`softmax_pool` of each document of `segments` on its own, in one pass over the items (the number of
+    dispatched ops does not depend on the number of documents): the documents' maxima by a scatter-max, the sums
+    `[S, Z]` by one `index_add` of the items' `e^{a_i - m_doc} [x_i, 1]`. Shapes as `softmax_pool` with
+    `segments`."""
+    logits = masked_logits(logits, mask)
+    batch, n, heads = logits.shape
+    index = segments.ids.unsqueeze(-1).expand(batch, n, heads)
+    lowest = logits.new_full((batch, segments.count, heads), torch.finfo(logits.dtype).min)
+    m = lowest.scatter_reduce(1, index, logits.detach(), "amax")  # (batch, count, heads)
+    exps = torch.exp(logits - m.gather(1, index))  # (batch, n, heads)
+    if mask is not None:
+        exps = exps * mask
+    items = exps.to(values.dtype).unsqueeze(-1) * values.view(batch, n, heads, -1)  # (batch, n, heads, d)
+    items = torch.cat([items.to(exps.dtype), exps.unsqueeze(-1)], dim=-1).flatten(0, 1)  # (batch * n, heads, d + 1)
+    flat = (segments.ids + segments.count * torch.arange(batch, device=logits.device).unsqueeze(1)).flatten()
+    sums = items.new_zeros(batch * segments.count, *items.shape[1:]).index_add(0, flat, items)
+    return SoftmaxPool(m, sums.view(batch, segments.count, heads, -1)), exps
 
 
 def merge(pool: SoftmaxPool, other: SoftmaxPool) -> SoftmaxPool:
@@ -125,10 +181,11 @@ def finalize(pool: SoftmaxPool) -> torch.Tensor:
     return pool.s * torch.where(norm > 0, norm, 1).reciprocal().unsqueeze(-1)
 
 
-def pool_weights(pool: SoftmaxPool, exps: torch.Tensor) -> torch.Tensor:
+def pool_weights(pool: SoftmaxPool, exps: torch.Tensor, segments: Segments | None = None) -> torch.Tensor:
     """The softmax weights `e^{a_i - m} / Z` `(batch, n, heads)` of a `softmax_pool`'s items from its `exps`
-    (relative to `pool.m`); weights 0 in a row without any real item."""
-    norm = pool.z.unsqueeze(1)  # (batch, 1, heads)
+    (relative to `pool.m`; with `segments`, to their document's); weights 0 in a row (document) without any real
+    item."""
+    norm = pool.z.unsqueeze(1) if segments is None else segments.gather(pool.z)  # (batch, 1 or n, heads)
     return exps / torch.where(norm > 0, norm, 1)
 
 
@@ -140,39 +197,57 @@ def shift_right(pools: SoftmaxPool) -> SoftmaxPool:
     return SoftmaxPool(m, nn.functional.pad(pools.sums[..., :-1, :], (0, 0, 1, 0)))
 
 
-def prefix_pools_within_blocks(items: SoftmaxPool, block: int) -> SoftmaxPool:
+def prefix_pools_within_blocks(items: SoftmaxPool, block: int, ids: torch.Tensor | None = None) -> SoftmaxPool:
     """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `sums` `(B, H, n, E)`
     with `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `sums'_t = sum_{j<=t} e^{m_j - m'_t} sums_j` (j, t
-    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. The maxima carry no
-    gradient: they only rescale numerator and denominator alike, so the pool's gradient stays exact."""
+    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. With document `ids`
+    `(B, n)`, only the items `j` of `t`'s own document. The maxima carry no gradient: they only rescale numerator
+    and denominator alike, so the pool's gradient stays exact."""
     batch, heads, n = items.m.shape
     m = items.m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
-    running_max = m.detach().cummax(dim=-1).values  # (B, H, blocks, L)
-    causal = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
-    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~causal, -torch.inf)  # (..., L, L)
+    allowed = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
+    if ids is None:
+        running_max = m.detach().cummax(dim=-1).values  # (B, H, blocks, L)
+    else:
+        grouped = ids.view(batch, 1, n // block, block)
+        allowed = allowed & (grouped.unsqueeze(-1) == grouped.unsqueeze(-2))  # (B, 1, blocks, L, L)
+        lowest = torch.finfo(m.dtype).min
+        running_max = m.detach().unsqueeze(-2).masked_fill(~allowed, lowest).amax(dim=-1)  # (B, H, blocks, L)
+    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~allowed, -torch.inf)  # (..., L, L)
     sums = torch.exp(exponent) @ items.sums.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
     return SoftmaxPool(running_max.view(batch, heads, n), sums.view(batch, heads, n, -1))
 
 
-def prefix_scan(items: SoftmaxPool, block: int) -> SoftmaxPool:
+def prefix_scan(items: SoftmaxPool, block: int, ids: torch.Tensor | None = None) -> SoftmaxPool:
     """Inclusive prefix pools (the `merge` of items `0..t` for every `t`) of `items` (`m` `(B, H, n)`, `sums`
-    `(B, H, n, E)`).
+    `(B, H, n, E)`); with document `ids` `(B, n)` (non-decreasing along each row), of the items `j <= t` of `t`'s
+    own document only: a segmented scan.
 
     Two-level scan, applied recursively: prefix pools inside blocks of `block` items; the blocks' totals scanned the
-    same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`); each
-    block's exclusive carry merged into its items. Linear work and memory, forward and backward.
+    same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`, nor
+    with the number of documents); each block's exclusive carry merged into its items (with `ids`, into the items of
+    the document the carry ends in). Linear work and memory, forward and backward.
     """
     batch, heads, n = items.m.shape
     blocks = (n + block - 1) // block
     extra = blocks * block - n  # padding items: empty pools (m = lowest, sums = 0)
-    m = nn.functional.pad(items.m, (0, extra), value=torch.finfo(items.sums.dtype).min)
-    scanned = prefix_pools_within_blocks(SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block)
+    lowest = torch.finfo(items.sums.dtype).min
+    m = nn.functional.pad(items.m, (0, extra), value=lowest)
+    if ids is not None:
+        ids = torch.cat([ids, ids[:, -1:].expand(batch, extra)], dim=1)
+    scanned = prefix_pools_within_blocks(SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block, ids)
     if blocks > 1:
         shape = (batch, heads, blocks, block)
         by_block = SoftmaxPool(scanned.m.view(shape), scanned.sums.view(*shape, -1))
-        totals = prefix_scan(SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :]), block)  # blocks 0..b
+        last_ids = None if ids is None else ids.view(batch, blocks, block)[..., -1]  # (B, blocks)
+        totals = prefix_scan(SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :]), block, last_ids)
         carry = shift_right(totals)  # (B, H, blocks): blocks 0..b-1
-        merged = merge(SoftmaxPool(carry.m.unsqueeze(-1), carry.sums.unsqueeze(-2)), by_block)
+        carry = SoftmaxPool(carry.m.unsqueeze(-1), carry.sums.unsqueeze(-2))
+        if ids is not None:  # the carry reaches the items of the document the previous block ends in
+            previous = nn.functional.pad(last_ids[:, :-1], (1, 0), value=-1)  # (B, blocks)
+            reaches = ids.view(batch, 1, blocks, block) == previous.view(batch, 1, blocks, 1)  # (B, 1, blocks, L)
+            carry = SoftmaxPool(torch.where(reaches, carry.m, lowest), carry.sums * reaches.unsqueeze(-1))
+        merged = merge(carry, by_block)
         shape = (batch, heads, blocks * block)
         scanned = SoftmaxPool(merged.m.view(shape), merged.sums.view(*shape, -1))
     return SoftmaxPool(scanned.m[:, :, :n], scanned.sums[:, :, :n])
@@ -185,6 +260,7 @@ def prefix_softmax_pool(
     state: SoftmaxPool | None = None,
     chunk_size: int | None = None,
     recompute_in_backward: bool = False,
+    starts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SoftmaxPool]:
     r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
 
@@ -197,6 +273,8 @@ def prefix_softmax_pool(
         chunk_size: block length of the scan (default `CAUSAL_CHUNK_SIZE`); any value gives the same result.
         recompute_in_backward: keep only the inputs for the backward pass and recompute the pool there (activation
             memory `O(seq * hidden)` instead of `O(seq * heads * (head_dim + chunk_size))`, one more pool forward).
+        starts: `(batch, seq)` bool, True where a packed document begins (`Segments.starts`): `G_t` pools only
+            `t`'s own document, and `state` reaches only the positions before the first start.
 
     Returns the pooled vectors `(batch, seq, heads, head_dim)` and the pool after the last token, computed in the
     inputs' dtype upcast to at least float32 (float64 stays float64).
@@ -214,6 +292,7 @@ def prefix_softmax_pool(
             state,
             chunk_size=chunk_size,
             recompute_in_backward=False,
+            starts=starts,
             use_reentrant=False,
         )
     with torch.autocast(device_type=values.device.type, enabled=False):
@@ -226,10 +305,17 @@ def prefix_softmax_pool(
         m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
         sums = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
         pools = SoftmaxPool(m, sums.transpose(1, 2).contiguous())  # sums: (batch, heads, seq, head_dim + 1)
+        ids = None if starts is None else starts.long().cumsum(dim=1)  # (batch, seq): 0 until the first start
         if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
-            pools = prefix_scan(pools, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size)
+            pools = prefix_scan(pools, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size, ids)
         if state is not None:
-            pools = merge(SoftmaxPool(state.m.to(dtype).unsqueeze(-1), state.sums.to(dtype).unsqueeze(-2)), pools)
+            state = SoftmaxPool(state.m.to(dtype).unsqueeze(-1), state.sums.to(dtype).unsqueeze(-2))
+            if ids is not None:  # the tokens before reach the positions before the first start only
+                before = (ids == 0).unsqueeze(1)  # (batch, 1, seq)
+                state = SoftmaxPool(
+                    torch.where(before, state.m, torch.finfo(dtype).min), state.sums * before[..., None]
+                )
+            pools = merge(state, pools)
         pooled = finalize(pools)  # (batch, heads, seq, head_dim)
         last = SoftmaxPool(pools.m[:, :, -1].clone(), pools.sums[:, :, -1].clone())  # not a view of the whole scan
     return pooled.transpose(1, 2), last

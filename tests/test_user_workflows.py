@@ -9,8 +9,6 @@ from helpers import assert_far, causal_config, max_difference, randomize_, seq2s
 from transformers import (
     AutoModelForCausalLM,
     DataCollatorWithFlattening,
-    Trainer,
-    TrainingArguments,
     pipeline,
 )
 
@@ -38,8 +36,8 @@ def packed_batch(**collator_kwargs) -> dict:
 
 
 def test_packed_documents_would_mix():
-    """Why packed rows must be refused: run as one row, the second document's logits differ from the document run
-    alone by far more than rounding (every pool runs over the whole row)."""
+    """Why packed rows need their boundaries: run as one row without them, the second document's logits differ from
+    the document run alone by far more than rounding (every pool runs over the whole row)."""
     model = randomize_(FastformerForCausalLM(causal_config())).eval()
     packed = torch.tensor([sum(DOCUMENTS, [])])
     with torch.no_grad():
@@ -48,59 +46,28 @@ def test_packed_documents_would_mix():
     assert_far(together, alone, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "model_class, config",
-    [
-        (FastformerModel, tiny_config()),
-        (FastformerForSequenceClassification, tiny_config()),
-        (FastformerForTokenClassification, tiny_config()),
-        (FastformerForQuestionAnswering, tiny_config()),
-        (FastformerForMaskedLM, tiny_config()),
-        (FastformerForCausalLM, causal_config()),
-    ],
-)
 @pytest.mark.parametrize("flash_kwargs", [False, True])
-def test_every_head_refuses_a_packed_batch(model_class, config, flash_kwargs):
+def test_pooling_heads_refuse_a_packed_batch(flash_kwargs):
     """`DataCollatorWithFlattening` batches (positions restarting at 0 inside a row; optionally `seq_idx` and
-    `cu_seq_lens_q/k`) used to be accepted by every head, the extra keys swallowed by `**kwargs`, and the documents
-    pooled together: now a `ValueError` names the packing."""
+    `cu_seq_lens_q/k`) used to be accepted by every head and the documents pooled together. The token heads now
+    keep the documents apart (tests/test_packing.py); sequence classification, which pools one vector per row,
+    refuses them by name."""
     batch = packed_batch(return_seq_idx=flash_kwargs, return_flash_attn_kwargs=flash_kwargs)
     batch.pop("labels")
-    model = model_class(config).eval()
-    with pytest.raises(ValueError, match="packs several documents into one row"):
+    model = FastformerForSequenceClassification(tiny_config()).eval()
+    with pytest.raises(ValueError, match="packs several documents into one row.*one vector per row"):
         model(**batch)
 
 
 def test_encoder_decoder_refuses_packed_keywords():
     """The encoder-decoder passed `cu_seq_lens_q` and friends on to its encoder and decoder, which ignored them."""
     model = FastformerForConditionalGeneration(seq2seq_config()).eval()
-    with pytest.raises(ValueError, match="cu_seq_lens_q"):
+    with pytest.raises(ValueError, match="packs several documents.*encoder-decoder model"):
         model(
             input_ids=torch.tensor([[5, 6, 7]]),
             decoder_input_ids=torch.tensor([[1, 5]]),
             cu_seq_lens_q=torch.tensor([0, 2, 3]),
         )
-
-
-def test_trainer_with_flattening_collator_refuses(tmp_path):
-    """The `Trainer` trained on the mixed documents of a `DataCollatorWithFlattening` batch without a word."""
-    model = FastformerForCausalLM(causal_config())
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=1,
-        per_device_train_batch_size=2,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-    )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        data_collator=DataCollatorWithFlattening(),
-        train_dataset=[{"input_ids": ids} for ids in DOCUMENTS],
-    )
-    with pytest.raises(ValueError, match="DataCollatorWithFlattening"):
-        trainer.train()
 
 
 def test_positions_that_do_not_restart_are_accepted():
@@ -112,7 +79,9 @@ def test_positions_that_do_not_restart_are_accepted():
     attention_mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
     with torch.no_grad():
-        given = model(input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        given = model(input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+        assert given.cache is not None  # not taken for a packed row, which decodes without a cache
+        given = given.logits
         own = model(input_ids, attention_mask=attention_mask).logits
         model(input_ids, position_ids=torch.arange(5).expand(2, 5))
     torch.testing.assert_close(given[attention_mask.bool()], own[attention_mask.bool()])
