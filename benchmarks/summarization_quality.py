@@ -3,8 +3,9 @@
 
 Every model is trained from scratch by `examples/run_summarization.py` on the built-in XSum split (849 training
 pairs, 100 held-out test pairs; 50 validation pairs are not used) with the same arguments: one WordPiece tokenizer
-trained here once on the training split and shared by all, the same width/depth/heads/FFN, the same epochs, batch
-size, learning-rate schedule and seed, and the same decoding (beam search, no-repeat n-gram size, maximum length).
+trained once on the training split (by the example too, `--tokenizer_only`) and shared by all, the same
+width/depth/heads/FFN, the same epochs, batch size, learning-rate schedule and seed, and the same decoding (beam
+search, no-repeat n-gram size, maximum length).
 Documents are truncated only at `--max_source_length` (4,096 tokens by default, the position table of every model:
 BART's is extended to 4,096); summaries at 64 tokens. Each run is a separate process; the script prints ROUGE-1/2/L
 (stemmed F-measures x 100, `fastformer.classify.metrics.load("rouge")`) on the test split for each model and for the lead-1
@@ -35,7 +36,6 @@ when `--fold_list` names only some folds).
 """
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 
 from common import mean_std
+
+from fastformer.classify import corpora
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,20 +57,29 @@ MODELS = {
 }
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_summarization", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def fold_tokenizer(script, data_args, vocab_size: int, path: Path) -> Path:
-    """Trains (once; read back after) the shared tokenizer of a split on that split's training pairs only."""
+def fold_tokenizer(data_args: list[str], vocab_size: int, path: Path) -> Path:
+    """The shared tokenizer of a split, trained on that split's training pairs only (all of them, whatever
+    `--max_train_samples`) by the example script (`--tokenizer_only`, a separate process) and saved to `path`; once:
+    a saved one is read back."""
     if not (path / "tokenizer.json").is_file():
-        train = script.load_raw_datasets(data_args)["train"]
-        tokenizer = script.train_tokenizer(list(train["document"]) + list(train["summary"]), vocab_size)
-        tokenizer.save_pretrained(path)
+        command = [
+            sys.executable,
+            str(SCRIPT),
+            *data_args,
+            "--vocab_size",
+            str(vocab_size),
+            "--tokenizer_only",
+            "--output_dir",
+            str(path),
+        ]
+        print(f"== tokenizer: {' '.join(command)}", flush=True)
+        subprocess.run(command, check=True)
     return path
+
+
+def fold_test_pairs(data_cache_dir: str, folds: int, fold: int, fold_seed: int) -> list[dict]:
+    """The test pairs of a fold, the same as the example's (`--xsum_folds`): `corpora.xsum_split`."""
+    return corpora.xsum_split(corpora.xsum_pairs(data_cache_dir), folds, fold, fold_seed)["test"]
 
 
 def distinct_predictions(run_dir: Path) -> int:
@@ -215,7 +226,7 @@ def rescore(args, results: dict, output_dir: Path, cache: dict) -> dict:
     return rescored
 
 
-def source_losses(script, data_args, run_dir: Path, max_source_length: int, batch_size: int = 10) -> dict:
+def source_losses(test: list[dict], run_dir: Path, max_source_length: int, batch_size: int = 10) -> dict:
     """Teacher-forced test loss (nats per summary token, token-weighted) of a trained run with each summary's own
     document, and with the next test pair's document (rolled by one) in its place: their difference is how much the
     model's predictions of the summary use the source (0: it writes summaries without reading the document)."""
@@ -223,8 +234,7 @@ def source_losses(script, data_args, run_dir: Path, max_source_length: int, batc
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     torch.set_num_threads(1)
-    test = script.load_raw_datasets(data_args)["test"]
-    documents, summaries = list(test["document"]), list(test["summary"])
+    documents, summaries = [pair["document"] for pair in test], [pair["summary"] for pair in test]
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(run_dir).eval()
     end = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
@@ -295,7 +305,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--data_cache_dir", default=None, help="the example script's --data_cache_dir")
+    parser.add_argument(
+        "--data_cache_dir",
+        default=str(corpora.default_cache_dir() / "datasets"),
+        help="the example script's --data_cache_dir (the same default), where XSum is cached",
+    )
     parser.add_argument("--folds", type=int, default=None, help="K-fold cross-validation instead of the fixed split")
     parser.add_argument("--fold_seed", type=int, default=0, help="seed of the one shuffle before the folds are cut")
     parser.add_argument("--fold_list", type=int, nargs="+", default=None, help="run only these folds (default all)")
@@ -337,8 +351,7 @@ def main():
     if args.folds is not None and (args.folds < 2 or any(not 0 <= f < args.folds for f in args.fold_list or [])):
         parser.error("--folds must be at least 2 and every --fold_list entry in 0..K-1")
 
-    script = load_script()
-    cache = {"data_cache_dir": args.data_cache_dir} if args.data_cache_dir else {}
+    cache = {"data_cache_dir": args.data_cache_dir}
     common = [
         "--hidden_size",
         str(args.hidden_size),
@@ -406,12 +419,7 @@ def main():
         )
         split_dir = output_dir if fold is None else output_dir / f"fold{fold}"
         data_args = ["--dataset_name", "xsum"] + [f"--{k}={v}" for k, v in {**cache, **fold_args}.items()]
-        tokenizer_dir = fold_tokenizer(
-            script,
-            script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args),
-            args.vocab_size,
-            split_dir / "tokenizer",
-        )
+        tokenizer_dir = fold_tokenizer(data_args, args.vocab_size, split_dir / "tokenizer")
         runs = results.setdefault(fold, {})
         for name in args.models:
             run_dir = split_dir / name
@@ -456,12 +464,11 @@ def main():
         )
         if args.source_loss:
             for fold, runs in results.items():
-                fold_args = {"xsum_folds": args.folds, "xsum_fold": fold, "xsum_fold_seed": args.fold_seed}
-                data = script.DataTrainingArguments(dataset_name="xsum", **cache, **fold_args)
+                test = fold_test_pairs(args.data_cache_dir, args.folds, fold, args.fold_seed)
                 for name, run in runs.items():
                     path = output_dir / f"fold{fold}" / name / "source_loss.json"
                     if not path.is_file():
-                        path.write_text(json.dumps(source_losses(script, data, path.parent, args.max_source_length)))
+                        path.write_text(json.dumps(source_losses(test, path.parent, args.max_source_length)))
                     run.update(json.loads(path.read_text()))
             table, source_numbers = source_tables(results, args.models)
             print(

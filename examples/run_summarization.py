@@ -11,11 +11,17 @@ Data: local CSV/JSON(lines) files (`--train_file`, `--validation_file`, `--test_
 file order into a fixed train (pairs 0-849), validation (850-899) and test (900-999) set (the one pair with
 an empty document is dropped). For cross-validation, `--xsum_folds K --xsum_fold i [--xsum_fold_seed S]` replaces
 that split: the 999 kept pairs are shuffled once (seed S) and cut into K folds of near-equal size; fold i is the
-test set, the other K-1 folds the training set, and there is no validation set.
+test set, the other K-1 folds the training set, and there is no validation set. Both splits come from
+`fastformer.classify.corpora.xsum_split`.
 
 Tokenizer: `--tokenizer_name` (a saved tokenizer), the checkpoint's own (`--model_name_or_path`), or else a new
 `FastformerTokenizer` WordPiece vocabulary of `--vocab_size` trained on the training documents and summaries.
-Fastformer and BART models built from scratch get the same tokenizer, width, depth, heads and FFN size.
+Fastformer and BART models built from scratch get the same tokenizer, width, depth, heads and FFN size. With
+`--tokenizer_only` the script saves that tokenizer to `--output_dir` and stops (no model), so that several runs can
+share one tokenizer trained on their training split (`--tokenizer_name`):
+
+    python examples/run_summarization.py --dataset_name xsum --xsum_folds 5 --xsum_fold 0 --vocab_size 8000 \
+        --tokenizer_only --output_dir outputs/xsum-fold0-tokenizer
 
 ROUGE comes from the package's offline `evaluate` module (`fastformer.classify.metrics.load("rouge")`, stemmed,
 sentences split by regex for rougeLsum). With `--do_predict`, the lead-1 baseline (the document's first sentence)
@@ -56,7 +62,6 @@ from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentPars
 logger = logging.getLogger(__name__)
 
 BUILTIN_DATASETS = ("xsum",)
-XSUM_SPLITS = {"train": (0, 850), "validation": (850, 900), "test": (900, 1000)}
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -80,6 +85,14 @@ class ModelArguments(ModelSizeArguments):
         default=None, metadata={"help": "A saved tokenizer; else the checkpoint's, else a new one is trained."}
     )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a newly trained tokenizer."})
+    tokenizer_only: bool = field(
+        default=False,
+        metadata={
+            "help": "Only make the tokenizer (trained on the training data, or --tokenizer_name's or the "
+            "checkpoint's), save it to --output_dir and stop: no model, no --do_train/--do_eval/--do_predict. "
+            "Runs that pass the saved folder as --tokenizer_name then share one tokenizer."
+        },
+    )
     num_decoder_layers: int = field(default=2, metadata={"help": "Decoder depth."})
     max_position_embeddings: int = field(default=4096, metadata={"help": "Learned position table length."})
     cross_attention_type: str = field(
@@ -142,45 +155,22 @@ def xsum_pairs(cache_dir: Path) -> list[dict]:
         fail(str(error))
 
 
-def kept_pairs(pairs: list[dict], name: str) -> list[dict]:
-    """The pairs with a non-empty document and summary; the dropped count is logged (one in the file: line 220)."""
-    kept = [pair for pair in pairs if pair["document"].strip() and pair["summary"].strip()]
-    if len(kept) < len(pairs):
-        logger.info("XSum %s: dropped %d pair(s) with an empty document or summary", name, len(pairs) - len(kept))
-    return kept
-
-
-def fold_indices(n: int, folds: int, seed: int) -> list[list[int]]:
-    """K-fold cross-validation: positions 0..n-1 shuffled once with `seed`, cut into `folds` near-equal parts (the
-    first n % folds parts one longer), each sorted (file order within a fold)."""
-    order = np.random.default_rng(seed).permutation(n)
-    return [sorted(int(i) for i in part) for part in np.array_split(order, folds)]
-
-
 def builtin_xsum(cache_dir: Path, folds: int | None = None, fold: int = 0, fold_seed: int = 0) -> DatasetDict:
-    """The fixed XSum split, or with `folds` the train/test split of fold `fold` of the kept pairs."""
-    pairs = xsum_pairs(cache_dir)
+    """The fixed XSum split, or with `folds` the train/test split of fold `fold` of the kept pairs
+    (`fastformer.classify.corpora.xsum_split`)."""
+    if folds is not None and (folds < 2 or not 0 <= fold < folds):
+        fail(f"--xsum_folds must be at least 2 and --xsum_fold in 0..{folds - 1}, got {folds} and {fold}.")
+    splits = corpora.xsum_split(xsum_pairs(cache_dir), folds, fold, fold_seed)
     if folds is not None:
-        if folds < 2 or not 0 <= fold < folds:
-            fail(f"--xsum_folds must be at least 2 and --xsum_fold in 0..{folds - 1}, got {folds} and {fold}.")
-        kept = kept_pairs(pairs, "(all 1,000 pairs)")
-        parts = fold_indices(len(kept), folds, fold_seed)
-        train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
         logger.info(
             "XSum fold %d of %d (seed %d): %d training pairs, %d test pairs",
             fold,
             folds,
             fold_seed,
-            len(train),
-            len(parts[fold]),
+            len(splits["train"]),
+            len(splits["test"]),
         )
-        return DatasetDict(
-            {
-                "train": Dataset.from_list([kept[i] for i in train]),
-                "test": Dataset.from_list([kept[i] for i in parts[fold]]),
-            }
-        )
-    return DatasetDict({name: Dataset.from_list(kept_pairs(pairs[a:b], name)) for name, (a, b) in XSUM_SPLITS.items()})
+    return DatasetDict({name: Dataset.from_list(pairs) for name, pairs in splits.items()})
 
 
 def load_raw_datasets(data_args: DataTrainingArguments) -> DatasetDict:
@@ -313,8 +303,11 @@ def main(argv: list[str] | None = None):
     )
     set_seed(training_args.seed)
 
-    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        fail("nothing to do: pass --do_train, --do_eval and/or --do_predict.")
+    stages = training_args.do_train or training_args.do_eval or training_args.do_predict
+    if model_args.tokenizer_only and stages:
+        fail("--tokenizer_only saves the tokenizer and stops: pass it without --do_train/--do_eval/--do_predict.")
+    if not (stages or model_args.tokenizer_only):
+        fail("nothing to do: pass --do_train, --do_eval and/or --do_predict (or --tokenizer_only).")
     raw = load_raw_datasets(data_args)
     for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, flag) and split not in raw:
@@ -336,6 +329,10 @@ def main(argv: list[str] | None = None):
             fail("a new tokenizer is trained on the training data: pass --train_file (or --tokenizer_name).")
         texts = list(raw["train"][data_args.text_column]) + list(raw["train"][data_args.summary_column])
         tokenizer = train_tokenizer(texts, model_args.vocab_size)
+    if model_args.tokenizer_only:
+        tokenizer.save_pretrained(training_args.output_dir)
+        logger.info("Saved the tokenizer to %s", training_args.output_dir)
+        return
     if model_args.model_name_or_path:
         model = AutoModelForSeq2SeqLM.from_pretrained(model_args.model_name_or_path)
     else:

@@ -1,7 +1,9 @@
 """examples/run_summarization.py end to end on a tiny local JSON-lines dataset with a tiny model."""
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,9 +15,11 @@ from helpers import load_script
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: E402
 
 from fastformer import FastformerForConditionalGeneration  # noqa: E402
+from fastformer.classify import corpora  # noqa: E402
 
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_summarization.py"
+BENCHMARK = SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py"
 
 PAIRS = [
     ("The council approved a new bridge over the river. Work starts in May.", "Council approves river bridge."),
@@ -129,6 +133,22 @@ def test_script_trains_a_bart_of_the_same_size(script, tmp_path):
     assert config["model_type"] == "bart" and config["d_model"] == 32 and config["encoder_layers"] == 1
 
 
+def test_tokenizer_only_saves_the_tokenizer_trained_on_the_training_pairs_and_stops(script, monkeypatch, tmp_path):
+    trained, train = [], script.train_tokenizer
+
+    def train_tokenizer(texts, vocab_size):
+        trained.append((list(texts), vocab_size, train(texts, vocab_size)))
+        return trained[-1][2]
+
+    monkeypatch.setattr(script, "train_tokenizer", train_tokenizer)
+    output_dir = tmp_path / "tokenizer"
+    script.main(tiny_args(tmp_path, output_dir, "--tokenizer_only"))
+    assert (output_dir / "tokenizer.json").is_file() and not (output_dir / "config.json").exists()
+    [(texts, vocab_size, tokenizer)] = trained
+    assert texts == [d for d, _ in PAIRS * 2] + [s for _, s in PAIRS * 2] and vocab_size == 200  # documents, summaries
+    assert AutoTokenizer.from_pretrained(output_dir).get_vocab() == tokenizer.get_vocab()
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -138,6 +158,7 @@ def test_script_trains_a_bart_of_the_same_size(script, tmp_path):
         (["--do_train", "--model_type", "bart", "--cross_attention_type", "additive"], "fastformer only"),
         (["--do_train", "--max_source_length", "128"], "exceeds the model's 64 positions"),
         ([], "nothing to do"),
+        (["--do_train", "--tokenizer_only"], "without --do_train"),
     ],
 )
 def test_script_bad_input_stops_with_a_clear_error(script, tmp_path, extra, message):
@@ -162,10 +183,10 @@ def test_xsum_fixed_split_is_unchanged(script, monkeypatch):
 
 
 def test_xsum_folds_are_disjoint_cover_the_kept_pairs_and_are_stable_for_a_seed(script, monkeypatch):
-    parts = script.fold_indices(999, 5, 0)
+    parts = corpora.xsum_fold_indices(999, 5, 0)
     assert [len(part) for part in parts] == [200, 200, 200, 200, 199]
     assert sorted(i for part in parts for i in part) == list(range(999))
-    assert parts == script.fold_indices(999, 5, 0) and parts != script.fold_indices(999, 5, 1)
+    assert parts == corpora.xsum_fold_indices(999, 5, 0) and parts != corpora.xsum_fold_indices(999, 5, 1)
 
     monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
     kept = [pair["document"] for pair in FAKE_XSUM if pair["document"].strip()]
@@ -191,9 +212,11 @@ def test_xsum_fold_options_are_checked(script, monkeypatch, extra, message):
 
 
 def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(script, monkeypatch, tmp_path):
-    benchmark = load_script(SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py", "summarization_quality")
+    """The benchmark has the example train a fold's tokenizer (`--tokenizer_only`, a command: run in-process here)
+    on the fold's training pairs only, once."""
+    benchmark = load_script(BENCHMARK, "summarization_quality")
     monkeypatch.setattr(script, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
-    seen = []
+    seen, commands = [], []
 
     class Saved:
         def save_pretrained(self, path):
@@ -202,20 +225,41 @@ def test_cross_validation_tokenizer_is_trained_on_the_folds_training_pairs_only(
 
     def train_tokenizer(texts, vocab_size):
         seen.append(list(texts))
+        assert vocab_size == 100
         return Saved()
 
+    def run(command, check):
+        assert command[:2] == [sys.executable, str(SCRIPT)]
+        assert check
+        commands.append(command)
+        script.main(command[2:])
+
     monkeypatch.setattr(script, "train_tokenizer", train_tokenizer)
-    data_args = script.DataTrainingArguments(dataset_name="xsum", xsum_folds=5, xsum_fold=3, xsum_fold_seed=7)
-    raw = script.load_raw_datasets(data_args)
-    benchmark.fold_tokenizer(script, data_args, 100, tmp_path / "tokenizer")
-    benchmark.fold_tokenizer(script, data_args, 100, tmp_path / "tokenizer")  # read back, not trained again
-    assert len(seen) == 1
+    monkeypatch.setattr(benchmark, "subprocess", SimpleNamespace(run=run))
+    data_args = ["--dataset_name", "xsum", "--xsum_folds=5", "--xsum_fold=3", "--xsum_fold_seed=7"]
+    raw = script.load_raw_datasets(
+        script.DataTrainingArguments(dataset_name="xsum", xsum_folds=5, xsum_fold=3, xsum_fold_seed=7)
+    )
+    benchmark.fold_tokenizer(data_args, 100, tmp_path / "tokenizer")
+    benchmark.fold_tokenizer(data_args, 100, tmp_path / "tokenizer")  # read back, not trained again
+    assert len(seen) == 1 and len(commands) == 1 and "--tokenizer_only" in commands[0]
     assert sorted(seen[0]) == sorted(list(raw["train"]["document"]) + list(raw["train"]["summary"]))
     assert not set(seen[0]) & (set(raw["test"]["document"]) | set(raw["test"]["summary"]))
 
 
+def test_benchmark_scores_the_source_loss_on_the_examples_test_pairs(script, monkeypatch):
+    """The benchmark reads a fold's test pairs through `fastformer.classify.corpora` (it imports no example): the
+    same pairs, in the same order, as the example's test split of that fold."""
+    benchmark = load_script(BENCHMARK, "summarization_quality")
+    monkeypatch.setattr(corpora, "xsum_pairs", lambda cache_dir: FAKE_XSUM)
+    for folds, fold, seed in ((5, 0, 0), (5, 4, 0), (3, 1, 7)):
+        args = script.DataTrainingArguments(dataset_name="xsum", xsum_folds=folds, xsum_fold=fold, xsum_fold_seed=seed)
+        expected = list(script.load_raw_datasets(args)["test"])
+        assert benchmark.fold_test_pairs("unused", folds, fold, seed) == expected
+
+
 def test_cross_validation_tables_average_over_complete_folds_and_pair_differences_by_fold():
-    benchmark = load_script(SCRIPT.parents[1] / "benchmarks" / "summarization_quality.py", "summarization_quality")
+    benchmark = load_script(BENCHMARK, "summarization_quality")
 
     def run(rouge1, loss, lead=10.0):
         keys = (

