@@ -4,14 +4,18 @@
 `FastformerCache` is a transformers `Cache` of `FastformerCacheLayer`s (built on `LinearAttentionLayer`, from which
 beam reordering, reset and offloading come); the `[S, m, Z]` tensor layout in which a layer stores a pool is known
 only to `FastformerCacheLayer.pack` / `unpack`. `split_cache` unwraps the `EncoderDecoderCache` of a decoder with
-cross-attention.
+cross-attention, `cached_encoder_projections` keeps the cross-attention's projections of the encoder output in it,
+and `renamed_cache_kwargs` accepts the cache under transformers' other names.
 
 This file imports only torch, transformers and its sibling `pooling_fastformer.py`: it is copied beside
 `modeling_fastformer.py` into checkpoints (Hub custom code).
 """
 
+from collections.abc import Callable
+
 import torch
 from transformers.cache_utils import Cache, EncoderDecoderCache, LinearAttentionLayer
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .pooling_fastformer import SoftmaxPool
 
@@ -93,3 +97,23 @@ def split_cache(cache: FastformerCache | EncoderDecoderCache | None):
     if isinstance(cache, EncoderDecoderCache):
         return cache.self_attention_cache, cache
     return cache, None
+
+
+def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, project: Callable, encoder_states):
+    """Cross-attention `(keys, values)` of the encoder output: `project(encoder_states)` once, then read from the
+    cache."""
+    if cache is not None and cache.is_updated.get(layer_idx):
+        layer = cache.cross_attention_cache.layers[layer_idx]
+        return layer.keys, layer.values
+    keys, values = project(encoder_states)
+    if cache is not None:
+        keys, values = cache.cross_attention_cache.update(keys, values, layer_idx)
+        cache.is_updated[layer_idx] = True
+    return keys, values
+
+
+def renamed_cache_kwargs(forward: Callable) -> Callable:
+    """`forward` also accepts the decoding state under its names in transformers' other models, `past_key_values`
+    and `cache_params` (deprecated here: a warning, until transformers 5.40)."""
+    forward = deprecate_kwarg("cache_params", "5.40.0", new_name="cache")(forward)
+    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)

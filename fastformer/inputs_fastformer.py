@@ -244,3 +244,31 @@ def question_answering_positions(start_positions, end_positions, batch: int, seq
     start, end = checked
     outside = (start < 0) | (start >= seq) | (end < 0) | (end >= seq)
     return start.masked_fill(outside, seq), end.masked_fill(outside, seq)
+
+
+def check_encoder_inputs(cross_attention: bool, encoder_hidden_states, encoder_attention_mask):
+    """Raise unless a decoder with cross-attention gets an encoder output (with a mask that fits it) and any other
+    model none."""
+    if not cross_attention:
+        if encoder_hidden_states is not None:
+            raise ValueError("`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`).")
+        return
+    if encoder_hidden_states is None:
+        raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
+    if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
+        raise ValueError(
+            f"`encoder_attention_mask` has shape {tuple(encoder_attention_mask.shape)} but the encoder output "
+            f"has {tuple(encoder_hidden_states.shape[:2])} tokens (batch, enc_seq)."
+        )
+
+
+def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
+    """Decoder inputs from labels: `[start, y_1, ..., y_{n-1}]`, with the `-100` of ignored labels made padding."""
+    if decoder_start_token_id is None:
+        raise ValueError("`config.decoder_start_token_id` must be set to build decoder inputs from `labels`.")
+    if pad_token_id is None:
+        raise ValueError("`config.pad_token_id` must be set to build decoder inputs from `labels`.")
+    shifted = input_ids.new_zeros(input_ids.shape)
+    shifted[:, 1:] = input_ids[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)

@@ -7,12 +7,11 @@ stack -> pretrained base -> model -> heads. Its siblings, each with one job:
 - `pooling_fastformer.py`: the running softmax pool, the one primitive behind every attention and pooler;
 - `cache_fastformer.py`: the decoding state (`FastformerCache`);
 - `chunking_fastformer.py`: running a layer over sequence chunks (`config.sequence_chunk_size`);
-- `inputs_fastformer.py`: the checks of inputs and labels, positions;
-- `sequence_parallel.py`: the collectives of sequence parallelism (and its user-facing helpers);
-- `configuration_fastformer.py`: the config.
+- `inputs_fastformer.py`: the checks of inputs and labels, positions, packed-document boundaries;
+- `sequence_parallel.py`: the collectives of sequence parallelism (and its user-facing helpers).
 
-This file imports only torch, transformers and those siblings (which import only torch, transformers' cache classes
-and each other), so that they can be copied alone into a checkpoint directory and loaded with
+This file imports only torch, transformers, those siblings and `configuration_fastformer.py` (which import only
+torch, transformers and each other), so that they can be copied alone into a checkpoint directory and loaded with
 `trust_remote_code=True`.
 """
 
@@ -43,15 +42,21 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring, can_return_tuple, logging
-from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .cache_fastformer import FastformerCache, FastformerCacheLayer, split_cache
+from .cache_fastformer import (
+    FastformerCache,
+    FastformerCacheLayer,
+    cached_encoder_projections,
+    renamed_cache_kwargs,
+    split_cache,
+)
 from .chunking_fastformer import ChunkStates, run_chunk, split_sequence
 from .configuration_fastformer import FastformerConfig
 from .inputs_fastformer import (
     check_class_ids,
+    check_encoder_inputs,
     check_mask_shape,
     document_position_ids,
     document_starts,
@@ -60,6 +65,7 @@ from .inputs_fastformer import (
     refuse_packed_rows,
     resolve_position_ids,
     sequence_classification_labels,
+    shift_tokens_right,
     token_loss_kwargs,
     validate_inputs,
 )
@@ -299,19 +305,6 @@ class FastformerCausalAdditiveAttention(FastformerAdditiveAttention):
         mixed = key * global_query  # p_t
         global_key = self.prefix_pool(self.key_att(mixed), mixed, mask, cache, layer_idx, "key", segments)  # G^k_t
         return self.output(global_key, hidden_states, query), None
-
-
-def cached_encoder_projections(cache: EncoderDecoderCache | None, layer_idx: int, project: Callable, encoder_states):
-    """Cross-attention `(keys, values)` of the encoder output: `project(encoder_states)` once, then read from the
-    cache."""
-    if cache is not None and cache.is_updated.get(layer_idx):
-        layer = cache.cross_attention_cache.layers[layer_idx]
-        return layer.keys, layer.values
-    keys, values = project(encoder_states)
-    if cache is not None:
-        keys, values = cache.cross_attention_cache.update(keys, values, layer_idx)
-        cache.is_updated[layer_idx] = True
-    return keys, values
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
@@ -756,13 +749,6 @@ class FastformerPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
-def _renamed_cache_kwargs(forward: Callable) -> Callable:
-    """`forward` also accepts the decoding state under its names in transformers' other models, `past_key_values`
-    and `cache_params` (deprecated here: a warning, until transformers 5.40)."""
-    forward = deprecate_kwarg("cache_params", "5.40.0", new_name="cache")(forward)
-    return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
-
-
 @auto_docstring(
     custom_intro="""
     The bare Fastformer: embeddings -> `num_layers` Fastformer layers.
@@ -849,25 +835,10 @@ class FastformerModel(FastformerPreTrainedModel):
             refuse_packed_documents("sequence parallelism", starts, "its collectives pool whole rows")
         return None if starts is None else Segments.from_starts(starts)
 
-    def _check_encoder_inputs(self, encoder_hidden_states, encoder_attention_mask):
-        if not self.cross_attention:
-            if encoder_hidden_states is not None:
-                raise ValueError(
-                    "`encoder_hidden_states` needs a decoder with cross-attention (`add_cross_attention`)."
-                )
-            return
-        if encoder_hidden_states is None:
-            raise ValueError("This decoder has cross-attention: pass `encoder_hidden_states`.")
-        if encoder_attention_mask is not None and encoder_attention_mask.shape != encoder_hidden_states.shape[:2]:
-            raise ValueError(
-                f"`encoder_attention_mask` has shape {tuple(encoder_attention_mask.shape)} but the encoder output "
-                f"has {tuple(encoder_hidden_states.shape[:2])} tokens (batch, enc_seq)."
-            )
-
     @merge_with_config_defaults
     @capture_outputs
     @auto_docstring
-    @_renamed_cache_kwargs
+    @renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -887,7 +858,7 @@ class FastformerModel(FastformerPreTrainedModel):
             ignored by an encoder) returns the updated state.
         """
         given_cache, cache = cache, self._decoding_cache(cache, use_cache)
-        self._check_encoder_inputs(encoder_hidden_states, encoder_attention_mask)
+        check_encoder_inputs(self.cross_attention, encoder_hidden_states, encoder_attention_mask)
         past_length = 0 if cache is None else cache.get_seq_length()
         shape = validate_inputs(self.config, input_ids, attention_mask, inputs_embeds, past_length)
         segments = self._packed_documents(position_ids, attention_mask, kwargs, shape, given_cache)
@@ -1053,7 +1024,7 @@ class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin
 
     @can_return_tuple
     @auto_docstring
-    @_renamed_cache_kwargs
+    @renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -1089,18 +1060,6 @@ class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-
-
-def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None):
-    """Decoder inputs from labels: `[start, y_1, ..., y_{n-1}]`, with the `-100` of ignored labels made padding."""
-    if decoder_start_token_id is None:
-        raise ValueError("`config.decoder_start_token_id` must be set to build decoder inputs from `labels`.")
-    if pad_token_id is None:
-        raise ValueError("`config.pad_token_id` must be set to build decoder inputs from `labels`.")
-    shifted = input_ids.new_zeros(input_ids.shape)
-    shifted[:, 1:] = input_ids[:, :-1]
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
 @auto_docstring(
@@ -1180,7 +1139,7 @@ class FastformerForConditionalGeneration(FastformerPreTrainedModel, FastformerGe
 
     @can_return_tuple
     @auto_docstring
-    @_renamed_cache_kwargs
+    @renamed_cache_kwargs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
