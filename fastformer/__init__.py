@@ -19,6 +19,7 @@ from transformers import (
 )
 
 from .configuration_fastformer import FastformerConfig
+from .data_collator import DataCollatorForPackedSequenceClassification
 from .modeling_fastformer import (
     FastformerCache,
     FastformerForCausalLM,
@@ -54,6 +55,7 @@ AutoTokenizer.register(FastformerConfig, tokenizer_class=FastformerTokenizer, ex
 FastformerTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
+    "DataCollatorForPackedSequenceClassification",
     "FastformerCache",
     "FastformerConfig",
     "FastformerForCausalLM",

@@ -5,7 +5,8 @@
 beam reordering, reset and offloading come); the `[S, m, Z]` tensor layout in which a layer stores a pool is known
 only to `FastformerCacheLayer.pack` / `unpack`. `split_cache` unwraps the `EncoderDecoderCache` of a decoder with
 cross-attention, `cached_encoder_projections` keeps the cross-attention's projections of the encoder output in it,
-and `renamed_cache_kwargs` accepts the cache under transformers' other names.
+`renamed_cache_kwargs` accepts the cache under transformers' other names, and `FastformerGenerationMixin` tells
+`generate()` how to treat the state.
 
 This file imports only torch, transformers and its sibling `pooling_fastformer.py`: it is copied beside
 `modeling_fastformer.py` into checkpoints (Hub custom code).
@@ -14,6 +15,7 @@ This file imports only torch, transformers and its sibling `pooling_fastformer.p
 from collections.abc import Callable
 
 import torch
+from transformers import GenerationMixin
 from transformers.cache_utils import Cache, EncoderDecoderCache, LinearAttentionLayer
 from transformers.utils.deprecation import deprecate_kwarg
 
@@ -117,3 +119,20 @@ def renamed_cache_kwargs(forward: Callable) -> Callable:
     and `cache_params` (deprecated here: a warning, until transformers 5.40)."""
     forward = deprecate_kwarg("cache_params", "5.40.0", new_name="cache")(forward)
     return deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")(forward)
+
+
+class FastformerGenerationMixin(GenerationMixin):
+    """`generate()` for the causal heads, whose decoding state is a constant-size `FastformerCache` (inside an
+    `EncoderDecoderCache` for seq2seq) that `forward` creates on the first step."""
+
+    _is_stateful = True  # the state holds only the latest step: it cannot be cropped back to an earlier token
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # `generate()` must not build a `DynamicCache` for it
+
+    def _assisted_decoding(self, *args, **kwargs):
+        raise ValueError(
+            "Assisted and prompt-lookup decoding roll the cache back to an earlier token, but Fastformer's stateful "
+            "decoding cache keeps only the latest state: use greedy search, sampling or beam search."
+        )

@@ -2,10 +2,11 @@
 """What the model checks in, and derives from, its inputs before it computes anything.
 
 Each check raises a `ValueError` that names the input and the problem: shapes and token ids (`validate_inputs`,
-`check_mask_shape`), positions and the position table (`resolve_position_ids`), where packed documents begin
-(`document_starts`), and the heads' labels (`check_class_ids`, `sequence_classification_labels`,
-`question_answering_positions`, with `token_loss_kwargs` for their loss). Checks that read tensor values are skipped
-while `torch.compile` traces. `sequence_parallel.shard_sequence` runs the same checks on the whole batch.
+`check_mask_shape`, `check_multiple_choice_inputs`), positions and the position table (`resolve_position_ids`), where
+packed documents begin (`document_starts`, `head_document_starts`), and the heads' labels (`check_class_ids`,
+`sequence_classification_labels`, `question_answering_positions`, with `token_loss_kwargs` for their loss). Checks
+that read tensor values are skipped while `torch.compile` traces. `sequence_parallel.shard_sequence` runs the same
+checks on the whole batch.
 
 This file imports only torch: it is copied beside `modeling_fastformer.py` into checkpoints (Hub custom code).
 """
@@ -116,19 +117,38 @@ def refuse_packed_documents(model_name: str, starts: torch.Tensor | None, reason
         )
 
 
-def refuse_packed_rows(model_name: str, input_ids, inputs_embeds, attention_mask, kwargs: dict):
-    """`refuse_packed_documents` for a head that pools one vector per row, from its own inputs."""
+def head_document_starts(input_ids, inputs_embeds, attention_mask, kwargs: dict) -> torch.Tensor | None:
+    """`document_starts` read by a head from its own inputs (`position_ids` and the boundary keywords in `kwargs`),
+    before its encoder runs; None when the inputs are missing (the encoder then names the problem)."""
     inputs = input_ids if input_ids is not None else inputs_embeds
-    if inputs is not None and inputs.dim() >= 2:
-        shape = tuple(inputs.shape[:2])
-        starts = document_starts(kwargs.get("position_ids"), attention_mask, kwargs, shape)
-        refuse_packed_documents(model_name, starts, "it pools one vector per row")
+    if inputs is None or inputs.dim() < 2:
+        return None
+    return document_starts(kwargs.get("position_ids"), attention_mask, kwargs, tuple(inputs.shape[:2]))
 
 
 def document_position_ids(starts: torch.Tensor) -> torch.Tensor:
     """Positions that restart at 0 at every document start `(batch, seq)`: each document numbered as if alone."""
     index = torch.arange(starts.shape[1], device=starts.device).expand_as(starts)
     return index - torch.where(starts, index, 0).cummax(dim=1).values
+
+
+def check_multiple_choice_inputs(input_ids, attention_mask, inputs_embeds) -> torch.Tensor:
+    """Check a multiple-choice head's inputs: exactly one of `input_ids` `(batch, num_choices, seq)` and
+    `inputs_embeds` `(batch, num_choices, seq, hidden)`, with an `attention_mask` `(batch, num_choices, seq)` or
+    None; return the one given."""
+    inputs = input_ids if input_ids is not None else inputs_embeds
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
+    if inputs.dim() != (3 if input_ids is not None else 4):
+        name = "input_ids" if input_ids is not None else "inputs_embeds"
+        expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
+        raise ValueError(f"`{name}` must have shape {expected}, got {tuple(inputs.shape)}.")
+    if attention_mask is not None and attention_mask.shape != inputs.shape[:3]:
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
+            f"seq) = {tuple(inputs.shape[:3])}."
+        )
+    return inputs
 
 
 def default_position_ids(causal: bool, seq: int, attention_mask=None, past_length: int = 0, device=None):

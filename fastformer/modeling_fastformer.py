@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
@@ -48,6 +48,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .cache_fastformer import (
     FastformerCache,
     FastformerCacheLayer,
+    FastformerGenerationMixin,
     cached_encoder_projections,
     renamed_cache_kwargs,
     split_cache,
@@ -58,11 +59,12 @@ from .inputs_fastformer import (
     check_class_ids,
     check_encoder_inputs,
     check_mask_shape,
+    check_multiple_choice_inputs,
     document_position_ids,
     document_starts,
+    head_document_starts,
     question_answering_positions,
     refuse_packed_documents,
-    refuse_packed_rows,
     resolve_position_ids,
     sequence_classification_labels,
     shift_tokens_right,
@@ -616,13 +618,16 @@ class FastformerEncoder(nn.Module):
 
 
 class FastformerPooler(nn.Module):
-    r"""Turns `(batch, seq, hidden)` into one vector per sequence `(batch, hidden)`.
+    r"""Turns `(batch, seq, hidden)` into one vector per sequence `(batch, hidden)`, or, given packed documents
+    (`Segments`), one vector per document `(documents, hidden)`, the documents in batch order (row by row; a row's
+    documents are its first one and one more per start).
 
     `"attention"` (the paper's additive attention pooling, official `AttentionPooling`):
         `e_i = tanh(W_1 x_i + b_1)`, `s_i = w_2 . e_i + b_2`, `pooled = sum_i softmax_i(s) x_i` over real tokens;
         computed as a max-subtracted masked softmax (the official code's `exp` without max-subtraction and
         `+1e-8` is the same function, but overflows for large logits).
-    `"first"`: `x_1`.  `"mean"`: the mean over real tokens (zero for a row without any).
+    `"first"`: `x_1`.  `"mean"`: the mean over real tokens (zero for a row without any); per document, a
+    `softmax_pool` of equal logits.
     """
 
     def __init__(self, config: FastformerConfig):
@@ -635,11 +640,13 @@ class FastformerPooler(nn.Module):
     # A `torch.distributed` group over which the sequence is sharded (`sequence_parallel.py`); None: not sharded.
     sequence_parallel_group = None
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, attention_mask=None, segments: Segments | None = None):
         group = self.sequence_parallel_group
+        mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
+        if segments is not None:
+            return self.per_document(hidden_states, mask, segments)
         if self.pooler_type == "attention":  # a `softmax_pool` with one head; sharded: of the whole sequence
             logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, seq, 1)
-            mask = None if attention_mask is None else attention_mask.bool().unsqueeze(-1)  # (batch, seq, 1)
             pool = (
                 softmax_pool(logits, hidden_states, mask)
                 if group is None
@@ -653,8 +660,20 @@ class FastformerPooler(nn.Module):
         if self.pooler_type == "mean":
             if attention_mask is None:
                 return hidden_states.mean(dim=1)
-            weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (batch, seq, 1)
+            weights = mask.to(hidden_states.dtype)  # (batch, seq, 1)
             return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    def per_document(self, hidden_states: torch.Tensor, mask: torch.Tensor | None, segments: Segments):
+        """`(documents, hidden)`: each document pooled on its own (`"first"`: its first position)."""
+        if self.pooler_type == "first":
+            return hidden_states[nn.functional.pad(segments.starts[:, 1:], (1, 0), value=True)]  # row by row
+        if self.pooler_type == "attention":
+            logits = self.att_fc2(torch.tanh(self.att_fc1(hidden_states)))  # (batch, seq, 1)
+        else:  # "mean": equal weights
+            logits = hidden_states.new_zeros(*hidden_states.shape[:2], 1)
+        pooled = finalize(softmax_pool(logits, hidden_states, mask, segments)[0]).squeeze(2)  # (batch, count, hidden)
+        present = torch.arange(segments.count, device=pooled.device) <= segments.ids[:, -1:]  # (batch, count)
+        return pooled[present].to(hidden_states.dtype)  # row by row
 
 
 @auto_docstring
@@ -922,7 +941,9 @@ def _classifier_dropout(config: FastformerConfig) -> nn.Dropout:
     custom_intro="""
     Fastformer encoder + pooler (`config.pooler_type`) + dropout + linear classifier. The loss follows
     `config.problem_type` (transformers' `ForSequenceClassificationLoss`): mean-squared error for regression
-    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels.
+    (`num_labels == 1`), cross-entropy for integer labels, binary cross-entropy for float multi-hot labels. A packed
+    batch (several documents per row, see `DataCollatorForPackedSequenceClassification`) gets one row of logits, and
+    takes one label, per document, the documents in batch order.
     """
 )
 class FastformerForSequenceClassification(FastformerPreTrainedModel):
@@ -947,14 +968,16 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
     ) -> SequenceClassifierOutput:
         r"""
         labels (*optional*): class ids `(batch,)` (`-100` ignores a row), or regression targets or multi-hot vectors
-            `(batch, num_labels)`, as `config.problem_type` says (set from the first labels when unset).
+            `(batch, num_labels)`, as `config.problem_type` says (set from the first labels when unset); packed:
+            `(documents,)` or `(documents, num_labels)`.
         """
-        refuse_packed_rows(type(self).__name__, input_ids, inputs_embeds, attention_mask, kwargs)
+        starts = head_document_starts(input_ids, inputs_embeds, attention_mask, kwargs)
         outputs = self.fastformer(
             input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
-        pooled = self.pooler(outputs.last_hidden_state, attention_mask)  # (batch, hidden)
-        logits = self.classifier(self.dropout(pooled))  # (batch, num_labels)
+        segments = None if starts is None else Segments.from_starts(starts)  # packed: one pool per document
+        pooled = self.pooler(outputs.last_hidden_state, attention_mask, segments)  # (batch or documents, hidden)
+        logits = self.classifier(self.dropout(pooled))  # (batch or documents, num_labels)
         loss = None
         if labels is not None:
             labels = sequence_classification_labels(self.config, labels.to(logits.device), logits)
@@ -963,23 +986,6 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config, **kwargs)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-
-
-class FastformerGenerationMixin(GenerationMixin):
-    """`generate()` for the causal heads, whose decoding state is a constant-size `FastformerCache` (inside an
-    `EncoderDecoderCache` for seq2seq) that `forward` creates on the first step."""
-
-    _is_stateful = True  # the state holds only the latest step: it cannot be cropped back to an earlier token
-
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        return False  # `generate()` must not build a `DynamicCache` for it
-
-    def _assisted_decoding(self, *args, **kwargs):
-        raise ValueError(
-            "Assisted and prompt-lookup decoding roll the cache back to an earlier token, but Fastformer's stateful "
-            "decoding cache keeps only the latest state: use greedy search, sampling or beam search."
         )
 
 
@@ -1408,22 +1414,12 @@ class FastformerForMultipleChoice(FastformerPreTrainedModel):
             hidden)`; `attention_mask`: `(batch, num_choices, seq)`).
         labels (`(batch,)`, *optional*): the index of the right choice, `-100` to ignore an example.
         """
-        inputs = input_ids if input_ids is not None else inputs_embeds
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Specify exactly one of `input_ids` or `inputs_embeds`.")
-        if inputs.dim() != (3 if input_ids is not None else 4):
-            name = "input_ids" if input_ids is not None else "inputs_embeds"
-            expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
-            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(inputs.shape)}.")
-        if attention_mask is not None and attention_mask.shape != inputs.shape[:3]:
-            raise ValueError(
-                f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs (batch, num_choices, "
-                f"seq) = {tuple(inputs.shape[:3])}."
-            )
+        inputs = check_multiple_choice_inputs(input_ids, attention_mask, inputs_embeds)
         flat = [
             None if tensor is None else tensor.flatten(0, 1) for tensor in (input_ids, attention_mask, inputs_embeds)
         ]
-        refuse_packed_rows(type(self).__name__, flat[0], flat[2], flat[1], kwargs)
+        starts = head_document_starts(flat[0], flat[2], flat[1], kwargs)
+        refuse_packed_documents(type(self).__name__, starts, "each choice is one row, scored as one sequence")
         outputs = self.fastformer(flat[0], attention_mask=flat[1], inputs_embeds=flat[2], return_dict=True, **kwargs)
         pooled = self.pooler(outputs.last_hidden_state, flat[1])  # (batch * num_choices, hidden)
         logits = self.classifier(self.dropout(pooled)).view(inputs.shape[:2])  # (batch, num_choices)

@@ -230,6 +230,32 @@ def test_bert_model_type_trains_on_the_same_data(tmp_path):
     )
 
 
+def test_packing_trains_the_weights_of_the_padded_run(tmp_path):
+    """`--packing` batches the same documents in the same order, one row per batch without padding; the model keeps
+    the documents apart, so (without dropout) it trains to the padded run's weights and test metrics, on fewer
+    positions."""
+    train_file = write_csv(tmp_path / "reviews.csv", reviews())
+    common = ["--train_file", train_file, *TINY, "--hidden_dropout_prob", "0", "--pooler_type", "attention"]
+    padded = job.main(["--output_dir", str(tmp_path / "padded"), *common])
+    packed = job.main(["--output_dir", str(tmp_path / "packed"), *common, "--packing", "true"])
+    assert (packed["packing"], padded["packing"]) == (True, False)
+    assert packed["accuracy"] == padded["accuracy"] and packed["train_loss"] == pytest.approx(padded["train_loss"])
+    weights = [AutoModelForSequenceClassification.from_pretrained(tmp_path / name).state_dict() for name in SIDES]
+    moved = AutoModelForSequenceClassification.from_config(
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "padded").config
+    ).state_dict()
+    for name in weights[0]:
+        if name == "pooler.att_fc2.bias":  # shifts every softmax logit alike: its gradient is 0 up to rounding,
+            continue  # which Adam scales to full-size steps in both runs
+        torch.testing.assert_close(weights[1][name], weights[0][name], atol=1e-4, rtol=1e-4, msg=name)
+    assert max((weights[0][name] - moved[name]).abs().max() for name in moved) > 1e-2  # training moved them
+    with pytest.raises(SystemExit):
+        job.main(["--output_dir", str(tmp_path / "bert"), *common, "--packing", "true", "--model_type", "bert"])
+
+
+SIDES = ("padded", "packed")
+
+
 def error_line(argv):
     """Runs the job expecting a clean failure: exit status 2 and, as the last line on stderr, the only
     `fastformer-classify: error: ...` line (no traceback). Returns that line."""

@@ -47,16 +47,21 @@ def test_packed_documents_would_mix():
 
 
 @pytest.mark.parametrize("flash_kwargs", [False, True])
-def test_pooling_heads_refuse_a_packed_batch(flash_kwargs):
+def test_sequence_classification_of_a_flattened_batch_scores_each_document(flash_kwargs):
     """`DataCollatorWithFlattening` batches (positions restarting at 0 inside a row; optionally `seq_idx` and
-    `cu_seq_lens_q/k`) used to be accepted by every head and the documents pooled together. The token heads now
-    keep the documents apart (tests/test_packing.py); sequence classification, which pools one vector per row,
-    refuses them by name."""
+    `cu_seq_lens_q/k`) used to be accepted by every head and the documents pooled together into one row of logits.
+    Sequence classification now gives one row of logits per document, each the document's own (the token heads:
+    tests/test_packing.py)."""
     batch = packed_batch(return_seq_idx=flash_kwargs, return_flash_attn_kwargs=flash_kwargs)
     batch.pop("labels")
-    model = FastformerForSequenceClassification(tiny_config()).eval()
-    with pytest.raises(ValueError, match="packs several documents into one row.*one vector per row"):
-        model(**batch)
+    model = randomize_(FastformerForSequenceClassification(tiny_config(num_labels=3))).eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+        alone = torch.cat([model(torch.tensor([ids])).logits for ids in DOCUMENTS])
+        together = model(torch.tensor([sum(DOCUMENTS, [])])).logits  # the row as one document
+    assert logits.shape == (len(DOCUMENTS), 3)
+    torch.testing.assert_close(logits, alone, atol=1e-4, rtol=1e-4)
+    assert_far(together, alone[1:], atol=1e-4)
 
 
 def test_encoder_decoder_refuses_packed_keywords():

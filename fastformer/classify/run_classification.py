@@ -52,6 +52,7 @@ from transformers import (
 )
 
 from ..configuration_fastformer import FastformerConfig
+from ..data_collator import DataCollatorForPackedSequenceClassification
 from ..modeling_fastformer import FastformerForSequenceClassification
 from ..tokenization_fastformer import FastformerTokenizer
 from . import metrics as offline_metrics
@@ -116,6 +117,13 @@ class ModelArguments(ModelSizeArguments):
         },
     )
     pooler_type: str = field(default="mean", metadata={"help": "Fastformer only: mean, attention or first."})
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Fastformer only: pack each batch's documents into one row without padding "
+            "(`DataCollatorForPackedSequenceClassification`; the model keeps the documents apart exactly)."
+        },
+    )
 
 
 @dataclass
@@ -677,6 +685,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     job_start = time.perf_counter()
     if model_args.model_type not in MODEL_TYPES:
         raise InputError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}")
+    if model_args.packing and model_args.model_type != "fastformer":
+        raise InputError(
+            f"--packing needs --model_type fastformer (a {model_args.model_type} model here would attend across the "
+            "packed documents)"
+        )
     if not 8 <= data_args.max_seq_length <= MAX_SEQ_LENGTH:
         raise InputError(
             f"--max_seq_length must lie between 8 and {MAX_SEQ_LENGTH} (the longest input this job "
@@ -702,7 +715,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             train_dataset=train_set,
             eval_dataset=test_set,
             processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
+            data_collator=(
+                DataCollatorForPackedSequenceClassification()
+                if model_args.packing
+                else DataCollatorWithPadding(tokenizer)
+            ),
             compute_metrics=compute_metrics_fn(),
         )
         start = time.perf_counter()
@@ -714,12 +731,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         row = {
             "model_type": model_args.model_type,
             "max_seq_length": data_args.max_seq_length,
+            "packing": model_args.packing,
             "train_docs": len(train_set),
             "test_docs": len(test_set),
             "cut_docs": train_cut + test_cut,
             "accuracy": metrics["eval_accuracy"],
             "macro_f1": metrics["eval_macro_f1"],
             "train_seconds": train_seconds,
+            # real (non-padding) tokens trained on per second: every epoch's documents, as cut
+            "real_tokens_per_second": sum(map(len, train_set["input_ids"])) * trainer.state.epoch / train_seconds,
             "eval_seconds": eval_seconds,
             "seed": training_args.seed,
             "train_loss": train_result.training_loss,
