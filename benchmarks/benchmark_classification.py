@@ -5,12 +5,16 @@
 Runs `fastformer-classify` once per combination, each in a fresh process with identical settings (same data, fixed
 split, tokenizer, epochs, batch size and learning rate; only `--model_type`, `--max_seq_length` and `--seed`
 change), then prints one row per run and a summary (mean ± std over seeds) with Fastformer's accuracy difference
-and wall-time ratio against BERT at the same length. A run whose `all_results.json` already exists under
-`--output_dir` is read back instead of re-run, so an interrupted comparison can be resumed or extended.
+and wall-time ratio against BERT at the same length. The arm `fastformer-packed` is Fastformer with `--packing true`
+(each batch packed into one row without padding); its summary row also gives its real (non-padding) tokens per second
+against padded Fastformer's at the same length. A run whose `all_results.json` already exists under `--output_dir` is
+read back instead of re-run, so an interrupted comparison can be resumed or extended.
 
     python benchmarks/benchmark_classification.py --output_dir outputs/compare --seeds 0 1 2
     python benchmarks/benchmark_classification.py --output_dir outputs/compare --models fastformer --lengths 2048 \
         -- --num_train_epochs 4          # everything after `--` goes to every run
+    python benchmarks/benchmark_classification.py --output_dir outputs/packing --models fastformer fastformer-packed \
+        --lengths 2048 --seeds 0 1 2     # padded vs packed batches
 """
 
 import argparse
@@ -27,8 +31,16 @@ from common import mean_std
 from fastformer.classify.reporting import markdown_table
 
 
-def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: list[str]) -> dict:
-    run_dir = output_dir / f"{model_type}-{length}-seed{seed}"
+# the job's options of each arm
+ARMS = {
+    "fastformer": ["--model_type", "fastformer"],
+    "fastformer-packed": ["--model_type", "fastformer", "--packing", "true"],
+    "bert": ["--model_type", "bert"],
+}
+
+
+def run_one(output_dir: Path, arm: str, length: int, seed: int, extra: list[str]) -> dict:
+    run_dir = output_dir / f"{arm}-{length}-seed{seed}"
     results = run_dir / "all_results.json"
     if not results.is_file():
         command = [
@@ -37,8 +49,7 @@ def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: li
             "fastformer.classify.run_classification",
             "--output_dir",
             str(run_dir),
-            "--model_type",
-            model_type,
+            *ARMS[arm],
             "--max_seq_length",
             str(length),
             "--seed",
@@ -49,7 +60,7 @@ def run_one(output_dir: Path, model_type: str, length: int, seed: int, extra: li
         ]
         print("+", " ".join(command), flush=True)
         subprocess.run(command, check=True)
-    return json.loads(results.read_text())
+    return {**json.loads(results.read_text()), "arm": arm}
 
 
 def mean_and_spread(values: list[float]) -> str:
@@ -57,10 +68,16 @@ def mean_and_spread(values: list[float]) -> str:
     return "{:.3f} ± {:.3f}".format(*mean_std(values))
 
 
+def tokens_per_second(group: list[dict]) -> float | None:
+    """Mean real tokens per second of training over the runs (None if a run predates the measure)."""
+    values = [r.get("real_tokens_per_second") for r in group]
+    return None if None in values else statistics.mean(values)
+
+
 def summarize(rows: list[dict]) -> str:
     groups: dict[tuple[str, int], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["model_type"], row["max_seq_length"]), []).append(row)
+        groups.setdefault((row["arm"], row["max_seq_length"]), []).append(row)
     table = []
     for (model_type, length), group in sorted(groups.items()):
         accuracy = [r["accuracy"] for r in group]
@@ -72,6 +89,10 @@ def summarize(rows: list[dict]) -> str:
         else:
             delta = ratio = "—"
         seeds = ",".join(str(r["seed"]) for r in group)
+        speed, padded = tokens_per_second(group), groups.get(("fastformer", length))
+        versus_padded = "—"
+        if model_type == "fastformer-packed" and padded and speed and tokens_per_second(padded):
+            versus_padded = f"{speed / tokens_per_second(padded):.2f}x"
         table.append(
             [
                 model_type,
@@ -82,6 +103,8 @@ def summarize(rows: list[dict]) -> str:
                 f"{seconds:.0f}",
                 delta,
                 ratio,
+                "—" if speed is None else f"{speed:,.0f}",
+                versus_padded,
             ]
         )
     return markdown_table(
@@ -94,6 +117,8 @@ def summarize(rows: list[dict]) -> str:
             "train s (mean)",
             "Δ accuracy vs BERT",
             "time / BERT",
+            "real tokens/s",
+            "tokens/s vs padded",
         ],
         table,
     )
@@ -102,7 +127,7 @@ def summarize(rows: list[dict]) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output_dir", default="outputs/compare")
-    parser.add_argument("--models", nargs="+", default=["fastformer", "bert"], choices=["fastformer", "bert"])
+    parser.add_argument("--models", nargs="+", default=["fastformer", "bert"], choices=list(ARMS))
     parser.add_argument("--lengths", nargs="+", type=int, default=[512, 2048])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--json", help="also write the rows here")
@@ -112,8 +137,8 @@ def main():
     rows = []
     for seed in args.seeds:  # seeds outermost: a cut-short run still has every model and length for the first seeds
         for length in args.lengths:
-            for model_type in args.models:
-                rows.append(run_one(output_dir, model_type, length, seed, extra))
+            for arm in args.models:
+                rows.append(run_one(output_dir, arm, length, seed, extra))
     print(
         f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}\n"
@@ -121,9 +146,10 @@ def main():
     table = []
     for r in rows:  # a run read back may have had other threads than this process: each row says its own
         peak = f"{r['peak_memory_mib']:.0f}" if r.get("peak_memory_mib") is not None else "—"  # older runs lack it
+        speed = r.get("real_tokens_per_second")
         table.append(
             [
-                r["model_type"],
+                r["arm"],
                 r["max_seq_length"],
                 r["seed"],
                 f"{r['accuracy']:.4f}",
@@ -132,6 +158,7 @@ def main():
                 f"{r['eval_seconds']:.1f}",
                 r["torch_threads"],
                 peak,
+                "—" if speed is None else f"{speed:,.0f}",
             ]
         )
     print(
@@ -146,6 +173,7 @@ def main():
                 "eval s",
                 "torch threads",
                 "peak memory (MiB)",
+                "real tokens/s",
             ],
             table,
         )

@@ -23,9 +23,13 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
         ("fastformer", 1): (0.84, 140.0),
         ("bert", 0): (0.81, 1000.0),
         ("bert", 1): (0.83, 1400.0),
+        ("fastformer-packed", 0): (0.80, 50.0),
+        ("fastformer-packed", 1): (0.82, 70.0),
     }
-    for (model_type, seed), (accuracy, seconds) in runs.items():
-        run_dir = tmp_path / f"{model_type}-2048-seed{seed}"
+    speeds = {"fastformer": [1000.0, 1000.0], "fastformer-packed": [1500.0, 2500.0]}
+    for (arm, seed), (accuracy, seconds) in runs.items():
+        model_type = "bert" if arm == "bert" else "fastformer"
+        run_dir = tmp_path / f"{arm}-2048-seed{seed}"
         run_dir.mkdir()
         (run_dir / "all_results.json").write_text(
             json.dumps(
@@ -39,6 +43,7 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
                     "eval_seconds": 1.0,
                     "torch_threads": 1 + seed,
                     **({"peak_memory_mib": 512.4} if seed else {}),
+                    **({"real_tokens_per_second": speeds[arm][seed]} if arm in speeds else {}),
                 }
             )
         )
@@ -55,6 +60,10 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
             "benchmark_classification.py",
             "--output_dir",
             str(tmp_path),
+            "--models",
+            "fastformer",
+            "fastformer-packed",
+            "bert",
             "--lengths",
             "2048",
             "--seeds",
@@ -66,9 +75,14 @@ def test_finished_runs_are_read_back_and_summarized(tmp_path, monkeypatch, capsy
     )
     module.main()
     out = capsys.readouterr().out
-    assert "| fastformer | 2048 | 1 | 0.8400 | 0.8400 | 140 | 1.0 | 2 | 512 |" in out  # each row's own threads
-    assert "| bert | 2048 | 0 | 0.8100 | 0.8100 | 1000 | 1.0 | 1 | — |" in out  # a run without a memory reading
-    # means 0.820 vs 0.820 (difference +0.000), std 0.028; time 120 s vs 1,200 s: 0.10x
-    assert "| fastformer | 2048 | 0,1 | 0.820 ± 0.028 | 0.820 ± 0.028 | 120 | +0.000 | 0.10x |" in out
-    assert "| bert | 2048 | 0,1 | 0.820 ± 0.014 | 0.820 ± 0.014 | 1200 | — | — |" in out
-    assert len(json.loads((tmp_path / "rows.json").read_text())) == 4
+    assert "| fastformer | 2048 | 1 | 0.8400 | 0.8400 | 140 | 1.0 | 2 | 512 | 1,000 |" in out  # own threads
+    assert "| bert | 2048 | 0 | 0.8100 | 0.8100 | 1000 | 1.0 | 1 | — | — |" in out  # no memory reading, no speed
+    # means 0.820 vs 0.820 (difference +0.000), std 0.028; time 120 s vs 1,200 s: 0.10x; 1,000 real tokens/s
+    assert "| fastformer | 2048 | 0,1 | 0.820 ± 0.028 | 0.820 ± 0.028 | 120 | +0.000 | 0.10x | 1,000 | — |" in out
+    assert "| bert | 2048 | 0,1 | 0.820 ± 0.014 | 0.820 ± 0.014 | 1200 | — | — | — | — |" in out
+    # packed: 1,500 and 2,500 real tokens/s, mean 2,000 against padded's 1,000: 2.00x
+    assert (
+        "| fastformer-packed | 2048 | 0,1 | 0.810 ± 0.014 | 0.810 ± 0.014 | 60 | -0.010 | 0.05x | 2,000 | 2.00x |"
+        in out
+    )
+    assert len(json.loads((tmp_path / "rows.json").read_text())) == 6
