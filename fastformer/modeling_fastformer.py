@@ -191,9 +191,8 @@ class FastformerAdditiveProjections(nn.Module):
         final = None
         if self.sequence_parallel_group is not None:
             state, final = sharded_prefix_pools(logits, heads, keep, state, self.sequence_parallel_group)
-        starts = None if segments is None else segments.starts
         pooled, state = prefix_softmax_pool(
-            logits, heads, keep, state, recompute_in_backward=self.recompute_pool, starts=starts
+            logits, heads, keep, state, recompute_in_backward=self.recompute_pool, segments=segments
         )
         if cache is not None:
             cache.write_state(layer_idx, slot, state if final is None else final)

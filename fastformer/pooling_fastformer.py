@@ -50,30 +50,104 @@ class SoftmaxPool(NamedTuple):
         return self.sums[..., -1]
 
 
-class Segments(NamedTuple):
+class ScanLevel(NamedTuple):
+    """What one level of a segmented `prefix_scan` (blocks of `L` items) takes from the boundaries alone: `blocked`
+    `(batch, 1, blocks, L, L)` bool, `[t, j]` True where item `j` of a block does not pool into its item `t` (`j > t`,
+    or another document); `apart` `(batch, 1, blocks, L)` bool, True at the items that the carry from the earlier
+    blocks does not reach (their document began in their own block), None at the last level (a single block)."""
+
+    blocked: torch.Tensor
+    apart: torch.Tensor | None
+
+
+class Segments:
     """Documents packed one after another into the rows of a batch: `starts` `(batch, n)` bool, True at a position
     that begins a document (never at position 0 of a row: a row's first document starts there anyway); `ids`
     `(batch, n)` int64, `starts.cumsum(1)`, the document of each position, numbered from 0 in each row; `count`, the
-    most documents in a row (`ids.max() + 1`). A pool over `Segments` pools each document on its own."""
+    most documents in a row (`ids.max() + 1`). A pool over `Segments` pools each document on its own.
 
-    starts: torch.Tensor
-    ids: torch.Tensor
-    count: int
+    Everything that depends on the boundaries alone (`count`, the indices `rows`, `flat`, `index`, `continues`, the
+    prefix scan's masks `scan_plan`, the chunks `split`) is derived on first use and kept on the object, so that the
+    pools of every layer (and their recomputation in the backward pass) reuse it: one `Segments` per forward pass.
+    A chunk of `split` (`whole`: the `Segments` it was cut from) numbers its documents as the whole rows do."""
+
+    def __init__(self, starts: torch.Tensor, ids: torch.Tensor | None = None, whole: "Segments | None" = None):
+        self.starts = starts
+        self.ids = starts.cumsum(dim=1, dtype=torch.long) if ids is None else ids
+        self.whole = whole
+        self.derived = {}
 
     @classmethod
     def from_starts(cls, starts: torch.Tensor) -> "Segments":
-        ids = starts.long().cumsum(dim=1)
-        return cls(starts, ids, int(ids.max()) + 1)
+        return cls(starts)
 
-    def split(self, chunk: int) -> list["Segments"]:
+    def cached(self, key, build):
+        """`build()`, called on the first request of `key` only."""
+        if key not in self.derived:
+            self.derived[key] = build()
+        return self.derived[key]
+
+    @property
+    def count(self) -> int:
+        if self.whole is not None:
+            return self.whole.count
+        return self.cached("count", lambda: int(self.ids.max()) + 1)
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """`(batch, 1)` int64, `0..batch-1`: the row index that goes with `ids` in `gather`."""
+        return self.cached("rows", lambda: torch.arange(self.ids.shape[0], device=self.ids.device).unsqueeze(1))
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """`(batch * n,)` int64: each position's document numbered over the batch, `row * count + id`."""
+        return self.cached("flat", lambda: (self.ids + self.count * self.rows).flatten())
+
+    def index(self, heads: int) -> torch.Tensor:
+        """`ids` expanded to `(batch, n, heads)`: each item's document, for a scatter or gather along positions."""
+        return self.cached(("index", heads), lambda: self.ids.unsqueeze(-1).expand(*self.ids.shape, heads))
+
+    @property
+    def continues(self) -> torch.Tensor:
+        """`(batch, n)` bool: True at the positions of the document in progress before position 0 (the positions
+        before the first start; a pool carried from earlier positions reaches these only)."""
+        return self.cached("continues", lambda: self.ids == self.ids[:, :1] - self.starts[:, :1].long())
+
+    def scan_plan(self, block: int) -> tuple[ScanLevel, ...]:
+        """The `ScanLevel`s of a segmented `prefix_scan` of `n` items in blocks of `block`, one per level: level
+        `k + 1` scans the `blocks` totals of level `k`, whose documents are those of each block's last item; a
+        level's items are padded to whole blocks with the last document (`ceil(log_block(n))` levels)."""
+
+        def build():
+            levels, ids, batch = [], self.ids, self.ids.shape[0]
+            later = torch.ones(block, block, dtype=torch.bool, device=ids.device).triu(1)  # [t, j]: j > t
+            while True:
+                n = ids.shape[1]
+                blocks = (n + block - 1) // block
+                if blocks * block > n:
+                    ids = torch.cat([ids, ids[:, -1:].expand(batch, blocks * block - n)], dim=1)
+                grouped = ids.view(batch, 1, blocks, block)
+                blocked = later | (grouped.unsqueeze(-1) != grouped.unsqueeze(-2))  # (batch, 1, blocks, L, L)
+                if blocks == 1:
+                    return tuple(levels) + (ScanLevel(blocked, None),)
+                ids = grouped[:, 0, :, -1]  # (batch, blocks): the document each block ends in
+                previous = nn.functional.pad(ids[:, :-1], (1, 0), value=-1).view(batch, 1, blocks, 1)
+                levels.append(ScanLevel(blocked, grouped != previous))
+
+        return self.cached(("scan", block), build)
+
+    def split(self, chunk: int) -> tuple["Segments", ...]:
         """Consecutive chunks of `chunk` positions (the same documents, numbered as in the whole row)."""
-        pieces = zip(self.starts.split(chunk, dim=1), self.ids.split(chunk, dim=1))
-        return [Segments(starts, ids, self.count) for starts, ids in pieces]
+
+        def build():
+            pieces = zip(self.starts.split(chunk, dim=1), self.ids.split(chunk, dim=1))
+            return tuple(Segments(starts, ids, self) for starts, ids in pieces)
+
+        return self.cached(("split", chunk), build)
 
     def gather(self, per_segment: torch.Tensor) -> torch.Tensor:
         """`(batch, count, ...)` -> `(batch, n, ...)`: each position gets its document's entry."""
-        rows = torch.arange(self.ids.shape[0], device=self.ids.device).unsqueeze(1)
-        return per_segment[rows, self.ids]
+        return per_segment[self.rows, self.ids]
 
 
 def per_token(vector: torch.Tensor, segments: Segments | None) -> torch.Tensor:
@@ -146,7 +220,7 @@ def segment_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch
     `segments`."""
     logits = masked_logits(logits, mask)
     batch, n, heads = logits.shape
-    index = segments.ids.unsqueeze(-1).expand(batch, n, heads)
+    index = segments.index(heads)  # (batch, n, heads): each item's document
     lowest = logits.new_full((batch, segments.count, heads), torch.finfo(logits.dtype).min)
     m = lowest.scatter_reduce(1, index, logits.detach(), "amax")  # (batch, count, heads)
     exps = torch.exp(logits - m.gather(1, index))  # (batch, n, heads)
@@ -154,8 +228,7 @@ def segment_softmax_pool(logits: torch.Tensor, values: torch.Tensor, mask: torch
         exps = exps * mask
     items = exps.to(values.dtype).unsqueeze(-1) * values.view(batch, n, heads, -1)  # (batch, n, heads, d)
     items = torch.cat([items.to(exps.dtype), exps.unsqueeze(-1)], dim=-1).flatten(0, 1)  # (batch * n, heads, d + 1)
-    flat = (segments.ids + segments.count * torch.arange(batch, device=logits.device).unsqueeze(1)).flatten()
-    sums = items.new_zeros(batch * segments.count, *items.shape[1:]).index_add(0, flat, items)
+    sums = items.new_zeros(batch * segments.count, *items.shape[1:]).index_add(0, segments.flat, items)
     return SoftmaxPool(m, sums.view(batch, segments.count, heads, -1)), exps
 
 
@@ -197,56 +270,57 @@ def shift_right(pools: SoftmaxPool) -> SoftmaxPool:
     return SoftmaxPool(m, nn.functional.pad(pools.sums[..., :-1, :], (0, 0, 1, 0)))
 
 
-def prefix_pools_within_blocks(items: SoftmaxPool, block: int, ids: torch.Tensor | None = None) -> SoftmaxPool:
+def prefix_pools_within_blocks(items: SoftmaxPool, block: int, blocked: torch.Tensor | None = None) -> SoftmaxPool:
     """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `sums` `(B, H, n, E)`
     with `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `sums'_t = sum_{j<=t} e^{m_j - m'_t} sums_j` (j, t
-    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. With document `ids`
-    `(B, n)`, only the items `j` of `t`'s own document. The maxima carry no gradient: they only rescale numerator
-    and denominator alike, so the pool's gradient stays exact."""
+    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. With `blocked` `(B, 1,
+    blocks, block, block)` bool (`ScanLevel.blocked` of packed documents), only the items `j` of a block where
+    `blocked[..., t, j]` is False (`j <= t` in `t`'s own document). The maxima carry no gradient: they only rescale
+    numerator and denominator alike, so the pool's gradient stays exact."""
     batch, heads, n = items.m.shape
     m = items.m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
-    allowed = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
-    if ids is None:
+    if blocked is None:
+        allowed = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
         running_max = m.detach().cummax(dim=-1).values  # (B, H, blocks, L)
+        blocked = ~allowed
     else:
-        grouped = ids.view(batch, 1, n // block, block)
-        allowed = allowed & (grouped.unsqueeze(-1) == grouped.unsqueeze(-2))  # (B, 1, blocks, L, L)
         lowest = torch.finfo(m.dtype).min
-        running_max = m.detach().unsqueeze(-2).masked_fill(~allowed, lowest).amax(dim=-1)  # (B, H, blocks, L)
-    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(~allowed, -torch.inf)  # (..., L, L)
+        running_max = m.detach().unsqueeze(-2).masked_fill(blocked, lowest).amax(dim=-1)  # (B, H, blocks, L)
+    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(blocked, -torch.inf)  # (..., L, L)
     sums = torch.exp(exponent) @ items.sums.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
     return SoftmaxPool(running_max.view(batch, heads, n), sums.view(batch, heads, n, -1))
 
 
-def prefix_scan(items: SoftmaxPool, block: int, ids: torch.Tensor | None = None) -> SoftmaxPool:
+def prefix_scan(items: SoftmaxPool, block: int, plan: tuple[ScanLevel, ...] | None = None) -> SoftmaxPool:
     """Inclusive prefix pools (the `merge` of items `0..t` for every `t`) of `items` (`m` `(B, H, n)`, `sums`
-    `(B, H, n, E)`); with document `ids` `(B, n)` (non-decreasing along each row), of the items `j <= t` of `t`'s
-    own document only: a segmented scan.
+    `(B, H, n, E)`); with the `plan` of packed documents (`Segments.scan_plan(block)`, one `ScanLevel` per level), of
+    the items `j <= t` of `t`'s own document only: a segmented scan.
 
     Two-level scan, applied recursively: prefix pools inside blocks of `block` items; the blocks' totals scanned the
     same way (`ceil(log_block(n))` levels in all, so the number of dispatched ops grows with `log n`, not `n`, nor
-    with the number of documents); each block's exclusive carry merged into its items (with `ids`, into the items of
-    the document the carry ends in). Linear work and memory, forward and backward.
+    with the number of documents); each block's exclusive carry merged into its items (with a `plan`, into the items
+    of the document the carry ends in: elsewhere its max is `-inf`, so that it weighs exactly 0). Linear work and
+    memory, forward and backward.
     """
     batch, heads, n = items.m.shape
     blocks = (n + block - 1) // block
     extra = blocks * block - n  # padding items: empty pools (m = lowest, sums = 0)
     lowest = torch.finfo(items.sums.dtype).min
     m = nn.functional.pad(items.m, (0, extra), value=lowest)
-    if ids is not None:
-        ids = torch.cat([ids, ids[:, -1:].expand(batch, extra)], dim=1)
-    scanned = prefix_pools_within_blocks(SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block, ids)
+    level = None if plan is None else plan[0]
+    blocked = None if level is None else level.blocked
+    scanned = prefix_pools_within_blocks(
+        SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block, blocked
+    )
     if blocks > 1:
         shape = (batch, heads, blocks, block)
         by_block = SoftmaxPool(scanned.m.view(shape), scanned.sums.view(*shape, -1))
-        last_ids = None if ids is None else ids.view(batch, blocks, block)[..., -1]  # (B, blocks)
-        totals = prefix_scan(SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :]), block, last_ids)
+        totals = SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :])
+        totals = prefix_scan(totals, block, None if plan is None else plan[1:])
         carry = shift_right(totals)  # (B, H, blocks): blocks 0..b-1
         carry = SoftmaxPool(carry.m.unsqueeze(-1), carry.sums.unsqueeze(-2))
-        if ids is not None:  # the carry reaches the items of the document the previous block ends in
-            previous = nn.functional.pad(last_ids[:, :-1], (1, 0), value=-1)  # (B, blocks)
-            reaches = ids.view(batch, 1, blocks, block) == previous.view(batch, 1, blocks, 1)  # (B, 1, blocks, L)
-            carry = SoftmaxPool(torch.where(reaches, carry.m, lowest), carry.sums * reaches.unsqueeze(-1))
+        if level is not None:  # the carry reaches the items of the document the previous block ends in
+            carry = SoftmaxPool(carry.m.masked_fill(level.apart, -torch.inf), carry.sums)  # m: (B, H, blocks, L)
         merged = merge(carry, by_block)
         shape = (batch, heads, blocks * block)
         scanned = SoftmaxPool(merged.m.view(shape), merged.sums.view(*shape, -1))
@@ -260,7 +334,7 @@ def prefix_softmax_pool(
     state: SoftmaxPool | None = None,
     chunk_size: int | None = None,
     recompute_in_backward: bool = False,
-    starts: torch.Tensor | None = None,
+    segments: Segments | None = None,
 ) -> tuple[torch.Tensor, SoftmaxPool]:
     r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
 
@@ -273,8 +347,9 @@ def prefix_softmax_pool(
         chunk_size: block length of the scan (default `CAUSAL_CHUNK_SIZE`); any value gives the same result.
         recompute_in_backward: keep only the inputs for the backward pass and recompute the pool there (activation
             memory `O(seq * hidden)` instead of `O(seq * heads * (head_dim + chunk_size))`, one more pool forward).
-        starts: `(batch, seq)` bool, True where a packed document begins (`Segments.starts`): `G_t` pools only
-            `t`'s own document, and `state` reaches only the positions before the first start.
+        segments: the packed documents of these `seq` positions (`Segments`): `G_t` pools only `t`'s own
+            document (the scan's masks come from `segments.scan_plan`), and `state` reaches only the positions of
+            the document in progress before position 0 (`segments.continues`).
 
     Returns the pooled vectors `(batch, seq, heads, head_dim)` and the pool after the last token, computed in the
     inputs' dtype upcast to at least float32 (float64 stays float64).
@@ -292,7 +367,7 @@ def prefix_softmax_pool(
             state,
             chunk_size=chunk_size,
             recompute_in_backward=False,
-            starts=starts,
+            segments=segments,
             use_reentrant=False,
         )
     with torch.autocast(device_type=values.device.type, enabled=False):
@@ -305,13 +380,13 @@ def prefix_softmax_pool(
         m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
         sums = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
         pools = SoftmaxPool(m, sums.transpose(1, 2).contiguous())  # sums: (batch, heads, seq, head_dim + 1)
-        ids = None if starts is None else starts.long().cumsum(dim=1)  # (batch, seq): 0 until the first start
         if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
-            pools = prefix_scan(pools, CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size, ids)
+            block = CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size
+            pools = prefix_scan(pools, block, None if segments is None else segments.scan_plan(block))
         if state is not None:
             state = SoftmaxPool(state.m.to(dtype).unsqueeze(-1), state.sums.to(dtype).unsqueeze(-2))
-            if ids is not None:  # the tokens before reach the positions before the first start only
-                before = (ids == 0).unsqueeze(1)  # (batch, 1, seq)
+            if segments is not None:  # the tokens before reach the document in progress before position 0 only
+                before = segments.continues.unsqueeze(1)  # (batch, 1, seq)
                 state = SoftmaxPool(
                     torch.where(before, state.m, torch.finfo(dtype).min), state.sums * before[..., None]
                 )

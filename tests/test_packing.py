@@ -9,6 +9,7 @@ which pools the whole row, fails it by far more than the tolerance (`assert_far`
 import pytest
 import torch
 from helpers import assert_far, causal_config, randomize_, seq2seq_config, tiny_config
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from fastformer import (
@@ -100,7 +101,9 @@ def test_segment_pools_equal_each_document_pooled_alone():
 @pytest.mark.parametrize("chunk_size", [2, 4, 16])
 def test_segmented_prefix_pools_restart_at_every_document(chunk_size):
     """The segmented scan (several levels at chunk 2 and 4) equals each document's own prefix pools, outputs and
-    gradients; continuing from a state reaches only the positions before the first start."""
+    gradients; continuing from a state reaches only the positions of the document in progress, with the documents
+    numbered from the piece's own first position (`Segments.from_starts`) or as in the whole row (a chunk of
+    `Segments.split`)."""
     torch.manual_seed(1)
     n, heads, d = 53, 2, 3
     logits = (torch.randn(2, n, heads, dtype=torch.float64) * 10).requires_grad_()
@@ -108,7 +111,7 @@ def test_segmented_prefix_pools_restart_at_every_document(chunk_size):
     keep = torch.ones(2, n, dtype=torch.bool)
     keep[1, 45:] = False
     segments = row_segments([[5, 6, 30], [16, 40]], n)
-    pooled, _ = prefix_softmax_pool(logits, values, keep, chunk_size=chunk_size, starts=segments.starts)
+    pooled, _ = prefix_softmax_pool(logits, values, keep, chunk_size=chunk_size, segments=segments)
     expected = torch.zeros_like(pooled)
     for row in range(2):
         for a, z in bounds(segments, row):
@@ -130,17 +133,16 @@ def test_segmented_prefix_pools_restart_at_every_document(chunk_size):
             values[:, :split],
             keep[:, :split],
             chunk_size=chunk_size,
-            starts=segments.starts[:, :split],
+            segments=Segments.from_starts(segments.starts[:, :split]),
         )
-        rest, _ = prefix_softmax_pool(
-            logits[:, split:],
-            values[:, split:],
-            keep[:, split:],
-            state,
-            chunk_size=chunk_size,
-            starts=segments.starts[:, split:],
-        )
-        torch.testing.assert_close(torch.cat([first, rest], 1), pooled, atol=1e-12, rtol=1e-12)
+        for part in (
+            Segments.from_starts(segments.starts[:, split:]),
+            Segments(segments.starts[:, split:], segments.ids[:, split:], segments),
+        ):
+            rest, _ = prefix_softmax_pool(
+                logits[:, split:], values[:, split:], keep[:, split:], state, chunk_size=chunk_size, segments=part
+            )
+            torch.testing.assert_close(torch.cat([first, rest], 1), pooled, atol=1e-12, rtol=1e-12)
 
 
 def test_document_starts_from_each_convention_agree():
@@ -287,3 +289,41 @@ def test_what_cannot_keep_documents_apart_refuses_them():
         FastformerForMultipleChoice(tiny_config())(
             inputs["input_ids"].unsqueeze(1), position_ids=inputs["position_ids"]
         )
+
+
+# ------------------------------------------------------------------------------------------------- the op count
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("case", ["encoder", "causal"])
+def test_packed_op_count_does_not_grow_with_the_documents(case):
+    """A packed row of 512 tokens dispatches the same number of aten ops for 2, 40 and 200 documents, forward and
+    forward+backward, and at most 1.2x those of the unpacked row of the same length (one document): what the
+    boundaries decide is derived once per forward (`Segments`), not again in every layer and pool, and nothing loops
+    over documents (issue #25: at most 1.2x at 65,536 tokens; `benchmarks/benchmark_packing.py`)."""
+    model_class, options, output = CASES[case]
+    model = model_class(tiny_config(max_position_embeddings=512, **options)).eval()
+    generator = torch.Generator().manual_seed(0)
+    counts = {}
+    for count in (1, 2, 40, 200):
+        cuts = (torch.randperm(511, generator=generator)[: count - 1] + 1).sort().values.tolist()
+        lengths = [end - start for start, end in zip([0, *cuts], [*cuts, 512])]
+        inputs = dict(packed_row(documents(model.config.vocab_size, lengths)), use_cache=False)
+        with torch.no_grad(), CountOps() as forward:
+            model(**inputs)
+        with CountOps() as forward_backward:
+            output(model(**inputs)).sum().backward()
+        counts[count] = (forward.count, forward_backward.count)
+    assert counts[2] == counts[40] == counts[200], counts
+    assert counts[2][0] <= 1.2 * counts[1][0] and counts[2][1] <= 1.2 * counts[1][1], counts

@@ -31,6 +31,7 @@ SEQ2SEQ_REFERENCE = [T_SEQ2SEQ, "-k", "seq2seq_equals_the_reference or additive_
 INCREMENTAL = [T_CAUSAL, "-k", "incremental_decoding_equals_full_forward and 5-1-True"]
 T_WORKFLOWS = "tests/test_user_workflows.py"
 T_PACKING = "tests/test_packing.py"
+T_PACKED_CLASSIFICATION = "tests/test_packed_classification.py"
 
 MUTANTS = [
     # ------------------------------------------------------------------- the softmax pool (pooling_fastformer.py)
@@ -459,9 +460,9 @@ MUTANTS = [
     dict(
         id="packing-scan-not-segmented",
         file=POOL,
-        function="prefix_pools_within_blocks",
-        original="        allowed = allowed & (grouped.unsqueeze(-1) == grouped.unsqueeze(-2))",
-        replacement="        allowed = allowed & (grouped.unsqueeze(-1) >= grouped.unsqueeze(-2))",
+        function="Segments.scan_plan",
+        original="blocked = later | (grouped.unsqueeze(-1) != grouped.unsqueeze(-2))",
+        replacement="blocked = later | (grouped.unsqueeze(-1) < grouped.unsqueeze(-2))",
         description="the causal scan pools earlier documents of the row inside a block",
         tests=[T_PACKING, "-k", "segmented_prefix_pools and 16"],
     ),
@@ -469,7 +470,7 @@ MUTANTS = [
         id="packing-carry-crosses-documents",
         file=POOL,
         function="prefix_scan",
-        original="            carry = SoftmaxPool(torch.where(reaches, carry.m, lowest), carry.sums * reaches.unsqueeze(-1))",
+        original="            carry = SoftmaxPool(carry.m.masked_fill(level.apart, -torch.inf), carry.sums)",
         replacement="            pass",
         description="the scan's carry from earlier blocks reaches a document that began since",
         tests=[T_PACKING, "-k", "segmented_prefix_pools and 4"],
@@ -477,20 +478,66 @@ MUTANTS = [
     dict(
         id="packing-state-crosses-documents",
         file=POOL,
-        function="prefix_softmax_pool",
-        original="                before = (ids == 0).unsqueeze(1)",
-        replacement="                before = (ids >= 0).unsqueeze(1)",
+        function="Segments.continues",
+        original="self.ids == self.ids[:, :1] - self.starts[:, :1].long()",
+        replacement="self.ids >= self.ids[:, :1] - self.starts[:, :1].long()",
         description="a carried state (sequence chunks) reaches documents that begin in this chunk",
         tests=[T_PACKING, "-k", "segmented_prefix_pools and 16"],
     ),
     dict(
         id="packing-segment-pool-one-document",
         file=POOL,
-        function="segment_softmax_pool",
-        original="    flat = (segments.ids + segments.count * torch.arange(batch, device=logits.device).unsqueeze(1)).flatten()",
-        replacement="    flat = (segments.ids * 0 + segments.count * torch.arange(batch, device=logits.device).unsqueeze(1)).flatten()",
+        function="Segments.flat",
+        original="(self.ids + self.count * self.rows).flatten()",
+        replacement="(self.ids * 0 + self.count * self.rows).flatten()",
         description="the encoder's per-document pools sum every document of a row into the first",
         tests=[T_PACKING, "-k", "segment_pools_equal"],
+    ),
+    dict(
+        id="packing-chunk-state-local-numbering",
+        file=POOL,
+        function="Segments.continues",
+        original="self.ids == self.ids[:, :1] - self.starts[:, :1].long()",
+        replacement="self.ids == 0",
+        description="a chunk numbered as in the whole row (Segments.split) takes no document for the one in progress: "
+        "the pool carried from the earlier chunks reaches none of its positions",
+        tests=[T_PACKING, "-k", "segmented_prefix_pools and 16"],
+    ),
+    dict(
+        id="packing-scan-not-causal-in-block",
+        file=POOL,
+        function="Segments.scan_plan",
+        original="later = torch.ones(block, block, dtype=torch.bool, device=ids.device).triu(1)",
+        replacement="later = torch.zeros(block, block, dtype=torch.bool, device=ids.device)",
+        description="the segmented scan lets later tokens of the same document in a block into a prefix",
+        tests=[T_PACKING, "-k", "segmented_prefix_pools and 16"],
+    ),
+    dict(
+        id="packing-classifier-drops-last-document",
+        file=MODEL,
+        function="FastformerPooler.per_document",
+        original="present = torch.arange(segments.count, device=pooled.device) <= segments.ids[:, -1:]",
+        replacement="present = torch.arange(segments.count, device=pooled.device) < segments.ids[:, -1:]",
+        description="the per-document pooler loses the last document of every row",
+        tests=[T_PACKED_CLASSIFICATION, "-k", "its_own_logits and mean"],
+    ),
+    dict(
+        id="packing-first-pooler-skips-row-start",
+        file=MODEL,
+        function="FastformerPooler.per_document",
+        original="(segments.starts[:, 1:], (1, 0), value=True)",
+        replacement="(segments.starts[:, 1:], (1, 0), value=False)",
+        description='the "first" pooler of packed documents misses each row\'s first document',
+        tests=[T_PACKED_CLASSIFICATION, "-k", "its_own_logits and first"],
+    ),
+    dict(
+        id="packing-classifier-pools-rows",
+        file=MODEL,
+        function="FastformerForSequenceClassification.forward",
+        original="segments = None if starts is None else Segments.from_starts(starts)",
+        replacement="segments = None",
+        description="sequence classification pools each packed row as one document",
+        tests=[T_PACKED_CLASSIFICATION, "-k", "its_own_logits and attention"],
     ),
     dict(
         id="cache-state-copied-in-place",
