@@ -1,4 +1,5 @@
 #!/usr/bin/env python
+# Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
 """Packed batches (issue #25): dispatched aten ops and time of a row packing several documents against the unpacked
 row of the same length.
 

@@ -9,6 +9,23 @@ block index), so a run resumed from a checkpoint (`--resume_from_checkpoint`) or
 trains on exactly the masks of the uninterrupted single-process run; the held-out blocks are masked once, so every
 run is measured on the same masked tokens.
 
+`--packing` keeps documents as units instead of concatenating them: every document is tokenized on its own (with its
+[CLS] and [SEP]) and, when longer than `--max_seq_length`, cut into consecutive pieces of `--max_seq_length` tokens
+(the last one shorter; no token is dropped). Each piece is masked like a block, from the seed (seed, epoch, piece
+index), and `DataCollatorWithFlattening` then lays the `--per_device_train_batch_size` pieces of a batch one after
+another in a single row, with `position_ids` restarting at 0 at each piece: the model keeps the pieces apart exactly
+(every token attends only to its own piece, as if the piece ran alone), so no token attends across a document
+boundary and no step computes padding. The guarantees above hold unchanged: a piece's masks depend only on (seed,
+epoch, piece), a resumed run trains on exactly the uninterrupted run's batches and masks, and several processes
+(each flattening its own share of the global batch) compute the single process's gradient up to the float summation
+order. Without `--packing` nothing pads either (every block is full), but a block joins the end of one document to
+the start of the next and its tokens attend across that boundary.
+
+The held-out measure is the same with and without `--packing`: the same held-out blocks, masked once with the same
+seeds, so both runs predict exactly the same masked tokens. With `--packing` each block is given `position_ids` that
+restart at 0 where a document starts inside it, so that a token attends only to its own document's part of the
+block, as in packed training; without it the whole block is one sequence.
+
 Openly licensed corpora, fetched from package registries at run time and cached (never shipped):
   - `python-docs`: the reST sources of the Python 3.11 documentation (Debian `python3.11-doc`, PSF licence;
     `apt-get download` + `dpkg-deb -x`), 497 documents, 1.4 M words;
@@ -25,6 +42,7 @@ or your own plain-text files (`--train_file`, `--validation_file`: one example p
     python examples/run_mlm.py --output_dir outputs/mlm --max_steps 200                 # both corpora
     python examples/run_mlm.py --output_dir outputs/mlm --dataset_name python-docs --max_seq_length 512
     python examples/run_mlm.py --output_dir outputs/mlm --train_file my.txt --max_seq_length 512 --hidden_size 256
+    python examples/run_mlm.py --output_dir outputs/mlm --dataset_name python-docs --max_seq_length 512 --packing
     python examples/run_mlm.py --output_dir outputs/mlm --save_steps 500 --resume_from_checkpoint last
     accelerate launch --multi_gpu --num_processes 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu  # 2 CPU
     torchrun --nproc_per_node 2 examples/run_mlm.py --output_dir outputs/mlm --use_cpu        # processes (gloo)
@@ -37,51 +55,41 @@ classifier, with `FastformerForSequenceClassification.from_pretrained(output_dir
 """
 
 import logging
-import math
-import os
-import sys
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-import transformers
 from transformers import (
     AutoModelForMaskedLM,
     DataCollatorForLanguageModeling,
-    Trainer,
+    DataCollatorWithFlattening,
     TrainerCallback,
     TrainingArguments,
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
-from fastformer import FastformerConfig, FastformerForMaskedLM, FastformerTokenizer
-from fastformer.classify import corpora
-from fastformer.classify.arguments import ModelSizeArguments, ScriptArgumentParser, parse_command_line
-from fastformer.classify.corpora import FETCHERS, CorpusError, default_cache_dir
+from fastformer import FastformerForMaskedLM
+from fastformer.classify import language_modeling
+from fastformer.classify.language_modeling import (
+    LanguageModelArguments,
+    LanguageModelingDataArguments,
+    LanguageModelingError,
+)
 
 
 logger = logging.getLogger(__name__)
 
-CORPORA = (*FETCHERS, "pang-lee-train")  # the fetched corpora, then the one derived from the main job's data
+PROG = "run_mlm.py"
 
 
 @dataclass
-class ModelArguments(ModelSizeArguments):
+class ModelArguments(LanguageModelArguments):
     """The model: a new Fastformer of the given size (by default the shape of the main job's classifier, so that
     `examples/pretraining_helps.py` can start it from the checkpoint), or `--model_name_or_path` to continue."""
 
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A masked-LM checkpoint to continue from; default: a new model."}
-    )
-    tokenizer_name: str | None = field(
-        default=None,
-        metadata={"help": "A saved tokenizer (directory or Hub id); default: the checkpoint's, else the shipped one."},
-    )
     max_position_embeddings: int | None = field(
         default=None,
         metadata={
@@ -92,128 +100,31 @@ class ModelArguments(ModelSizeArguments):
 
 
 @dataclass
-class DataTrainingArguments:
-    """The text. Without `--train_file`: the openly licensed corpora named by `--dataset_name`."""
+class DataTrainingArguments(LanguageModelingDataArguments):
+    """The text (`LanguageModelingDataArguments`) and how it is masked."""
 
-    dataset_name: str = field(
-        default="python-docs,enwiki-sample",
-        metadata={"help": f"Comma-separated corpora out of {CORPORA}; ignored with --train_file."},
-    )
-    train_file: str | None = field(default=None, metadata={"help": "A plain-text training file (one example a line)."})
-    validation_file: str | None = field(
-        default=None, metadata={"help": "A plain-text held-out file; default: a split of the training examples."}
-    )
-    validation_split_percentage: float = field(
-        default=5.0, metadata={"help": "Percentage of the examples held out when there is no --validation_file."}
-    )
-    max_seq_length: int = field(default=2048, metadata={"help": "Block size: tokens per training example."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of the tokens to mask."})
     eval_mask_seed: int = field(default=1234, metadata={"help": "Seed of the fixed masking of the held-out blocks."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training blocks."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many held-out blocks."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
-    cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Where fetched corpora are cached (default $FASTFORMER_CACHE or ~/.cache/fastformer)."},
-    )
-
-
-# Defaults for a small CPU run; every one can be overridden on the command line.
-TRAINING_DEFAULTS = dict(
-    per_device_train_batch_size=4,  # 8,192 tokens a step with the default 2,048-token blocks
-    per_device_eval_batch_size=4,
-    learning_rate=1e-3,
-    weight_decay=0.01,
-    warmup_steps=0.05,
-    num_train_epochs=1,
-    logging_steps=20,
-    eval_strategy="no",
-    save_strategy="steps",
-    save_steps=200,
-    save_total_limit=2,
-    report_to="none",
-    seed=0,
-)
 
 
 def parse_args(argv=None):
     """The options from `argv` (default: the command line, or the one JSON file named there); a bad option ends the
-    process with one line `run_mlm.py: error: ...` (exit status 2)."""
-    parser = ScriptArgumentParser(
-        (ModelArguments, DataTrainingArguments, TrainingArguments), prog="run_mlm.py", description=__doc__
+    process with one line `run_mlm.py: error: ...` (exit status 2). Defaults: `language_modeling.TRAINING_DEFAULTS`,
+    dropout 0.1, batches of 4 blocks (8,192 tokens a step with the default 2,048-token blocks)."""
+    return language_modeling.parse_script_args(
+        PROG,
+        ModelArguments,
+        DataTrainingArguments,
+        __doc__,
+        argv,
+        hidden_dropout_prob=0.1,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
     )
-    parser.set_defaults(hidden_dropout_prob=0.1, **TRAINING_DEFAULTS)
-    return parse_command_line(parser, argv)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# openly licensed corpora, fetched from package registries and cached (`fastformer.classify.corpora`)
-
-
-def pang_lee_train_documents(cache_dir: Path | None = None) -> list[str]:
-    """The training reviews of the main job's Pang & Lee split, by the job's own `load_data` (same fixed stratified
-    split, same seed), so that no test review can reach the masked-LM pretraining."""
-    from fastformer.classify import run_classification as job
-
-    try:
-        data = job.load_data(job.DataArguments(cache_dir=str(cache_dir) if cache_dir else None))
-    except job.InputError as error:
-        sys.exit(f"run_mlm.py: error: pang-lee-train: {error}")
-    return list(data["train"][0])
-
-
-DERIVED = {"pang-lee-train": pang_lee_train_documents}  # built from the main job's own cached copy, never cached
-
-
-def load_corpus(name: str, cache_dir: Path) -> list[str]:
-    """The documents of one corpus: one of `fastformer.classify.corpora` (fetched once and cached) or derived."""
-    if name in DERIVED:
-        return DERIVED[name](cache_dir)
-    if name not in FETCHERS:
-        sys.exit(f"run_mlm.py: error: unknown corpus {name!r} in --dataset_name; choose from {CORPORA}")
-    try:
-        return corpora.load_corpus(name, cache_dir)
-    except CorpusError as error:
-        sys.exit(f"run_mlm.py: error: {error}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# data
-
-
-def raw_datasets(args: DataTrainingArguments, training_args: TrainingArguments) -> datasets.DatasetDict:
-    """`{"train", "validation"}` datasets of one `text` column."""
-    if args.train_file:
-        files = {"train": args.train_file}
-        if args.validation_file:
-            files["validation"] = args.validation_file
-        for path in files.values():
-            if not os.path.isfile(path):
-                sys.exit(f"run_mlm.py: error: data file {path} does not exist")
-        raw = datasets.load_dataset("text", data_files=files)
-        raw = raw.filter(lambda row: bool(row["text"].strip()))  # blank lines carry nothing
-    else:
-        cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-        names = [name.strip() for name in args.dataset_name.split(",") if name.strip()]
-        with training_args.main_process_first(desc="fetching the corpora"):
-            documents = [doc for name in names for doc in load_corpus(name, cache_dir)]
-        raw = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": documents})})
-    if "validation" not in raw:
-        if not 0 < args.validation_split_percentage < 100:
-            sys.exit("run_mlm.py: error: --validation_split_percentage must lie in (0, 100)")
-        split = raw["train"].train_test_split(test_size=args.validation_split_percentage / 100, seed=42)
-        raw = datasets.DatasetDict({"train": split["train"], "validation": split["test"]})
-    return raw
-
-
-def group_texts(examples: dict, block_size: int) -> dict:
-    """Concatenates the tokenized examples and cuts them into blocks of `block_size` tokens (the remainder, shorter
-    than a block, is dropped)."""
-    concatenated = {key: list(chain(*examples[key])) for key in examples}
-    total = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {
-        key: [values[i : i + block_size] for i in range(0, total, block_size)] for key, values in concatenated.items()
-    }
+# masking
 
 
 def block_seed(*keys: int) -> int:
@@ -247,18 +158,44 @@ class BlockMaskingCollator:
             self.masker.generator = None
         return inputs[0].tolist(), labels[0].tolist()
 
+    def mask_features(self, features: list[dict]) -> list[dict]:
+        """Each training feature masked from its own seed `(seed, epoch, block)`: `input_ids`, `attention_mask`,
+        `labels`."""
+        masked = []
+        for feature in features:
+            ids, labels = self.mask(
+                feature["input_ids"],
+                feature["special_tokens_mask"],
+                block_seed(self.seed, self.epoch, feature["block"]),
+            )
+            masked.append({"input_ids": ids, "attention_mask": feature["attention_mask"], "labels": labels})
+        return masked
+
     def __call__(self, features: list[dict]) -> dict:
         if "labels" not in features[0]:
-            masked = []
-            for feature in features:
-                ids, labels = self.mask(
-                    feature["input_ids"],
-                    feature["special_tokens_mask"],
-                    block_seed(self.seed, self.epoch, feature["block"]),
-                )
-                masked.append({"input_ids": ids, "attention_mask": feature["attention_mask"], "labels": labels})
-            features = masked
+            features = self.mask_features(features)
         return default_data_collator(features)
+
+
+class PackedMaskingCollator(BlockMaskingCollator):
+    """`--packing`: masks every document piece exactly as `BlockMaskingCollator` masks a block (from the seed
+    `(seed, epoch, piece index)`), then `DataCollatorWithFlattening` lays the masked pieces of the batch one after
+    another in one row of shape `(1, total tokens)` with `position_ids` restarting at 0 at each piece (no padding, no
+    `attention_mask`). The row's `labels` are the pieces' masking labels, concatenated: the flattening collator's
+    -100 at each piece's first token is not kept, since a piece cut out of a long document may start with a masked
+    token. Held-out batches (already masked, with `labels` and `position_ids`) are only stacked."""
+
+    def __init__(self, tokenizer, mlm_probability: float, seed: int):
+        super().__init__(tokenizer, mlm_probability, seed)
+        self.flatten = DataCollatorWithFlattening()
+
+    def __call__(self, features: list[dict]) -> dict:
+        if "labels" in features[0]:
+            return default_data_collator(features)
+        masked = self.mask_features(features)
+        batch = self.flatten([{"input_ids": feature["input_ids"]} for feature in masked])
+        batch["labels"] = torch.tensor([list(chain.from_iterable(feature["labels"] for feature in masked))])
+        return batch
 
 
 class MaskingEpoch(TrainerCallback):
@@ -286,95 +223,53 @@ def mask_held_out(dataset: datasets.Dataset, collator: BlockMaskingCollator, see
 # the job
 
 
-def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
-    """`--resume_from_checkpoint last` (or `true`): the newest `checkpoint-*` in `--output_dir`."""
-    resume = training_args.resume_from_checkpoint
-    if resume is None or resume.lower() in ("", "false", "none"):
-        return None
-    if resume.lower() in ("last", "true"):
-        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if last is None:
-            sys.exit(
-                f"run_mlm.py: error: --resume_from_checkpoint {resume}: no checkpoint-* in {training_args.output_dir}"
-            )
-        return last
-    if not os.path.isdir(resume):
-        sys.exit(f"run_mlm.py: error: checkpoint {resume} does not exist")
-    return resume
-
-
-def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, tokenizer):
-    if model_args.model_name_or_path:
-        model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)
-        if model.config.max_position_embeddings < data_args.max_seq_length:
-            sys.exit(
-                f"run_mlm.py: error: --max_seq_length {data_args.max_seq_length} exceeds the checkpoint's "
-                f"position table ({model.config.max_position_embeddings})"
-            )
-        if model.config.vocab_size < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
-        return model
-    try:
-        config = FastformerConfig(
-            vocab_size=len(tokenizer),
-            **model_args.size(),
-            max_position_embeddings=model_args.max_position_embeddings or data_args.max_seq_length,
-            pad_token_id=tokenizer.pad_token_id,
-            tokenizer_class=type(tokenizer).__name__,
-        )
-    except ValueError as error:
-        sys.exit(f"run_mlm.py: error: invalid model settings: {error}")
-    if config.max_position_embeddings < data_args.max_seq_length:
-        sys.exit("run_mlm.py: error: --max_position_embeddings must be at least --max_seq_length")
-    return FastformerForMaskedLM(config)
-
-
 def load_tokenizer(model_args: ModelArguments, data_args: DataTrainingArguments):
-    source = model_args.tokenizer_name or model_args.model_name_or_path
-    tokenizer = FastformerTokenizer.from_pretrained(source) if source else FastformerTokenizer()
+    """`language_modeling.load_tokenizer`; a tokenizer without a mask token raises `LanguageModelingError`."""
+    tokenizer = language_modeling.load_tokenizer(model_args, data_args)
     if tokenizer.mask_token is None:
-        sys.exit("run_mlm.py: error: the tokenizer has no mask token")
-    tokenizer.model_max_length = data_args.max_seq_length
+        raise LanguageModelingError("the tokenizer has no mask token")
     return tokenizer
 
 
 def prepare_data(data_args: DataTrainingArguments, training_args: TrainingArguments, tokenizer):
-    """Returns `(train_blocks, held_out_blocks, collator)`: training blocks (`input_ids`, `attention_mask`,
-    `special_tokens_mask`, `block` index), held-out blocks masked once (`input_ids`, `attention_mask`, `labels`)."""
-    raw = raw_datasets(data_args, training_args)
-    with training_args.main_process_first(desc="tokenizing"):
-        # Whole documents are tokenized (the blocks cut them), so the tokenizer's length limit does not apply here.
-        tokenized = raw.map(
-            lambda batch: tokenizer(batch["text"], return_special_tokens_mask=True, verbose=False),
-            batched=True,
-            remove_columns=["text"],
-            num_proc=data_args.preprocessing_num_workers,
-            desc="tokenizing",
-        )
-        blocks = tokenized.map(
-            group_texts,
-            batched=True,
-            fn_kwargs={"block_size": data_args.max_seq_length},
-            num_proc=data_args.preprocessing_num_workers,
-            desc=f"grouping into blocks of {data_args.max_seq_length}",
-        )
-    train_set, eval_set = blocks["train"], blocks["validation"]
-    if data_args.max_train_samples is not None:
-        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
-    if data_args.max_eval_samples is not None:
-        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
-    if len(train_set) == 0 or len(eval_set) == 0:
-        sys.exit(
-            f"run_mlm.py: error: fewer than {data_args.max_seq_length} tokens of training or held-out text: "
-            "no full block (lower --max_seq_length or give more text)"
-        )
-    logger.info(f"{len(train_set)} training and {len(eval_set)} held-out blocks of {data_args.max_seq_length} tokens")
+    """Returns `(train_set, held_out_blocks, collator)`: training blocks (`input_ids`, `attention_mask`,
+    `special_tokens_mask`, `block` index), held-out blocks masked once (`input_ids`, `attention_mask`, `labels`).
+
+    With `--packing` the training set holds document pieces instead of blocks (same columns, `block` being the piece
+    index), the held-out blocks (the same ones, masked the same way) also carry `position_ids` restarting at every
+    document start, and the collator is a `PackedMaskingCollator`."""
+    train_set, eval_set = language_modeling.training_and_held_out_sets(
+        data_args, training_args, tokenizer, special_tokens_mask=True
+    )
     train_set = train_set.add_column("block", list(range(len(train_set))))
     eval_set = eval_set.add_column("block", list(range(len(eval_set))))
-    collator = BlockMaskingCollator(tokenizer, data_args.mlm_probability, seed=training_args.seed)
-    return train_set, mask_held_out(eval_set, collator, data_args.eval_mask_seed), collator
+    collator_class = PackedMaskingCollator if data_args.packing else BlockMaskingCollator
+    collator = collator_class(tokenizer, data_args.mlm_probability, seed=training_args.seed)
+    held_out = mask_held_out(eval_set, collator, data_args.eval_mask_seed)
+    if data_args.packing:
+        held_out = held_out.map(
+            lambda row: {"position_ids": language_modeling.document_positions(row["document_start"])},
+            remove_columns=["document_start"],
+            desc="position ids restarting at every document",
+        )
+    return train_set, held_out, collator
 
 
+def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, tokenizer):
+    """The checkpoint of `--model_name_or_path` (`language_modeling.load_checkpoint`), else a new
+    `FastformerForMaskedLM` of the size options with `--max_position_embeddings` positions (default
+    `--max_seq_length`; fewer raises `LanguageModelingError`)."""
+    if model_args.model_name_or_path:
+        return language_modeling.load_checkpoint(AutoModelForMaskedLM, model_args, data_args, tokenizer)
+    config = language_modeling.new_config(
+        model_args, tokenizer, max_position_embeddings=model_args.max_position_embeddings or data_args.max_seq_length
+    )
+    if config.max_position_embeddings < data_args.max_seq_length:
+        raise LanguageModelingError("--max_position_embeddings must be at least --max_seq_length")
+    return FastformerForMaskedLM(config)
+
+
+@language_modeling.exit_on_error(PROG)
 def run(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
@@ -382,65 +277,28 @@ def run(
     callbacks: list[TrainerCallback] | None = None,
 ) -> dict:
     """Pretrains, saves the model and tokenizer into `--output_dir` and returns the metrics (also written to
-    `all_results.json`). `callbacks`: extra `TrainerCallback`s (for programmatic use)."""
+    `all_results.json`; `language_modeling.train_and_evaluate`). `callbacks`: extra `TrainerCallback`s (for
+    programmatic use). Bad data ends the process with one line `run_mlm.py: error: ...`."""
     if data_args.max_seq_length < 8:
-        sys.exit(f"run_mlm.py: error: --max_seq_length must be at least 8, got {data_args.max_seq_length}")
+        raise LanguageModelingError(f"--max_seq_length must be at least 8, got {data_args.max_seq_length}")
     if not 0 < data_args.mlm_probability < 1:
-        sys.exit(f"run_mlm.py: error: --mlm_probability must lie in (0, 1), got {data_args.mlm_probability}")
-    resume = resolve_checkpoint(training_args)
+        raise LanguageModelingError(f"--mlm_probability must lie in (0, 1), got {data_args.mlm_probability}")
+    resume = language_modeling.resolve_checkpoint(training_args)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(model_args, data_args)
     train_set, eval_set, collator = prepare_data(data_args, training_args, tokenizer)
     training_args.remove_unused_columns = False  # the collator reads `block` and `special_tokens_mask`
-
     model = build_model(model_args, data_args, tokenizer)
-    logger.info(f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        processing_class=tokenizer,
-        data_collator=collator,
-        callbacks=[MaskingEpoch(collator), *(callbacks or [])],
+    callbacks = [MaskingEpoch(collator), *(callbacks or [])]
+    return language_modeling.train_and_evaluate(
+        model, tokenizer, training_args, train_set, eval_set, collator, callbacks, resume
     )
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # model, config, tokenizer and their code files
-    metrics = dict(train_result.metrics, train_samples=len(train_set))
-    metrics.update(trainer.evaluate())
-    metrics["eval_samples"] = len(eval_set)
-    metrics["perplexity"] = math.exp(metrics["eval_loss"]) if metrics["eval_loss"] < 700 else float("inf")
-    metrics["num_processes"] = training_args.world_size
-    trainer.log_metrics("all", metrics)
-    trainer.save_metrics("all", metrics)
-    trainer.save_state()
-    return metrics
-
-
-def check_launch():
-    """`accelerate launch --cpu --num_processes N` starts N processes only through MPI (`--mpirun_hostfile`); without
-    it, it starts one process (and says nothing). Refuse that case instead of silently training on one process."""
-    launched_by_accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    distributed = any(name in os.environ for name in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"))
-    if launched_by_accelerate_cpu and "MASTER_ADDR" in os.environ and not distributed:
-        sys.exit(
-            "run_mlm.py: error: `accelerate launch --cpu --num_processes N` started a single process (it needs MPI "
-            "and --mpirun_hostfile for more). On one machine use `accelerate launch --multi_gpu --num_processes N "
-            "examples/run_mlm.py ... --use_cpu` or `torchrun --nproc_per_node N examples/run_mlm.py ... --use_cpu`."
-        )
 
 
 def main(argv=None, callbacks: list[TrainerCallback] | None = None) -> dict:
-    check_launch()
-    model_args, data_args, training_args = parse_args(argv)
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
-    return run(model_args, data_args, training_args, callbacks)
+    """Pretrains a masked LM as the command line (`argv`, default `sys.argv[1:]`) asks, by
+    `language_modeling.script_main`; returns the metrics."""
+    return language_modeling.script_main(PROG, parse_args, run, logger, argv, callbacks)
 
 
 if __name__ == "__main__":

@@ -130,3 +130,28 @@ def load_script(path: Path, name: str):
     finally:
         sys.path.remove(folder)
     return module
+
+
+# The training options the language-modelling example tests share: a tiny model, 60 CPU steps, checkpoints every 30.
+TINY_LM_RUN = dict(
+    hidden_size=32,
+    num_attention_heads=4,
+    intermediate_size=37,
+    hidden_dropout_prob=0.0,
+    per_device_train_batch_size=8,
+    learning_rate=1e-2,
+    warmup_steps=0,
+    max_steps=60,
+    save_steps=30,
+    logging_steps=10,
+    seed=0,
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    report_to="none",
+)
+
+
+def command_line(options: dict) -> list[str]:
+    """`--key=value` for every option, leaving out those set to None (the script's default)."""
+    return [f"--{key}={value}" for key, value in options.items() if value is not None]

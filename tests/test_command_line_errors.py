@@ -1,5 +1,5 @@
-"""Every bad option of the three training scripts ends in one line `PROG: error: ...` with exit status 2 (issue #13,
-item 11): `fastformer-classify`, `examples/run_mlm.py` and `examples/run_summarization.py`."""
+"""Every bad option of the training scripts ends in one line `PROG: error: ...` with exit status 2 (issue #13,
+item 11): `fastformer-classify`, `examples/run_mlm.py`, `examples/run_clm.py` and `examples/run_summarization.py`."""
 
 import subprocess
 import sys
@@ -35,6 +35,7 @@ def _classify_main():
 SCRIPTS = {
     "fastformer-classify": _classify_main,
     "run_mlm.py": lambda: _example("run_mlm").main,
+    "run_clm.py": lambda: _example("run_clm").main,
     "run_summarization.py": lambda: _example("run_summarization").main,
 }
 

@@ -1,4 +1,5 @@
-"""examples/run_mlm.py end to end on a tiny corpus: pretraining, reloading, resuming, and 2 processes."""
+"""examples/run_mlm.py end to end on a tiny corpus: pretraining, reloading, resuming, and 2 processes; with
+`--packing`, documents as units: pieces, masking, a flattened batch equal to each piece alone, resuming."""
 
 import json
 import math
@@ -7,11 +8,12 @@ import random
 import shutil
 import subprocess
 import sys
+from itertools import chain
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import StopAfter, free_port
+from helpers import TINY_LM_RUN, StopAfter, assert_far, command_line, free_port, randomize_, tiny_config
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, pipeline
 
@@ -22,7 +24,7 @@ sys.path.insert(0, str(EXAMPLES))
 import run_mlm  # noqa: E402
 
 from fastformer import FastformerForMaskedLM, FastformerTokenizer  # noqa: E402
-from fastformer.classify import corpora  # noqa: E402
+from fastformer.classify import corpora, language_modeling  # noqa: E402
 
 
 NOUNS = "cat dog bird fish horse cow duck goat".split()
@@ -51,30 +53,15 @@ def corpus(tmp_path_factory):
 
 def arguments(corpus, output_dir, **overrides):
     options = dict(
+        TINY_LM_RUN,
         output_dir=output_dir,
         train_file=corpus / "train.txt",
         tokenizer_name=corpus / "tokenizer",
         max_seq_length=32,
         max_train_samples=160,
-        hidden_size=32,
-        num_attention_heads=4,
-        intermediate_size=37,
-        hidden_dropout_prob=0.0,
-        per_device_train_batch_size=8,
         per_device_eval_batch_size=2,
-        learning_rate=1e-2,
-        warmup_steps=0,
-        max_steps=60,
-        save_steps=30,
-        logging_steps=10,
-        seed=0,
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        report_to="none",
     )
-    options.update(overrides)
-    return [f"--{key}={value}" for key, value in options.items()]
+    return command_line({**options, **overrides})
 
 
 def final_weights(directory):
@@ -267,7 +254,7 @@ def test_pang_lee_train_corpus_holds_the_main_jobs_training_reviews_and_no_test_
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
         writer.writerows((f"review {i} {random.Random(i).choice(NOUNS)}", i % 2) for i in range(1500))
-    documents = run_mlm.load_corpus("pang-lee-train", tmp_path)
+    documents = language_modeling.load_corpus("pang-lee-train", tmp_path)
     data = job.load_data(job.DataArguments(cache_dir=str(tmp_path)))
     train, test = data["train"][0], data["test"][0]
     assert documents == train and len(documents) == 1200 and len(test) == 300
@@ -288,7 +275,141 @@ def test_book_length_texts_are_cut_at_blank_lines_into_pieces_of_about_the_given
 
 
 def test_every_registered_corpus_is_a_choice_and_loads_from_its_cache(tmp_path):
-    assert set(run_mlm.CORPORA) == set(run_mlm.FETCHERS) | set(run_mlm.DERIVED)
+    assert set(language_modeling.CORPORA) == set(corpora.FETCHERS) | set(language_modeling.DERIVED)
     for name in ("jargon", "botchan"):
         (tmp_path / f"{name}.json").write_text(json.dumps([f"a {name} document", "another"]))
-        assert run_mlm.load_corpus(name, tmp_path) == [f"a {name} document", "another"]  # cached: nothing fetched
+        # cached: nothing fetched
+        assert language_modeling.load_corpus(name, tmp_path) == [f"a {name} document", "another"]
+
+
+# ------------------------------------------------------------------------------------------------------ --packing
+
+
+@pytest.fixture(scope="module")
+def packed(corpus, tmp_path_factory):
+    """One `--packing` run of 60 steps (3 epochs of 20 batches of 8 lines, each line one document and one piece),
+    checkpoints at steps 30 and 60."""
+    output_dir = tmp_path_factory.mktemp("mlm-packed") / "out"
+    metrics = run_mlm.main(arguments(corpus, output_dir, packing=True))
+    return output_dir, metrics
+
+
+def prepared(corpus, **overrides):
+    """`(train_set, held_out, collator, tokenizer)` as the script builds them for these options."""
+    model_args, data_args, training_args = run_mlm.parse_args(arguments(corpus, "unused", **overrides))
+    tokenizer = run_mlm.load_tokenizer(model_args, data_args)
+    return (*run_mlm.prepare_data(data_args, training_args, tokenizer), tokenizer)
+
+
+def prepared_args(corpus, **overrides):
+    """`(data_args, training_args)` for these options."""
+    _, data_args, training_args = run_mlm.parse_args(arguments(corpus, "unused", **overrides))
+    return data_args, training_args
+
+
+def test_packed_run_pretrains_and_is_measured_on_the_padded_runs_masked_tokens(corpus, packed):
+    """The packed run learns (held-out loss well below chance), its checkpoint reloads, and its held-out set is the
+    padded run's (same blocks, same masked tokens) with positions restarting at every document, on which the
+    reloaded model gives the reported loss."""
+    output_dir, metrics = packed
+    assert metrics["epoch"] == 3 and metrics["train_samples"] == 160  # 160 one-piece documents
+    assert metrics["eval_loss"] < 0.8 * math.log(28), metrics
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    model = AutoModelForMaskedLM.from_pretrained(output_dir).eval()
+    assert type(model) is FastformerForMaskedLM
+    _, held_out, _, tokenizer = prepared(corpus, packing=True)
+    _, padded_held_out, _, _ = prepared(corpus)
+    assert held_out["input_ids"] == padded_held_out["input_ids"] and held_out["labels"] == padded_held_out["labels"]
+    for ids, labels, positions in zip(held_out["input_ids"], held_out["labels"], held_out["position_ids"]):
+        original = [token if label == -100 else label for token, label in zip(ids, labels)]  # before masking
+        starts = [i for i, token in enumerate(original) if i == 0 or token == tokenizer.cls_token_id]
+        assert [i for i, position in enumerate(positions) if position == 0] == starts
+        assert all(positions[i] == positions[i - 1] + 1 for i in range(1, len(ids)) if i not in starts)
+    keys = ("input_ids", "attention_mask", "position_ids", "labels")
+    with torch.no_grad():  # the Trainer's eval loss: the mean over batches (of 2) of each batch's token mean
+        losses = [model(**{k: torch.tensor(held_out[i : i + 2][k]) for k in keys}).loss for i in range(0, 8, 2)]
+    assert torch.stack(losses).mean().item() == pytest.approx(metrics["eval_loss"], rel=1e-5)
+
+
+def test_packed_resumed_run_ends_with_the_weights_of_the_uninterrupted_packed_run(corpus, packed, tmp_path):
+    """`--packing` keeps the resume guarantee: stopped at step 30 (mid-epoch 2) and resumed, a packed run ends with
+    exactly the weights of the uninterrupted packed run (same pieces per batch, same masks)."""
+    output_dir = tmp_path / "out"
+    run_mlm.main(arguments(corpus, output_dir, packing=True), callbacks=[StopAfter(30)])
+    interrupted = final_weights(output_dir)
+    run_mlm.main(arguments(corpus, output_dir, packing=True, resume_from_checkpoint="last"))
+    expected = final_weights(packed[0])
+    assert any(not torch.equal(interrupted[name], expected[name]) for name in expected)  # it did stop early
+    for name, tensor in expected.items():
+        assert torch.equal(final_weights(output_dir)[name], tensor), name
+
+
+def test_packing_cuts_long_documents_into_pieces_and_drops_no_token(corpus):
+    """With `--max_seq_length 8` every 14-token line is cut into a piece of 8 and one of 6, in order: the pieces
+    concatenated are exactly the tokenized training documents (nothing dropped); `block` numbers the pieces."""
+    train_set, _, _, tokenizer = prepared(corpus, packing=True, max_seq_length=8, max_train_samples=None)
+    data_args, training_args = prepared_args(corpus, packing=True, max_seq_length=8)
+    lines = list(language_modeling.raw_datasets(data_args, training_args)["train"]["text"])
+    documents = tokenizer(lines)["input_ids"]
+    assert {len(ids) for ids in documents} == {14}  # each line: [CLS] 12 words [SEP]
+    assert [len(ids) for ids in train_set["input_ids"]] == [8, 6] * len(documents)
+    assert list(chain(*train_set["input_ids"])) == list(chain(*documents))
+    assert train_set["block"] == list(range(len(train_set)))
+    assert train_set.column_names == ["input_ids", "attention_mask", "special_tokens_mask", "block"]
+
+
+def test_packed_batches_mask_only_real_tokens_and_equal_each_piece_alone(corpus):
+    """The collator of `--packing` on every training piece (cut at 8 tokens, so that half of the pieces start inside
+    a document): one row per batch with positions restarting at each piece; [CLS] and [SEP] are never masked;
+    15% of the real tokens are masked, 80% of those to [MASK]; a piece is masked the same way whatever batch it is
+    in; a piece starting inside a document keeps its first token's label. A randomized model's logits on a packed
+    batch equal each piece run alone, and its loss that of the pieces padded one per row."""
+    train_set, _, collator, tokenizer = prepared(corpus, packing=True, max_seq_length=8, max_train_samples=None)
+    features = [train_set[i] for i in range(len(train_set))]
+    real = masked = to_mask_token = first_token_labels = 0
+    batches = []
+    for i in range(0, len(features), 8):
+        group = features[i : i + 8]
+        batch = collator(group)
+        batches.append((group, batch))
+        assert set(batch) == {"input_ids", "labels", "position_ids"} and batch["input_ids"].shape[0] == 1
+        original = torch.tensor(list(chain(*(f["input_ids"] for f in group))))
+        special = torch.tensor(list(chain(*(f["special_tokens_mask"] for f in group)))).bool()
+        ids, labels = batch["input_ids"][0], batch["labels"][0]
+        expected_positions = list(chain(*(range(len(f["input_ids"])) for f in group)))
+        assert batch["position_ids"][0].tolist() == expected_positions
+        assert torch.equal(ids[special], original[special]) and (labels[special] == -100).all()
+        chosen = labels != -100
+        assert torch.equal(labels[chosen], original[chosen]) and torch.equal(ids[~chosen], original[~chosen])
+        real += int((~special).sum())
+        masked += int(chosen.sum())
+        to_mask_token += int((ids[chosen] == tokenizer.mask_token_id).sum())
+        first_token_labels += sum(
+            int(labels[p] != -100) for p, position in enumerate(expected_positions) if not position
+        )
+    assert real > 4000 and abs(masked / real - 0.15) < 0.02, masked / real
+    assert abs(to_mask_token / masked - 0.8) < 0.05, to_mask_token / masked
+    assert first_token_labels > 0  # masked tokens at a piece's first position are trained on
+    group, batch = batches[3]
+    lengths = [len(f["input_ids"]) for f in group]
+    alone = collator(group[2:3])  # the same piece in another batch: the same masks
+    offset = sum(lengths[:2])
+    assert torch.equal(alone["input_ids"][0], batch["input_ids"][0, offset : offset + lengths[2]])
+    assert torch.equal(alone["labels"][0], batch["labels"][0, offset : offset + lengths[2]])
+
+    model = randomize_(FastformerForMaskedLM(tiny_config(vocab_size=len(tokenizer)))).eval()
+    pieces = batch["input_ids"][0].split(lengths)
+    piece_labels = batch["labels"][0].split(lengths)
+    with torch.no_grad():
+        packed_out = model(**batch)
+        expected = torch.cat([model(piece.unsqueeze(0)).logits for piece in pieces], dim=1)
+        unsegmented = model(batch["input_ids"], position_ids=torch.arange(sum(lengths)).unsqueeze(0)).logits
+        ids = torch.zeros(len(pieces), max(lengths), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for row, (piece, label) in enumerate(zip(pieces, piece_labels)):
+            ids[row, : len(piece)], mask[row, : len(piece)], labels[row, : len(piece)] = piece, 1, label
+        padded_loss = model(ids, attention_mask=mask, labels=labels).loss
+    assert_far(unsegmented, expected, atol=1e-4)
+    torch.testing.assert_close(packed_out.logits, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed_out.loss, padded_loss, atol=1e-5, rtol=1e-5)

@@ -1,7 +1,8 @@
 # Copyright 2026 The fastformer authors. Licensed under the Apache License, Version 2.0.
-"""What the three training scripts (`fastformer-classify`, `examples/run_mlm.py`, `examples/run_summarization.py`)
-share on their command line: the size of a model built from scratch, and a parser whose every bad option ends in one
-line `PROG: error: ...` with exit status 2 (argparse's convention), never a traceback or a page of usage."""
+"""What the training scripts (`fastformer-classify`, `examples/run_mlm.py`, `examples/run_clm.py`,
+`examples/run_summarization.py`) share on their command line: the size of a model built from scratch, and a parser
+whose every bad option ends in one line `PROG: error: ...` with exit status 2 (argparse's convention), never a
+traceback or a page of usage."""
 
 import json
 import os
