@@ -17,12 +17,16 @@ and of a forward+backward over `--repeats` timed calls after two warm-up calls (
 ratio against the unpacked row. The number of ops should not depend on the number of documents (no Python loop over
 documents), and the packed row should cost about what the unpacked one does.
 
+With `--rounds R`, every document count is timed R times, the counts interleaved round by round (so that a drift
+in the machine's speed meets every case alike), and the median is reported.
+
 Run: `python benchmarks/benchmark_packing.py [--lengths 4096 16384 65536] [--documents 1 2 64 512] [--models encoder
-causal] [--repeats 5] [--quick] [--no-time] [--json out.json]`.
+causal] [--repeats 5] [--rounds 1] [--quick] [--no-time] [--json out.json]`.
 """
 
 import argparse
 import json
+import statistics
 import sys
 
 import torch
@@ -78,7 +82,7 @@ def packed_inputs(length: int, documents: int, seed: int = 0) -> dict:
     return {"input_ids": input_ids, "position_ids": position_ids.unsqueeze(0), "use_cache": False}
 
 
-def measure(model, inputs: dict, repeats: int, timed: bool) -> dict:
+def measure(model, inputs: dict, repeats: int, timed: bool, count: bool = True) -> dict:
     probe = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(1))
 
     def forward():
@@ -91,9 +95,10 @@ def measure(model, inputs: dict, repeats: int, timed: bool) -> dict:
 
     result = {}
     for key, function in (("forward", forward), ("forward_backward", forward_backward)):
-        with CountOps() as ops:
-            function()
-        result[f"{key}_ops"] = ops.count
+        if count:
+            with CountOps() as ops:
+                function()
+            result[f"{key}_ops"] = ops.count
         if timed:
             result[f"{key}_s"] = seconds_per_call(function, repeats)
     return result
@@ -128,6 +133,12 @@ def main():
     parser.add_argument("--documents", type=int, nargs="+", default=[1, 2, 64, 512], help="documents per row")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every document count this many times, interleaved (1, 2, 64, 512, 1, 2, ...); report the median",
+    )
     parser.add_argument("--no-time", action="store_true", help="count ops only")
     parser.add_argument("--quick", action="store_true", help="1,024 and 4,096 tokens, 2 timed calls")
     parser.add_argument("--json", help="also write the results to this file")
@@ -139,19 +150,28 @@ def main():
     for name in args.models:
         model = build(name)
         for length in args.lengths:
+            counts = [documents for documents in sorted(set(args.documents)) if documents <= length]
+            inputs = {documents: packed_inputs(length, documents) for documents in counts}
+            rounds = {documents: [] for documents in counts}
+            for round_index in range(
+                args.rounds
+            ):  # interleaved, so that drift in the machine's speed meets every case
+                for documents in counts:
+                    run = measure(model, inputs[documents], args.repeats, not args.no_time, count=round_index == 0)
+                    rounds[documents].append(run)
+                    print(f"{name} @ {length} x {documents} documents: {run}", file=sys.stderr, flush=True)
             runs = {}
-            for documents in sorted(set(args.documents)):
-                if documents > length:
-                    continue
-                inputs = packed_inputs(length, documents)
-                runs[documents] = measure(model, inputs, args.repeats, not args.no_time)
-                print(f"{name} @ {length} x {documents} documents: {runs[documents]}", file=sys.stderr, flush=True)
+            for documents, measured in rounds.items():
+                runs[documents] = dict(measured[0])
+                for key in ("forward_s", "forward_backward_s"):
+                    if key in measured[0]:
+                        runs[documents][key] = statistics.median(run[key] for run in measured)
             results[(name, length)] = runs
 
     print(f"Machine: {machine()}")
     print(
         f"Config: hidden {HIDDEN}, {HEADS} heads, FFN {FFN}, {LAYERS} layers, batch 1, fp32, eval mode; "
-        f"{args.repeats} timed calls after 2 warm-up calls\n"
+        f"{args.repeats} timed calls after 2 warm-up calls; median of {args.rounds} interleaved round(s)\n"
     )
     for (name, length), runs in results.items():
         print(table(name, length, runs) + "\n")
