@@ -35,7 +35,7 @@ import sys
 import time
 
 import torch
-from common import machine
+from common import CountOps, machine
 
 
 HIDDEN, HEADS, FFN, LAYERS, VOCAB = 256, 16, 1024, 2, 30522
@@ -143,19 +143,10 @@ def worker(
 
 def count_ops(length: int) -> int:
     """Aten ops dispatched by one causal forward (no gradient) at `length` tokens."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Counter(TorchDispatchMode):
-        count = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Counter.count += 1
-            return func(*args, **(kwargs or {}))
-
     model, loss = build("causal", length, False, 0)
-    with torch.no_grad(), Counter():
+    with torch.no_grad(), CountOps() as ops:
         loss()
-    return Counter.count
+    return ops.count
 
 
 def saved_breakdown(name: str, length: int) -> dict:

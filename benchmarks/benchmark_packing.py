@@ -30,26 +30,13 @@ import statistics
 import sys
 
 import torch
-from common import machine, seconds_per_call
-from torch.utils._python_dispatch import TorchDispatchMode
+from common import CountOps, machine, seconds_per_call
 
 from fastformer.classify.reporting import markdown_table
 
 
 HIDDEN, HEADS, FFN, LAYERS, VOCAB = 64, 4, 256, 2, 1000
 MODELS = ("encoder", "causal")
-
-
-class CountOps(TorchDispatchMode):
-    """Counts every aten op dispatched while it is active."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def build(name: str):

@@ -7,6 +7,7 @@ import statistics
 
 import torch
 from torch.utils import benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def cpu_name() -> str:
@@ -34,3 +35,15 @@ def mean_std(values: list[float], single: float = 0.0) -> tuple[float, float]:
     """The mean of `values` and their sample standard deviation (n - 1); `single` stands for the spread of one
     value (0.0, or e.g. `float("nan")` where one run should not read as no spread at all)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else single)
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched inside the `with` block (`count`): every call, forward and backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))

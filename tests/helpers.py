@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import TrainerCallback
 
 from fastformer import FastformerConfig
@@ -155,3 +156,15 @@ TINY_LM_RUN = dict(
 def command_line(options: dict) -> list[str]:
     """`--key=value` for every option, leaving out those set to None (the script's default)."""
     return [f"--{key}={value}" for key, value in options.items() if value is not None]
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops dispatched inside the `with` block (`count`): every call, forward and backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))

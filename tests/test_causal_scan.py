@@ -5,8 +5,7 @@ import math
 
 import pytest
 import torch
-from helpers import causal_config
-from torch.utils._python_dispatch import TorchDispatchMode
+from helpers import CountOps, causal_config
 
 from fastformer import FastformerConfig, FastformerForCausalLM
 from fastformer.pooling_fastformer import SoftmaxPool, prefix_softmax_pool
@@ -221,18 +220,6 @@ def test_gradient_checkpointing_and_feed_forward_chunking_give_finite_equal_grad
     for name, p in model.named_parameters():
         if name in plain:
             torch.testing.assert_close(p.grad, plain[name], atol=1e-3, rtol=1e-4)
-
-
-class CountOps(TorchDispatchMode):
-    """Counts the aten ops dispatched inside the `with` block."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_dispatched_ops_grow_logarithmically_with_length():

@@ -8,8 +8,7 @@ which pools the whole row, fails it by far more than the tolerance (`assert_far`
 
 import pytest
 import torch
-from helpers import assert_far, causal_config, randomize_, seq2seq_config, tiny_config
-from torch.utils._python_dispatch import TorchDispatchMode
+from helpers import CountOps, assert_far, causal_config, randomize_, seq2seq_config, tiny_config
 from transformers import DataCollatorWithFlattening, Trainer, TrainingArguments
 
 from fastformer import (
@@ -292,18 +291,6 @@ def test_what_cannot_keep_documents_apart_refuses_them():
 
 
 # ------------------------------------------------------------------------------------------------- the op count
-
-
-class CountOps(TorchDispatchMode):
-    """Counts the aten ops dispatched while it is active."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("case", ["encoder", "causal"])
