@@ -5,16 +5,24 @@
 Runs `fastformer-classify` once per combination, each in a fresh process with identical settings (same data, fixed
 split, tokenizer, epochs, batch size and learning rate; only `--model_type`, `--max_seq_length` and `--seed`
 change), then prints one row per run and a summary (mean ± std over seeds) with Fastformer's accuracy difference
-and wall-time ratio against BERT at the same length. The arm `fastformer-packed` is Fastformer with `--packing true`
+and wall-time ratio against BERT at the same length, and each variant's (packed, uniform) accuracy difference against
+the plain fastformer arm. The arm `fastformer-packed` is Fastformer with `--packing true`
 (each batch packed into one row without padding); its summary row also gives its real (non-padding) tokens per second
-against padded Fastformer's at the same length. A run whose `all_results.json` already exists under `--output_dir` is
-read back instead of re-run, so an interrupted comparison can be resumed or extended.
+against padded Fastformer's at the same length. The arm `fastformer-uniform` is the fastformer arm's job run through
+`benchmarks/ablations.py uniform --` (every additive attention's pooling weights alpha and beta uniform over the
+unmasked tokens: the global query and key are plain means; the logit layers keep their initial weights); its
+results carry `"ablation": "uniform_pooling"` and its run directory an `ABLATION.md`, because the saved checkpoint
+does not hold the ablation (loaded as is, it would pool with those untrained logit layers). A run whose
+`all_results.json` already exists under `--output_dir` is read back instead of re-run, so an interrupted comparison
+can be resumed or extended.
 
     python benchmarks/benchmark_classification.py --output_dir outputs/compare --seeds 0 1 2
     python benchmarks/benchmark_classification.py --output_dir outputs/compare --models fastformer --lengths 2048 \
         -- --num_train_epochs 4          # everything after `--` goes to every run
     python benchmarks/benchmark_classification.py --output_dir outputs/packing --models fastformer fastformer-packed \
         --lengths 2048 --seeds 0 1 2     # padded vs packed batches
+    python benchmarks/benchmark_classification.py --output_dir outputs/uniform --models fastformer fastformer-uniform \
+        --lengths 2048 --seeds 0 1 2     # learned vs uniform pooling weights
 """
 
 import argparse
@@ -35,8 +43,38 @@ from fastformer.classify.reporting import markdown_table
 ARMS = {
     "fastformer": ["--model_type", "fastformer"],
     "fastformer-packed": ["--model_type", "fastformer", "--packing", "true"],
+    "fastformer-uniform": ["--model_type", "fastformer"],
     "bert": ["--model_type", "bert"],
 }
+# the arms run under an ablation of `benchmarks/ablations.py`: arm -> (its command, the name recorded in the results)
+ABLATED = {"fastformer-uniform": ("uniform", "uniform_pooling")}
+ABLATIONS_SCRIPT = Path(__file__).resolve().parent / "ablations.py"
+
+
+def job_command(arm: str) -> list[str]:
+    """How the arm's job starts: `fastformer-classify` (as a module of this interpreter), or for an ablated arm the
+    same job through `ablations.py <ablation> --`."""
+    if arm in ABLATED:
+        return [sys.executable, str(ABLATIONS_SCRIPT), ABLATED[arm][0], "--"]
+    return [sys.executable, "-m", "fastformer.classify.run_classification"]
+
+
+def mark_ablated(run_dir: Path, arm: str):
+    """Records an ablated arm's ablation where its checkpoint is: `"ablation"` in `all_results.json` and a note
+    `ABLATION.md` (idempotent, so a run read back after an interruption gets it too)."""
+    ablation = ABLATED[arm][1]
+    results = run_dir / "all_results.json"
+    row = json.loads(results.read_text())
+    if row.get("ablation") != ablation:
+        results.write_text(json.dumps({**row, "ablation": ablation}, indent=2) + "\n")
+    (run_dir / "ABLATION.md").write_text(
+        f"# Ablated run: {ablation}\n\n"
+        f"Trained by `benchmarks/benchmark_classification.py` (arm `{arm}`) through `benchmarks/ablations.py "
+        f"{ABLATED[arm][0]}`: every additive attention's pooling logits were replaced by zeros (uniform weights "
+        "alpha and beta over the unmasked tokens) by forward hooks that the checkpoint does not hold. Its "
+        "`query_att` / `key_att` layers are untrained initial weights: loaded as is, this is not the model that "
+        "was evaluated; apply `ablations.uniform_pooling` to the loaded model to get it back.\n"
+    )
 
 
 def run_one(output_dir: Path, arm: str, length: int, seed: int, extra: list[str]) -> dict:
@@ -44,9 +82,7 @@ def run_one(output_dir: Path, arm: str, length: int, seed: int, extra: list[str]
     results = run_dir / "all_results.json"
     if not results.is_file():
         command = [
-            sys.executable,
-            "-m",
-            "fastformer.classify.run_classification",
+            *job_command(arm),
             "--output_dir",
             str(run_dir),
             *ARMS[arm],
@@ -60,6 +96,8 @@ def run_one(output_dir: Path, arm: str, length: int, seed: int, extra: list[str]
         ]
         print("+", " ".join(command), flush=True)
         subprocess.run(command, check=True)
+    if arm in ABLATED:
+        mark_ablated(run_dir, arm)
     return {**json.loads(results.read_text()), "arm": arm}
 
 
@@ -90,6 +128,9 @@ def summarize(rows: list[dict]) -> str:
             delta = ratio = "—"
         seeds = ",".join(str(r["seed"]) for r in group)
         speed, padded = tokens_per_second(group), groups.get(("fastformer", length))
+        versus_fastformer = "—"
+        if model_type not in ("fastformer", "bert") and padded:  # a variant of the fastformer arm against it
+            versus_fastformer = f"{statistics.mean(accuracy) - statistics.mean(r['accuracy'] for r in padded):+.3f}"
         versus_padded = "—"
         if model_type == "fastformer-packed" and padded and speed and tokens_per_second(padded):
             versus_padded = f"{speed / tokens_per_second(padded):.2f}x"
@@ -103,6 +144,7 @@ def summarize(rows: list[dict]) -> str:
                 f"{seconds:.0f}",
                 delta,
                 ratio,
+                versus_fastformer,
                 "—" if speed is None else f"{speed:,.0f}",
                 versus_padded,
             ]
@@ -117,6 +159,7 @@ def summarize(rows: list[dict]) -> str:
             "train s (mean)",
             "Δ accuracy vs BERT",
             "time / BERT",
+            "Δ accuracy vs fastformer",
             "real tokens/s",
             "tokens/s vs padded",
         ],

@@ -49,9 +49,14 @@ which leaves a per-position model (token + position -> MLPs -> next token: at be
 `x + Dense(Attention(LN(x)))`, `x + FFN(LN(x))`, no LayerNorm on the embeddings and one LayerNorm after the last layer
 (before that option existed, this ablation re-wired the post-LN model in place into the same function with the same
 initial weights); `head_bias` (causal Fastformer only) gives the tied output layer a vocabulary bias (zeros at
-first, as BERT's head has one), a place for the unigram distribution outside the normalized hidden states. Ablated
-runs are named `<arm>-<ablation>-ctx...`. `pre_ln` and `head_bias` change the Fastformer arm only and leave the
-other arms plain: `--arms fastformer gpt2 --ablation pre_ln` compares the pre-LN Fastformer with GPT-2 side by side.
+first, as BERT's head has one), a place for the unigram distribution outside the normalized hidden states;
+`uniform` (Fastformer only; `benchmarks/ablations.py` `uniform_pooling`) replaces the pooling logits of every
+additive attention by zeros, so the weights alpha and beta of the causal pools are uniform over the prefix: the
+global query `Q_t = (1/t) sum_{i<=t} q_i` and the global key `K_t = (1/t) sum_{i<=t} (Q_i * k_i)` become running
+means (a bag of the prefix's tokens; with `--objective mlm`, plain means over the block), everything else
+unchanged and the logit layers untrained. Ablated runs are named `<arm>-<ablation>-ctx...`. `pre_ln`, `head_bias`
+and `uniform` change the Fastformer arm only and leave the other arms plain: `--arms fastformer gpt2 --ablation
+pre_ln` compares the pre-LN Fastformer with GPT-2 side by side.
 """
 
 import argparse
@@ -65,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ablations import uniform_pooling
 from common import machine, mean_std
 
 from fastformer.classify import corpora
@@ -73,8 +79,9 @@ from fastformer.classify import corpora
 EOS = "<|endoftext|>"
 OBJECTIVE_ARMS = {"clm": ("fastformer", "gpt2"), "mlm": ("fastformer", "bert")}  # the default arms
 ARMS = ("fastformer", "gpt2", "bert")  # clm: bert is the post-LN control of the diagnosis (BertLMHeadModel)
-ABLATIONS = ("no_attention", "pre_ln", "head_bias")
-FASTFORMER_ONLY = ("pre_ln", "head_bias")  # ablations that change the Fastformer arm and leave the others as they are
+ABLATIONS = ("no_attention", "pre_ln", "head_bias", "uniform")
+# ablations that change the Fastformer arm and leave the others as they are
+FASTFORMER_ONLY = ("pre_ln", "head_bias", "uniform")
 HELD_OUT_MASK_SEED = 1_000_000_007  # + --data_seed: the one held-out masking of --objective mlm
 NAMES = {"fastformer": "Fastformer", "gpt2": "GPT-2", "bert": "BERT"}
 
@@ -340,6 +347,10 @@ def apply_ablation(model: torch.nn.Module, arm: str, ablation) -> torch.nn.Modul
         if arm != "fastformer" or not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
             raise ValueError("--ablation head_bias is for the causal fastformer arm")
         model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.lm_head.out_features))
+    if "uniform" in ablation:
+        if arm != "fastformer":
+            raise ValueError("--ablation uniform is for the fastformer arm (its additive attention)")
+        uniform_pooling(model)
     return model
 
 

@@ -2,7 +2,7 @@
 finished runs read back, an interrupted run resumed to the uninterrupted curve, other settings refused; the masked-LM
 objective (one held-out masking for both arms and every call, BERT's masking rates, training masks by seed and step);
 the diagnostic ablations (no_attention: no position sees another token; pre_ln: the library's pre-LN layout, same
-initial weights)."""
+initial weights; uniform: running-mean pools, untrained logit layers)."""
 
 import json
 import math
@@ -18,6 +18,10 @@ import torch
 pytest.importorskip("tokenizers")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import lm_equal_budget  # noqa: E402
+from helpers import assert_far, randomize_  # noqa: E402
+from reference import causal_lm_logits  # noqa: E402
+
+from fastformer.modeling_fastformer import FastformerAdditiveProjections  # noqa: E402
 
 
 NOUNS = "cat dog bird fish horse cow duck goat".split()
@@ -314,3 +318,41 @@ def test_head_bias_ablation_adds_a_zero_vocabulary_bias_that_trains(corpus, tmp_
     lm_equal_budget.next_token_loss(ablated.train(), ids).backward()
     assert ablated.lm_head.bias.grad.abs().sum() > 0
     assert ablated.lm_head.weight is ablated.fastformer.embeddings.word_embeddings.weight  # still tied
+
+
+def test_uniform_ablation_pools_running_means_and_leaves_the_logit_layers_untrained(corpus, tmp_path):
+    """`--ablation uniform`: the causal model with every pool a running mean over the prefix, i.e. the independent
+    reference (tests/reference.py, explicit softmax per prefix) with the pooling-logit layers' weights and biases
+    zeroed, while the same weights unablated give another function; no gradient reaches the logit layers."""
+    plain, ablated = _pair(corpus, tmp_path, "fastformer", "uniform")
+    randomize_(plain), randomize_(ablated)  # the same draw: tokens mix, logits far from 0
+    state = {name: value.detach().clone() for name, value in plain.state_dict().items()}
+    assert torch.equal(
+        state["fastformer.encoder.layer.0.attention.self.query_att.weight"],
+        ablated.state_dict()["fastformer.encoder.layer.0.attention.self.query_att.weight"],
+    )
+    uniform_state = {
+        name: torch.zeros_like(value) if ".query_att." in name or ".key_att." in name else value
+        for name, value in state.items()
+    }
+    ids = torch.randint(300, (2, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = ablated(input_ids=ids).logits
+    expected = causal_lm_logits(uniform_state, ablated.config, ids)
+    assert_far(causal_lm_logits(state, plain.config, ids), expected, atol=1e-4)  # the learned weights matter
+    assert_far(plain(input_ids=ids).logits.detach(), expected, atol=1e-4)
+    torch.testing.assert_close(logits.double(), expected, rtol=0, atol=1e-4)
+    lm_equal_budget.next_token_loss(ablated.train(), ids).backward()
+    logit_layers = [m for m in ablated.modules() if isinstance(m, FastformerAdditiveProjections)]
+    assert logit_layers and all(
+        p.grad is None for m in logit_layers for p in (*m.query_att.parameters(), *m.key_att.parameters())
+    )
+    assert all(m.query.weight.grad.abs().sum() > 0 for m in logit_layers)  # the rest trains
+    with pytest.raises(ValueError, match="--ablation uniform is for the fastformer arm"):
+        lm_equal_budget.apply_ablation(plain_gpt2(corpus, tmp_path), "gpt2", ["uniform"])
+    with pytest.raises(SystemExit):  # nothing for it to change
+        lm_equal_budget.parse_args(tiny_args(corpus, tmp_path, "--arms", "gpt2", "--ablation", "uniform"))
+
+
+def plain_gpt2(corpus, tmp_path):
+    return lm_equal_budget.build_model("gpt2", lm_equal_budget.parse_args(tiny_args(corpus, tmp_path)), 300, 0)
