@@ -48,6 +48,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .cache_fastformer import (
     FastformerCache,
     FastformerCacheLayer,
+    FastformerEncoderDecoderCache,
     FastformerGenerationMixin,
     cached_encoder_projections,
     renamed_cache_kwargs,
@@ -179,20 +180,20 @@ class FastformerAdditiveProjections(nn.Module):
 
     def prefix_pool(self, logits, values, mask, cache, layer_idx: int, slot: str, segments=None) -> torch.Tensor:
         """The causal pool `G_t` (`prefix_softmax_pool`) of `values` `(batch, seq, hidden)` split into heads, with
-        `logits * scale` `(batch, seq, heads)` and `mask` `(batch, seq, 1)`, continuing from (and updating) the pool
-        in `cache` slot `slot` of depth `layer_idx`; without a cache, from an empty prefix. Sequence parallelism:
-        from the pool of the lower ranks' shards (`sharded_prefix_pools`; the cache gets the whole sequence's).
-        `segments` (`Segments`, packed documents): each position pools its own document only. Returns `(batch, seq,
-        hidden)` in the values' dtype."""
+        `logits * scale` `(batch, seq, heads)` and `mask` `(batch, seq, 1)`, continuing from (and updating, with the
+        last states if it records them) the pool in `cache` slot `slot` of depth `layer_idx`; without a cache, from an
+        empty prefix. Sequence parallelism: from the pool of the lower ranks' shards (`sharded_prefix_pools`; the cache
+        gets the whole sequence's). `segments` (`Segments`, packed documents): each position pools its own document
+        only. Returns `(batch, seq, hidden)` in the values' dtype."""
         batch, seq, hidden = values.shape
         logits, heads = logits * self.scale, values.view(batch, seq, self.num_heads, -1)
         keep = None if mask is None else mask.squeeze(-1)  # (batch, seq)
         state = None if cache is None else cache.read_state(layer_idx, slot)
-        final = None
+        final, last = None, cache.states_to_record(layer_idx) if isinstance(cache, FastformerCache) else None
         if self.sequence_parallel_group is not None:
             state, final = sharded_prefix_pools(logits, heads, keep, state, self.sequence_parallel_group)
         pooled, state = prefix_softmax_pool(
-            logits, heads, keep, state, recompute_in_backward=self.recompute_pool, segments=segments
+            logits, heads, keep, state, recompute_in_backward=self.recompute_pool, segments=segments, last_states=last
         )
         if cache is not None:
             cache.write_state(layer_idx, slot, state if final is None else final)
@@ -831,7 +832,7 @@ class FastformerModel(FastformerPreTrainedModel):
             if cache is None and not use_cache:
                 return None
             cache = FastformerCache(self.num_layers)
-            return EncoderDecoderCache(cache, DynamicCache()) if self.cross_attention else cache
+            return FastformerEncoderDecoderCache(cache, DynamicCache()) if self.cross_attention else cache
         if not isinstance(split_cache(cache)[0], FastformerCache) or (
             self.cross_attention and not isinstance(cache, EncoderDecoderCache)
         ):
@@ -917,7 +918,8 @@ def _lm_logits_and_loss(model: PreTrainedModel, hidden_states, labels, logits_to
     if counted is None:
         counted = labels[:, 1:]
     else:
-        counted = kwargs["shift_labels"] = check_class_ids(counted, vocab_size, "shift_labels", tuple(counted.shape))
+        counted = check_class_ids(counted, vocab_size, "shift_labels", tuple(counted.shape))
+        counted = kwargs["shift_labels"] = counted.contiguous()  # the loss flattens them with `view`
     return logits, model.loss_function(logits, labels, vocab_size, **token_loss_kwargs(counted, kwargs))
 
 
@@ -995,7 +997,7 @@ class FastformerForSequenceClassification(FastformerPreTrainedModel):
 
     Generation keeps a `FastformerCache` whose size does not grow with the text: per layer and head, the running
     max, normaliser and weighted sum of the two prefix pools. Greedy search, sampling and beam search (the cache
-    follows the beams) all run through `generate()`; assisted decoding cannot (the state cannot be rolled back).
+    follows the beams), assisted and prompt-lookup decoding (the cache rolls back rejected tokens) run in `generate()`.
     """
 )
 class FastformerForCausalLM(FastformerPreTrainedModel, FastformerGenerationMixin):

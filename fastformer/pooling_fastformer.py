@@ -11,7 +11,8 @@ state type serves every form of the model:
 - the sequence-chunked encoder: the `merge` of its chunks' `softmax_pool`s;
 - sequence parallelism (`sequence_parallel.py`): the `merge` of the shards' pools;
 - the causal prefix pools and the decoding cache: `prefix_softmax_pool`, the `prefix_scan` of per-token pools
-  continuing from a carried state.
+  continuing from a carried state (traced by `torch.export` with a fixed number of levels, `EXPORTED_SCAN_LEVELS`,
+  so that one exported graph serves every length).
 
 Conventions: masked (padding) items never set a max and weigh exactly 0; maxima carry no gradient (they only
 rescale numerator and denominator alike); a pool without any real item has `Z = 0` and `finalize`s to exactly 0, with
@@ -20,6 +21,7 @@ exactly 0 gradient. Pools are computed in at least float32 (float64 stays float6
 This file imports only torch: it is copied beside `modeling_fastformer.py` into checkpoints (Hub custom code).
 """
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -29,6 +31,26 @@ from torch import nn
 
 # Block length of the causal prefix scan at every level: work and activation memory O(seq * heads * block).
 CAUSAL_CHUNK_SIZE = 16
+
+# Levels of the causal prefix scan in a graph exported with a symbolic length (`torch.export`, and ONNX through it),
+# where the number of levels cannot follow the length (`prefix_scan`, `exported_block_counts`): with blocks of 16,
+# the last of 4 levels is one block of n // 4096 + 2 items (258 at 2^20 tokens), whose quadratic work is under 1% of
+# the scan's linear rest up to about 3 M tokens (0.35% at 2^20). Every length is exact.
+EXPORTED_SCAN_LEVELS = 4
+
+
+def no_autocast(device_type: str):
+    """A context that switches autocast off where it is on (the pools are computed in at least float32), and does
+    nothing otherwise, so that a traced graph (`torch.export`) holds no autocast region."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def exporting() -> bool:
+    """True while `torch.export` traces (False on a torch without `torch.compiler.is_exporting`)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting is not None and is_exporting())
 
 
 class SoftmaxPool(NamedTuple):
@@ -264,34 +286,75 @@ def pool_weights(pool: SoftmaxPool, exps: torch.Tensor, segments: Segments | Non
 
 def shift_right(pools: SoftmaxPool) -> SoftmaxPool:
     """Item `t` of the result is item `t - 1` of `pools` (`m` `(..., n)`, `sums` `(..., n, E)`), item 0 the empty
-    pool: an inclusive scan made exclusive."""
+    pool: an inclusive scan made exclusive. (Padded in front, then cut: no intermediate of `n - 1` items, a size that
+    a tracer with a symbolic `n` would have to rule out being 1.)"""
     lowest = torch.finfo(pools.sums.dtype).min
-    m = nn.functional.pad(pools.m[..., :-1], (1, 0), value=lowest)
-    return SoftmaxPool(m, nn.functional.pad(pools.sums[..., :-1, :], (0, 0, 1, 0)))
+    m = nn.functional.pad(pools.m, (1, 0), value=lowest)[..., :-1]
+    return SoftmaxPool(m, nn.functional.pad(pools.sums, (0, 0, 1, 0))[..., :-1, :])
 
 
-def prefix_pools_within_blocks(items: SoftmaxPool, block: int, blocked: torch.Tensor | None = None) -> SoftmaxPool:
-    """Inclusive prefix pools inside consecutive blocks of `block` items, `m` `(B, H, n)`, `sums` `(B, H, n, E)`
-    with `n` a multiple of `block`: `m'_t = max_{j<=t} m_j` and `sums'_t = sum_{j<=t} e^{m_j - m'_t} sums_j` (j, t
-    in one block; every weight `<= 1`), one batched `(block x block) @ (block x E)` matmul. With `blocked` `(B, 1,
-    blocks, block, block)` bool (`ScanLevel.blocked` of packed documents), only the items `j` of a block where
-    `blocked[..., t, j]` is False (`j <= t` in `t`'s own document). The maxima carry no gradient: they only rescale
-    numerator and denominator alike, so the pool's gradient stays exact."""
-    batch, heads, n = items.m.shape
-    m = items.m.view(batch, heads, n // block, block)  # (B, H, blocks, L)
+def prefix_pools_within_blocks(items: SoftmaxPool, blocked: torch.Tensor | None = None) -> SoftmaxPool:
+    """Inclusive prefix pools inside each block of `L` items, `m` `(B, H, blocks, L)`, `sums` `(B, H, blocks, L, E)`:
+    `m'_t = max_{j<=t} m_j` and `sums'_t = sum_{j<=t} e^{m_j - m'_t} sums_j` (j, t in one block; every weight
+    `<= 1`), one batched `(L x L) @ (L x E)` matmul. With `blocked` `(B, 1, blocks, L, L)` bool (`ScanLevel.blocked`
+    of packed documents), only the items `j` of a block where `blocked[..., t, j]` is False (`j <= t` in `t`'s own
+    document); by default `blocked` is `j > t`.
+
+    Both come from one `(B, H, blocks, L, L)` matrix of pairs, `[t, j] = m_j` where `j` pools into `t` and `-inf`
+    elsewhere: its row maxima are the running maxima `m'_t`, exactly what `cummax` gives (a masked `amax`, which
+    every exporter maps, where `cummax` has no ONNX operator; in the `L x L` layout the weights have anyway), and
+    `e^{pairs - m'_t}` are the weights, exactly 0 where blocked. Row `t` always holds `j = t`, so no row is all
+    `-inf`. The maxima carry no gradient: they only rescale numerator and denominator alike, so the pool's gradient
+    stays exact."""
+    length = items.m.shape[-1]
     if blocked is None:
-        allowed = torch.ones(block, block, dtype=torch.bool, device=m.device).tril()  # [t, j]: j <= t
-        running_max = m.detach().cummax(dim=-1).values  # (B, H, blocks, L)
-        blocked = ~allowed
-    else:
-        lowest = torch.finfo(m.dtype).min
-        running_max = m.detach().unsqueeze(-2).masked_fill(blocked, lowest).amax(dim=-1)  # (B, H, blocks, L)
-    exponent = (m.unsqueeze(-2) - running_max.unsqueeze(-1)).masked_fill(blocked, -torch.inf)  # (..., L, L)
-    sums = torch.exp(exponent) @ items.sums.view(batch, heads, n // block, block, -1)  # (B, H, blocks, L, E)
-    return SoftmaxPool(running_max.view(batch, heads, n), sums.view(batch, heads, n, -1))
+        blocked = torch.ones(length, length, dtype=torch.bool, device=items.m.device).triu(1)  # [t, j]: j > t
+    pairs = items.m.unsqueeze(-2).masked_fill(blocked, -torch.inf)  # (B, H, blocks, L, L): [t, j] = m_j or -inf
+    running_max = pairs.detach().amax(dim=-1)  # (B, H, blocks, L)
+    weights = torch.exp(pairs - running_max.unsqueeze(-1))  # (B, H, blocks, L, L)
+    return SoftmaxPool(running_max, weights @ items.sums)  # sums: (B, H, blocks, L, E)
 
 
-def prefix_scan(items: SoftmaxPool, block: int, plan: tuple[ScanLevel, ...] | None = None) -> SoftmaxPool:
+def to_blocks(items: SoftmaxPool, block: int, blocks, traced: bool = False) -> SoftmaxPool:
+    """`items` (`m` `(B, H, n)`, `sums` `(B, H, n, E)`) as `blocks` consecutive blocks of `block` items, `m` `(B, H,
+    blocks, L)`, `sums` `(B, H, blocks, L, E)`, padded at the end with empty pools (`m` the lowest float, `sums` 0):
+    a pad to `blocks * block` items and a view; `traced` (`n` and `blocks` symbolic, `blocks * block < n + 2 * block`):
+    a gather by block index from the items padded by `2 * block`, which needs no proof that a padded length divides
+    into blocks (one a tracer cannot make for a symbolic length)."""
+    lowest = torch.finfo(items.sums.dtype).min
+    if traced:
+        index = torch.arange(blocks, device=items.m.device).unsqueeze(-1) * block
+        index = index + torch.arange(block, device=items.m.device)  # (blocks, L): item positions
+        m = nn.functional.pad(items.m, (0, 2 * block), value=lowest)[..., index]
+        return SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, 2 * block))[..., index, :])
+    extra = blocks * block - items.m.shape[-1]
+    m = nn.functional.pad(items.m, (0, extra), value=lowest).unflatten(-1, (blocks, block))
+    return SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra)).unflatten(-2, (blocks, block)))
+
+
+def from_blocks(pools: SoftmaxPool, n, traced: bool) -> SoftmaxPool:
+    """The first `n` items of blocked `pools` (`to_blocks`' layout) as `m` `(B, H, n)`, `sums` `(B, H, n, E)`: a view
+    and a slice, or (`traced`, `n` symbolic) a gather, which needs no proof that `n` items fit."""
+    m, sums = pools.m.flatten(-2), pools.sums.flatten(-3, -2)
+    if not traced:
+        return SoftmaxPool(m[..., :n], sums[..., :n, :])
+    index = torch.arange(n, device=m.device)
+    return SoftmaxPool(m.index_select(-1, index), sums.index_select(-2, index))
+
+
+def exported_block_counts(n, block: int) -> tuple:
+    """The block counts of a `prefix_scan` of `n` items traced with a symbolic `n`: level `k` (`0 ..
+    EXPORTED_SCAN_LEVELS - 2`; the last level is one block) cuts its items into `q + 2` blocks, `q = n //
+    block^(k+1)`. Each count is one floor division of `n` (nested ones make the tracer's symbolic arithmetic slow)
+    and never 1 (a size a tracer specialises on). The level has between `block q` and `block q + block + 1` items
+    (`n` at level 0, then the `n // block^k + 2` totals of the level below), so its `q + 2` blocks cover them, and
+    their last position, `block (q + 2) - 1`, lies within the items padded by `2 block` (`to_blocks`)."""
+    return tuple(n // block ** (k + 1) + 2 for k in range(EXPORTED_SCAN_LEVELS - 1))
+
+
+def prefix_scan(
+    items: SoftmaxPool, block: int, plan: tuple[ScanLevel, ...] | None = None, counts: tuple | None = None
+) -> SoftmaxPool:
     """Inclusive prefix pools (the `merge` of items `0..t` for every `t`) of `items` (`m` `(B, H, n)`, `sums`
     `(B, H, n, E)`); with the `plan` of packed documents (`Segments.scan_plan(block)`, one `ScanLevel` per level), of
     the items `j <= t` of `t`'s own document only: a segmented scan.
@@ -301,30 +364,31 @@ def prefix_scan(items: SoftmaxPool, block: int, plan: tuple[ScanLevel, ...] | No
     with the number of documents); each block's exclusive carry merged into its items (with a `plan`, into the items
     of the document the carry ends in: elsewhere its max is `-inf`, so that it weighs exactly 0). Linear work and
     memory, forward and backward.
+
+    `counts` (`exported_block_counts`, for a graph traced with a symbolic length, whose structure cannot follow `n`)
+    fixes the levels instead: level `k` cuts its items into `counts[k]` blocks (the last of which hold padding only)
+    and the level after the last count is one block of all the items left, whatever their number. The result is the
+    same at any length (the added blocks and levels pool only empty items, which weigh exactly 0); the work stays
+    linear while that last block is short (`EXPORTED_SCAN_LEVELS`). (Not with a `plan`, whose levels follow the
+    boundaries.)
     """
-    batch, heads, n = items.m.shape
-    blocks = (n + block - 1) // block
-    extra = blocks * block - n  # padding items: empty pools (m = lowest, sums = 0)
-    lowest = torch.finfo(items.sums.dtype).min
-    m = nn.functional.pad(items.m, (0, extra), value=lowest)
+    n, traced = items.m.shape[-1], counts is not None
+    last = len(counts) == 0 if traced else n <= block
+    if traced and last:  # one block of every item
+        blocked = SoftmaxPool(items.m.unsqueeze(-2), items.sums.unsqueeze(-3))
+    else:
+        blocked = to_blocks(items, block, counts[0] if traced else (n + block - 1) // block, traced)
     level = None if plan is None else plan[0]
-    blocked = None if level is None else level.blocked
-    scanned = prefix_pools_within_blocks(
-        SoftmaxPool(m, nn.functional.pad(items.sums, (0, 0, 0, extra))), block, blocked
-    )
-    if blocks > 1:
-        shape = (batch, heads, blocks, block)
-        by_block = SoftmaxPool(scanned.m.view(shape), scanned.sums.view(*shape, -1))
-        totals = SoftmaxPool(by_block.m[..., -1], by_block.sums[..., -1, :])
-        totals = prefix_scan(totals, block, None if plan is None else plan[1:])
+    scanned = prefix_pools_within_blocks(blocked, None if level is None else level.blocked)  # (B, H, blocks, L)
+    if not last:
+        totals = SoftmaxPool(scanned.m[..., -1], scanned.sums[..., -1, :])  # (B, H, blocks)
+        totals = prefix_scan(totals, block, None if plan is None else plan[1:], None if counts is None else counts[1:])
         carry = shift_right(totals)  # (B, H, blocks): blocks 0..b-1
         carry = SoftmaxPool(carry.m.unsqueeze(-1), carry.sums.unsqueeze(-2))
         if level is not None:  # the carry reaches the items of the document the previous block ends in
             carry = SoftmaxPool(carry.m.masked_fill(level.apart, -torch.inf), carry.sums)  # m: (B, H, blocks, L)
-        merged = merge(carry, by_block)
-        shape = (batch, heads, blocks * block)
-        scanned = SoftmaxPool(merged.m.view(shape), merged.sums.view(*shape, -1))
-    return SoftmaxPool(scanned.m[:, :, :n], scanned.sums[:, :, :n])
+        scanned = merge(carry, scanned)
+    return from_blocks(scanned, n, traced)
 
 
 def prefix_softmax_pool(
@@ -335,6 +399,7 @@ def prefix_softmax_pool(
     chunk_size: int | None = None,
     recompute_in_backward: bool = False,
     segments: Segments | None = None,
+    last_states: int | None = None,
 ) -> tuple[torch.Tensor, SoftmaxPool]:
     r"""Prefix softmax pooling, per head: `G_t = sum_{j<=t} e^{a_j} x_j / sum_{j<=t} e^{a_j}` over real tokens.
 
@@ -350,9 +415,12 @@ def prefix_softmax_pool(
         segments: the packed documents of these `seq` positions (`Segments`): `G_t` pools only `t`'s own
             document (the scan's masks come from `segments.scan_plan`), and `state` reaches only the positions of
             the document in progress before position 0 (`segments.continues`).
+        last_states: return the pools after each of the last `min(last_states, seq)` tokens instead of the last one
+            only, oldest first, with a position axis (`m` `(batch, heads, k)`, `sums` `(batch, heads, k, head_dim +
+            1)`): the states a decoding cache keeps to roll back to (`FastformerCache.activate_past_recording`).
 
-    Returns the pooled vectors `(batch, seq, heads, head_dim)` and the pool after the last token, computed in the
-    inputs' dtype upcast to at least float32 (float64 stays float64).
+    Returns the pooled vectors `(batch, seq, heads, head_dim)` and the pool after the last token (see `last_states`),
+    computed in the inputs' dtype upcast to at least float32 (float64 stays float64).
 
     Computed as an online-softmax `prefix_scan` of one pool per token: forward and backward linear in `seq`,
     `O(log seq)` dispatched ops, no Python loop over the sequence, never a `seq x seq` matrix. One token (decoding)
@@ -368,9 +436,10 @@ def prefix_softmax_pool(
             chunk_size=chunk_size,
             recompute_in_backward=False,
             segments=segments,
+            last_states=last_states,
             use_reentrant=False,
         )
-    with torch.autocast(device_type=values.device.type, enabled=False):
+    with no_autocast(values.device.type):
         batch, seq = logits.shape[:2]
         dtype = compute_dtype(logits, values)
         if keep is None:
@@ -379,10 +448,14 @@ def prefix_softmax_pool(
         # padding).
         m = logits.to(dtype).masked_fill(~keep.unsqueeze(-1), torch.finfo(dtype).min).transpose(1, 2)  # (B, H, seq)
         sums = nn.functional.pad(values.to(dtype), (0, 1), value=1.0) * keep.to(dtype)[:, :, None, None]
-        pools = SoftmaxPool(m, sums.transpose(1, 2).contiguous())  # sums: (batch, heads, seq, head_dim + 1)
-        if seq > 1 or state is None:  # a decoding step's one item is its own prefix: only the merge into `state`
+        # sums: (B, H, seq, d + 1), copied (`.contiguous()` would check whether one token needs no copy: an export
+        # would specialise on seq != 1)
+        pools = SoftmaxPool(m, sums.transpose(1, 2).clone(memory_format=torch.contiguous_format))
+        if state is None or seq > 1:  # a decoding step's one item is its own prefix: only the merge into `state`
             block = CAUSAL_CHUNK_SIZE if chunk_size is None else chunk_size
-            pools = prefix_scan(pools, block, None if segments is None else segments.scan_plan(block))
+            plan = None if segments is None else segments.scan_plan(block)
+            counts = exported_block_counts(seq, block) if plan is None and exporting() else None
+            pools = prefix_scan(pools, block, plan, counts)
         if state is not None:
             state = SoftmaxPool(state.m.to(dtype).unsqueeze(-1), state.sums.to(dtype).unsqueeze(-2))
             if segments is not None:  # the tokens before reach the document in progress before position 0 only
@@ -392,5 +465,6 @@ def prefix_softmax_pool(
                 )
             pools = merge(state, pools)
         pooled = finalize(pools)  # (batch, heads, seq, head_dim)
-        last = SoftmaxPool(pools.m[:, :, -1].clone(), pools.sums[:, :, -1].clone())  # not a view of the whole scan
+        tail = -1 if last_states is None else slice(-last_states, None)
+        last = SoftmaxPool(pools.m[:, :, tail].clone(), pools.sums[:, :, tail].clone())  # not a view of the whole scan
     return pooled.transpose(1, 2), last

@@ -440,3 +440,14 @@ def test_loss_is_the_token_mean_and_honours_num_items_in_batch():
     # every label ignored: zero, not the NaN of `CrossEntropyLoss`'s mean over no tokens
     nothing = model(input_ids, attention_mask=attention_mask, labels=torch.full_like(labels, -100)).loss
     assert nothing.item() == 0.0
+
+
+def test_labels_that_are_a_strided_view_give_the_loss_of_their_copy():
+    # a slice of a wider tensor (e.g. `ids[:, :9]`) is not contiguous; the loss flattens its targets with `view`
+    model = seq2seq_model()
+    input_ids, attention_mask = source_batch()
+    wide = torch.randint(3, 99, (2, 15))
+    labels = wide[:, :9]
+    assert not labels.is_contiguous()
+    loss = model(input_ids, attention_mask=attention_mask, labels=labels).loss
+    torch.testing.assert_close(loss, model(input_ids, attention_mask=attention_mask, labels=labels.clone()).loss)
