@@ -41,7 +41,7 @@ Each (arm, seed) run writes `<arm>-seed<seed>.json` in `--output_dir`; a finishe
 The generated data is cached there too (`data-<settings>.json`).
 
     python benchmarks/listops.py --output_dir outputs/listops --seeds 0 1 2
-    python benchmarks/listops.py --smoke --output_dir /tmp/listops-smoke
+    python benchmarks/listops.py --smoke --output_dir outputs/listops-smoke
 """
 
 import argparse

@@ -30,7 +30,7 @@ Each run writes `<arm>-L<len>P<pairs>[-...]-seed<seed>.json` in `--output_dir`; 
 (the file name does not encode the sizes or steps: use one output directory per setting).
 
     python benchmarks/mqar.py --output_dir outputs/mqar --settings 64:4 64:8 128:8 128:16 --seeds 0 1 2
-    python benchmarks/mqar.py --smoke --output_dir /tmp/mqar-smoke
+    python benchmarks/mqar.py --smoke --output_dir outputs/mqar-smoke
 """
 
 import argparse
