@@ -88,6 +88,36 @@ def parse_batch_contexts(text: str) -> list[tuple[int, int]]:
     return pairs
 
 
+def build_models(vocab, hidden, heads, layers, ffn, positions, gpt2_attention=None) -> tuple:
+    """A causal Fastformer and a GPT-2 of the same size (random weights, eval mode), on the current default device;
+    `gpt2_attention`: GPT-2's `attn_implementation` (None: transformers' default)."""
+    fastformer = FastformerForCausalLM(
+        FastformerConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_attention_heads=heads,
+            num_hidden_layers=layers,
+            intermediate_size=ffn,
+            max_position_embeddings=positions,
+            is_decoder=True,
+            hidden_dropout_prob=0.0,
+        )
+    ).eval()
+    attention = {} if gpt2_attention is None else {"attn_implementation": gpt2_attention}
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_head=heads,
+            n_layer=layers,
+            n_inner=ffn,
+            n_positions=positions,
+            **attention,
+        )
+    ).eval()
+    return fastformer, gpt2
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contexts", type=int, nargs="+", default=[128, 1024, 8192, 32768], help="at batch 1")
@@ -107,28 +137,7 @@ def main():
     torch.manual_seed(0)
     cases = [(1, c) for c in args.contexts] + parse_batch_contexts(args.batch_contexts)
     positions = max(c for _, c in cases) + args.steps + 1
-    fastformer = FastformerForCausalLM(
-        FastformerConfig(
-            vocab_size=args.vocab,
-            hidden_size=args.hidden,
-            num_attention_heads=args.heads,
-            num_hidden_layers=args.layers,
-            intermediate_size=args.ffn,
-            max_position_embeddings=positions,
-            is_decoder=True,
-            hidden_dropout_prob=0.0,
-        )
-    ).eval()
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=args.vocab,
-            n_embd=args.hidden,
-            n_head=args.heads,
-            n_layer=args.layers,
-            n_inner=args.ffn,
-            n_positions=positions,
-        )
-    ).eval()
+    fastformer, gpt2 = build_models(args.vocab, args.hidden, args.heads, args.layers, args.ffn, positions)
 
     rows = []
     with torch.no_grad():

@@ -863,29 +863,7 @@ def decoding_models(run, positions: int):
     """Fastformer and GPT-2 (SDPA) at `benchmark_generation.py`'s size, float32, eval mode, on the device."""
     g = benchmark_generation
     with torch.device(run.device):
-        fastformer = FastformerForCausalLM(
-            FastformerConfig(
-                vocab_size=g.VOCAB,
-                hidden_size=g.HIDDEN,
-                num_attention_heads=g.HEADS,
-                num_hidden_layers=g.LAYERS,
-                intermediate_size=g.FFN,
-                max_position_embeddings=positions,
-                is_decoder=True,
-                hidden_dropout_prob=0.0,
-            )
-        ).eval()
-        gpt2 = transformers.GPT2LMHeadModel(
-            transformers.GPT2Config(
-                vocab_size=g.VOCAB,
-                n_embd=g.HIDDEN,
-                n_head=g.HEADS,
-                n_layer=g.LAYERS,
-                n_inner=g.FFN,
-                n_positions=positions,
-                attn_implementation="sdpa",
-            )
-        ).eval()
+        fastformer, gpt2 = g.build_models(g.VOCAB, g.HIDDEN, g.HEADS, g.LAYERS, g.FFN, positions, "sdpa")
     return {"fastformer": fastformer, "gpt2": gpt2}
 
 
